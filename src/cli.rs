@@ -1,0 +1,193 @@
+//! Command-line types (clap derive). Every flag that has an environment variable says so with `env =`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A local copy of your cloud stack: an AWS-compatible endpoint (S3, DynamoDB, SQS, SNS) and Redis,
+/// created from `inframock.toml` and populated from a data folder.
+#[derive(Debug, Parser)]
+#[command(name = "inframock", version, about, long_about = None, after_help = ENV_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Environment variables that are not tied to one flag, listed at the end of every `--help`.
+pub const ENV_HELP: &str = "\
+Environment variables (flags win over them, they win over inframock.toml):
+  AWS_DEFAULT_REGION   region of the mocked stack (default eu-west-1)            [--region]
+  CLUSTER_ENV          environment suffix of resource names (default development) [--cluster-env]
+  BIOMAGE_DATA_PATH    data folder to load (default ./data)                       [--data]
+  POPULATE_MOCK        load the data folder on `run` unless `false`               [--no-populate]
+  INFRAMOCK_*          every other flag, e.g. INFRAMOCK_AWS_PORT, INFRAMOCK_RUNTIME";
+
+/// Flags shared by every subcommand.
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// Project folder holding inframock.toml, data/ and .inframock/ state.
+    #[arg(long, global = true, env = "INFRAMOCK_PROJECT_DIR", value_name = "DIR")]
+    pub project_dir: Option<PathBuf>,
+    /// Stack file (default: <project-dir>/inframock.toml, built-in defaults when absent).
+    #[arg(long, global = true, env = "INFRAMOCK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print machine-readable JSON instead of human output.
+    #[arg(long, global = true, env = "INFRAMOCK_JSON")]
+    pub json: bool,
+    /// Where services run: auto (default), local (processes), docker, external (existing endpoint).
+    #[arg(long, global = true, env = "INFRAMOCK_RUNTIME", value_enum)]
+    pub runtime: Option<RuntimeKind>,
+    /// AWS edge port on 127.0.0.1 (default 4566; 0 picks a free port).
+    #[arg(long, global = true, env = "INFRAMOCK_AWS_PORT", value_name = "PORT")]
+    pub aws_port: Option<u16>,
+    /// Redis port on 127.0.0.1 (default 6379; 0 picks a free port).
+    #[arg(long, global = true, env = "INFRAMOCK_REDIS_PORT", value_name = "PORT")]
+    pub redis_port: Option<u16>,
+    /// Region of the mocked stack.
+    #[arg(long, global = true, env = "AWS_DEFAULT_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+    /// Environment suffix used in resource names (`experiments-<env>`).
+    #[arg(long, global = true, env = "CLUSTER_ENV", value_name = "ENV")]
+    pub cluster_env: Option<String>,
+    /// Data folder holding one sub-folder per experiment.
+    #[arg(
+        long = "data",
+        global = true,
+        env = "BIOMAGE_DATA_PATH",
+        value_name = "DIR"
+    )]
+    pub data_path: Option<PathBuf>,
+    /// AWS endpoint of runtime `external` (a shared LocalStack, moto, or real AWS).
+    #[arg(
+        long,
+        global = true,
+        env = "INFRAMOCK_ENDPOINT_URL",
+        value_name = "URL"
+    )]
+    pub endpoint_url: Option<String>,
+    /// Redis URL of runtime `external`.
+    #[arg(long, global = true, env = "INFRAMOCK_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// moto_server executable of the local runtime (default: .venv/bin/moto_server, then PATH).
+    #[arg(
+        long,
+        global = true,
+        env = "INFRAMOCK_MOTO_SERVER",
+        value_name = "PATH"
+    )]
+    pub moto_server: Option<PathBuf>,
+    /// redis-server executable of the local runtime (default: PATH).
+    #[arg(
+        long,
+        global = true,
+        env = "INFRAMOCK_REDIS_SERVER",
+        value_name = "PATH"
+    )]
+    pub redis_server: Option<PathBuf>,
+    /// Seconds to wait for services to answer before giving up.
+    #[arg(
+        long,
+        global = true,
+        env = "INFRAMOCK_READY_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    pub ready_timeout: Option<u64>,
+}
+
+/// Where the stack's services run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// docker when an engine answers and the docker runtime is usable, otherwise local.
+    Auto,
+    /// moto_server and redis-server processes on this machine.
+    Local,
+    /// LocalStack and Redis containers through the Docker engine.
+    Docker,
+    /// An endpoint that already runs elsewhere: only create resources and load data.
+    External,
+}
+
+impl std::fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            RuntimeKind::Auto => "auto",
+            RuntimeKind::Local => "local",
+            RuntimeKind::Docker => "docker",
+            RuntimeKind::External => "external",
+        };
+        f.write_str(name)
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the stack, create every declared resource, load the data folder; stay up until Ctrl-C.
+    #[command(after_help = ENV_HELP)]
+    Run(RunArgs),
+    /// Load the data folder again into the running stack (only what changed is uploaded).
+    #[command(after_help = ENV_HELP)]
+    ReloadData(ReloadArgs),
+    /// Stop the processes this project started.
+    #[command(after_help = ENV_HELP)]
+    Stop,
+    /// Show each service: runtime, port, PID and health.
+    #[command(after_help = ENV_HELP)]
+    Status,
+    /// Print `export` lines for the running stack: `eval "$(inframock env)"`.
+    #[command(after_help = ENV_HELP)]
+    Env,
+    /// Print a service's log (aws or redis).
+    #[command(after_help = ENV_HELP)]
+    Logs(LogsArgs),
+}
+
+/// Flags of `run`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunArgs {
+    /// Return once the stack is ready; the services keep running (stop them with `inframock stop`).
+    #[arg(short, long, env = "INFRAMOCK_DETACH")]
+    pub detach: bool,
+    /// Do not load the data folder (same as POPULATE_MOCK=false).
+    #[arg(long)]
+    pub no_populate: bool,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// Flags of `reload-data`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ReloadArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// Flags shared by every command that loads data.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LoadArgs {
+    /// Load only this experiment (a folder name under the data folder). Repeatable.
+    #[arg(long = "experiment", value_name = "ID")]
+    pub experiments: Vec<String>,
+    /// Print the load plan and touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Upload even the S3 objects whose source did not change.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Flags of `logs`.
+#[derive(Debug, Args, Clone)]
+pub struct LogsArgs {
+    /// Service whose log to print: aws or redis (default: both).
+    pub service: Option<String>,
+    /// Keep printing new lines as they are written.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of last lines to print first.
+    #[arg(short = 'n', long, default_value_t = 50)]
+    pub lines: usize,
+}

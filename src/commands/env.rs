@@ -1,0 +1,111 @@
+//! `inframock env`: `export` lines pointing AWS tools and Redis clients at the running stack.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use crate::aws::{TEST_ACCESS_KEY, TEST_SECRET_KEY};
+use crate::cli::RuntimeKind;
+use crate::config::Settings;
+use crate::stack::state::{self, StackState};
+use crate::stack::ServiceName;
+
+/// The `export` lines for a stack.
+pub fn export_lines(stack: &StackState) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(aws) = stack.service(ServiceName::Aws) {
+        lines.push(format!("export AWS_ENDPOINT_URL={}", aws.url));
+    }
+    lines.push(format!("export AWS_DEFAULT_REGION={}", stack.region));
+    lines.push(format!("export AWS_REGION={}", stack.region));
+    if stack.runtime != RuntimeKind::External {
+        lines.push(format!("export AWS_ACCESS_KEY_ID={TEST_ACCESS_KEY}"));
+        lines.push(format!("export AWS_SECRET_ACCESS_KEY={TEST_SECRET_KEY}"));
+    }
+    if let Some(redis) = stack.service(ServiceName::Redis) {
+        lines.push(format!("export REDIS_URL={}", redis.url));
+    }
+    lines.push(format!("export CLUSTER_ENV={}", stack.cluster_env));
+    lines
+}
+
+/// Prints the export lines (or a JSON object of them with `--json`).
+pub fn execute(settings: &Settings) -> Result<ExitCode> {
+    let stack = state::read(&settings.state_dir())?
+        .context("no stack is running for this project; start one with `inframock run --detach`")?;
+    let lines = export_lines(&stack);
+    if settings.json {
+        let map: serde_json::Map<String, serde_json::Value> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+            .collect();
+        println!("{}", serde_json::Value::Object(map));
+    } else {
+        for line in lines {
+            println!("{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::state::ServiceRecord;
+
+    fn record(name: ServiceName, url: &str) -> ServiceRecord {
+        ServiceRecord {
+            name,
+            runtime: RuntimeKind::Local,
+            port: 1,
+            url: url.into(),
+            pid: Some(1),
+            program: None,
+            log: None,
+        }
+    }
+
+    #[test]
+    fn exports_endpoint_region_credentials_and_redis() {
+        let stack = StackState {
+            project: "p".into(),
+            runtime: RuntimeKind::Local,
+            started_at: 0,
+            region: "eu-west-1".into(),
+            cluster_env: "development".into(),
+            services: vec![
+                record(ServiceName::Aws, "http://localhost:4566"),
+                record(ServiceName::Redis, "redis://localhost:6379"),
+            ],
+        };
+        let lines = export_lines(&stack);
+        assert_eq!(
+            lines,
+            [
+                "export AWS_ENDPOINT_URL=http://localhost:4566",
+                "export AWS_DEFAULT_REGION=eu-west-1",
+                "export AWS_REGION=eu-west-1",
+                "export AWS_ACCESS_KEY_ID=test",
+                "export AWS_SECRET_ACCESS_KEY=test",
+                "export REDIS_URL=redis://localhost:6379",
+                "export CLUSTER_ENV=development",
+            ]
+        );
+    }
+
+    #[test]
+    fn external_stack_keeps_the_users_credentials() {
+        let stack = StackState {
+            project: "p".into(),
+            runtime: RuntimeKind::External,
+            started_at: 0,
+            region: "us-east-1".into(),
+            cluster_env: "staging".into(),
+            services: vec![record(ServiceName::Aws, "https://example.test")],
+        };
+        let lines = export_lines(&stack).join("\n");
+        assert!(!lines.contains("AWS_ACCESS_KEY_ID"));
+        assert!(!lines.contains("REDIS_URL"));
+    }
+}

@@ -1,0 +1,77 @@
+//! `inframock logs [service] [-f]`: the log files of the local runtime's processes.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::LogsArgs;
+use crate::config::Settings;
+use crate::stack::local::last_lines;
+use crate::stack::ServiceName;
+
+/// Prints the last lines of each chosen service's log; with `--follow`, keeps printing.
+pub async fn execute(settings: &Settings, args: &LogsArgs) -> Result<ExitCode> {
+    let services: Vec<ServiceName> = match &args.service {
+        Some(name) => vec![ServiceName::parse(name)
+            .with_context(|| format!("unknown service `{name}`; choose one of: aws, redis"))?],
+        None => ServiceName::ALL.to_vec(),
+    };
+    let log_dir = settings.state_dir().join("logs");
+    let paths: Vec<_> = services
+        .iter()
+        .map(|s| (*s, log_dir.join(format!("{s}.log"))))
+        .filter(|(_, p)| p.is_file())
+        .collect();
+    if paths.is_empty() {
+        bail!(
+            "no log found in {} (the local runtime writes one per service once `inframock run` started it)",
+            log_dir.display()
+        );
+    }
+    let prefix = paths.len() > 1;
+    let mut offsets = Vec::new();
+    for (service, path) in &paths {
+        for line in last_lines(path, args.lines) {
+            print_line(prefix, *service, &line);
+        }
+        offsets.push(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
+    }
+    if !args.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    loop {
+        for ((service, path), offset) in paths.iter().zip(offsets.iter_mut()) {
+            let Ok(mut file) = std::fs::File::open(path) else {
+                continue;
+            };
+            let length = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if length < *offset {
+                *offset = 0; // the log was recreated by a new `run`
+            }
+            if length > *offset && file.seek(SeekFrom::Start(*offset)).is_ok() {
+                let mut chunk = String::new();
+                if file.read_to_string(&mut chunk).is_ok() {
+                    for line in chunk.lines() {
+                        print_line(prefix, *service, line);
+                    }
+                    *offset = length;
+                }
+            }
+        }
+        let _ = std::io::stdout().flush();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}
+
+fn print_line(prefix: bool, service: ServiceName, line: &str) {
+    if prefix {
+        println!("{:<5} | {line}", service.as_str());
+    } else {
+        println!("{line}");
+    }
+}

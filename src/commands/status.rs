@@ -1,0 +1,110 @@
+//! `inframock status`: each service with its runtime, port, PID and health.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::EXIT_NOT_RUNNING;
+use crate::cli::RuntimeKind;
+use crate::config::Settings;
+use crate::stack::state;
+use crate::stack::up::probe_for;
+use crate::stack::{local, ServiceName};
+
+/// One row of the status table.
+#[derive(Debug, Serialize)]
+pub struct ServiceStatus {
+    pub service: ServiceName,
+    pub runtime: RuntimeKind,
+    pub url: String,
+    pub port: u16,
+    pub pid: Option<u32>,
+    /// The process (local runtime) exists and is ours.
+    pub running: bool,
+    /// "healthy", or why not.
+    pub health: String,
+}
+
+/// Prints the status; exit code 4 when nothing runs or a service is unhealthy.
+pub async fn execute(settings: &Settings) -> Result<ExitCode> {
+    let Some(stack) = state::read(&settings.state_dir())? else {
+        if settings.json {
+            println!(
+                "{}",
+                serde_json::json!({"project": settings.project_name, "running": false, "services": []})
+            );
+        } else {
+            println!(
+                "no stack is running for project {} (start one with `inframock run`)",
+                settings.project_name
+            );
+        }
+        return Ok(ExitCode::from(EXIT_NOT_RUNNING));
+    };
+    let mut rows = Vec::new();
+    for record in &stack.services {
+        let running = match record.runtime {
+            RuntimeKind::Local => local::is_running(record),
+            _ => true,
+        };
+        let health = if running {
+            match probe_for(settings, record.name, &record.url).check().await {
+                Ok(()) => "healthy".to_string(),
+                Err(e) => format!("unhealthy: {e}"),
+            }
+        } else {
+            "not running (stale record; `inframock stop` cleans it up)".to_string()
+        };
+        rows.push(ServiceStatus {
+            service: record.name,
+            runtime: record.runtime,
+            url: record.url.clone(),
+            port: record.port,
+            pid: record.pid,
+            running,
+            health,
+        });
+    }
+    let all_healthy = rows.iter().all(|r| r.health == "healthy");
+    if settings.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "project": stack.project,
+                "running": true,
+                "healthy": all_healthy,
+                "runtime": stack.runtime,
+                "region": stack.region,
+                "cluster_env": stack.cluster_env,
+                "started_at": stack.started_at,
+                "services": rows,
+            })
+        );
+    } else {
+        println!(
+            "project {} (runtime {}, region {}, env {})",
+            stack.project, stack.runtime, stack.region, stack.cluster_env
+        );
+        println!(
+            "{:<7} {:<9} {:<24} {:>6} {:>8}  HEALTH",
+            "SERVICE", "RUNTIME", "URL", "PORT", "PID"
+        );
+        for row in &rows {
+            println!(
+                "{:<7} {:<9} {:<24} {:>6} {:>8}  {}",
+                row.service.as_str(),
+                row.runtime.to_string(),
+                row.url,
+                row.port,
+                row.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                row.health
+            );
+        }
+    }
+    Ok(if all_healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NOT_RUNNING)
+    })
+}

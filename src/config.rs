@@ -1,0 +1,290 @@
+//! Resolved settings: flags > environment variables > `inframock.toml` > defaults, built once and
+//! passed down to every command.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::cli::{GlobalArgs, RuntimeKind};
+use crate::stack_file::{NameVars, StackFile};
+
+/// Default AWS edge port, as LocalStack's.
+pub const DEFAULT_AWS_PORT: u16 = 4566;
+/// Default Redis port.
+pub const DEFAULT_REDIS_PORT: u16 = 6379;
+/// Default region of the original tool.
+pub const DEFAULT_REGION: &str = "eu-west-1";
+/// Default environment suffix of the original tool.
+pub const DEFAULT_CLUSTER_ENV: &str = "development";
+/// Account id every local endpoint uses (LocalStack's; moto is told with MOTO_ACCOUNT_ID).
+pub const LOCAL_ACCOUNT_ID: &str = "000000000000";
+/// Default readiness deadline.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Folder, inside the project, holding state, logs and recorded data.
+pub const STATE_DIR_NAME: &str = ".inframock";
+
+/// Everything a command needs to know, resolved once.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub project_dir: PathBuf,
+    pub project_name: String,
+    pub stack: StackFile,
+    /// Where the stack file came from (a path, or "built-in inframock.toml").
+    pub stack_origin: String,
+    pub runtime: RuntimeKind,
+    pub aws_port: u16,
+    pub redis_port: u16,
+    pub region: String,
+    pub cluster_env: String,
+    pub account: String,
+    pub data_path: PathBuf,
+    pub populate: bool,
+    pub endpoint_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub moto_server: Option<PathBuf>,
+    pub redis_server: Option<PathBuf>,
+    pub ready_timeout: Duration,
+    pub json: bool,
+}
+
+impl Settings {
+    /// Resolves settings from parsed flags (which already include their env vars), the value of
+    /// `POPULATE_MOCK`, and the stack file found in the project folder.
+    pub fn resolve(
+        args: &GlobalArgs,
+        populate_mock: Option<&str>,
+        no_populate_flag: bool,
+        current_dir: &Path,
+    ) -> Result<Settings> {
+        let project_dir = match &args.project_dir {
+            Some(dir) => absolute(current_dir, dir),
+            None => current_dir.to_path_buf(),
+        };
+        let (stack, stack_origin) = match &args.config {
+            Some(path) => {
+                let path = absolute(current_dir, path);
+                let stack = StackFile::load(&path)?;
+                (stack, path.display().to_string())
+            }
+            None => {
+                let path = project_dir.join("inframock.toml");
+                if path.is_file() {
+                    (StackFile::load(&path)?, path.display().to_string())
+                } else {
+                    (StackFile::built_in(), "built-in inframock.toml".to_string())
+                }
+            }
+        };
+        let project_name = stack
+            .project
+            .name
+            .clone()
+            .or_else(|| {
+                project_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "inframock".to_string());
+        let populate = !no_populate_flag && populate_mock.is_none_or(parse_populate);
+        let data_path = match &args.data_path {
+            Some(dir) => absolute(current_dir, dir),
+            None => project_dir.join("data"),
+        };
+        let region = non_empty(args.region.clone()).unwrap_or_else(|| DEFAULT_REGION.to_string());
+        let cluster_env =
+            non_empty(args.cluster_env.clone()).unwrap_or_else(|| DEFAULT_CLUSTER_ENV.to_string());
+        let runtime = args.runtime.unwrap_or(RuntimeKind::Auto);
+        if runtime == RuntimeKind::External && args.endpoint_url.is_none() {
+            anyhow::bail!(
+                "--runtime external needs --endpoint-url URL (or INFRAMOCK_ENDPOINT_URL) naming the AWS endpoint to use"
+            );
+        }
+        Ok(Settings {
+            aws_port: args
+                .aws_port
+                .or(stack.services.aws.port)
+                .unwrap_or(DEFAULT_AWS_PORT),
+            redis_port: args
+                .redis_port
+                .or(stack.services.redis.port)
+                .unwrap_or(DEFAULT_REDIS_PORT),
+            ready_timeout: args
+                .ready_timeout
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_READY_TIMEOUT),
+            moto_server: args.moto_server.as_ref().map(|p| absolute(current_dir, p)),
+            redis_server: args.redis_server.as_ref().map(|p| absolute(current_dir, p)),
+            endpoint_url: args.endpoint_url.clone(),
+            redis_url: args.redis_url.clone(),
+            account: LOCAL_ACCOUNT_ID.to_string(),
+            json: args.json,
+            project_dir,
+            project_name,
+            stack,
+            stack_origin,
+            runtime,
+            region,
+            cluster_env,
+            data_path,
+            populate,
+        })
+    }
+
+    /// Variables used to expand declared names.
+    pub fn name_vars(&self) -> NameVars<'_> {
+        NameVars {
+            env: &self.cluster_env,
+            region: &self.region,
+            account: &self.account,
+            experiment: None,
+        }
+    }
+
+    /// `<project>/.inframock`
+    pub fn state_dir(&self) -> PathBuf {
+        self.project_dir.join(STATE_DIR_NAME)
+    }
+
+    /// Creates the state folder (and its logs folder) if missing.
+    pub fn ensure_state_dir(&self) -> Result<PathBuf> {
+        let dir = self.state_dir();
+        std::fs::create_dir_all(dir.join("logs"))
+            .with_context(|| format!("cannot create {}", dir.join("logs").display()))?;
+        Ok(dir)
+    }
+}
+
+/// `POPULATE_MOCK`: anything but false/0/no/off (any case) means load.
+pub fn parse_populate(value: &str) -> bool {
+    !matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "false" | "0" | "no" | "off"
+    )
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+fn absolute(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: GlobalArgs, dir: &Path) -> Settings {
+        Settings::resolve(&args, None, false, dir).expect("resolves")
+    }
+
+    #[test]
+    fn defaults_without_stack_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = resolve(GlobalArgs::default(), dir.path());
+        assert_eq!(s.aws_port, 4566);
+        assert_eq!(s.redis_port, 6379);
+        assert_eq!(s.region, "eu-west-1");
+        assert_eq!(s.cluster_env, "development");
+        assert_eq!(s.data_path, dir.path().join("data"));
+        assert_eq!(s.runtime, RuntimeKind::Auto);
+        assert_eq!(s.ready_timeout, Duration::from_secs(60));
+        assert!(s.populate);
+        assert_eq!(s.stack_origin, "built-in inframock.toml");
+        assert_eq!(s.stack.tables.len(), 4);
+        let name = dir.path().file_name().unwrap().to_string_lossy();
+        assert_eq!(s.project_name, name);
+    }
+
+    #[test]
+    fn flags_win_over_stack_file_which_wins_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("inframock.toml"),
+            "[project]\nname='demo'\n[services.aws]\nport=5000\n[services.redis]\nport=7000\n",
+        )
+        .unwrap();
+        let from_file = resolve(GlobalArgs::default(), dir.path());
+        assert_eq!((from_file.aws_port, from_file.redis_port), (5000, 7000));
+        assert_eq!(from_file.project_name, "demo");
+        assert!(
+            from_file.stack.tables.is_empty(),
+            "a project file replaces the built-in stack"
+        );
+        let flags = GlobalArgs {
+            aws_port: Some(0),
+            redis_port: Some(7001),
+            region: Some("us-east-1".into()),
+            cluster_env: Some("staging".into()),
+            data_path: Some("elsewhere".into()),
+            ready_timeout: Some(5),
+            ..GlobalArgs::default()
+        };
+        let s = resolve(flags, dir.path());
+        assert_eq!((s.aws_port, s.redis_port), (0, 7001));
+        assert_eq!(s.region, "us-east-1");
+        assert_eq!(s.cluster_env, "staging");
+        assert_eq!(s.data_path, dir.path().join("elsewhere"));
+        assert_eq!(s.ready_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn empty_env_values_fall_back_to_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = resolve(
+            GlobalArgs {
+                region: Some(String::new()),
+                cluster_env: Some(" ".into()),
+                ..GlobalArgs::default()
+            },
+            dir.path(),
+        );
+        assert_eq!(s.region, "eu-west-1");
+        assert_eq!(s.cluster_env, "development");
+    }
+
+    #[test]
+    fn populate_mock_values() {
+        assert!(parse_populate("true"));
+        assert!(parse_populate("TRUE"));
+        assert!(parse_populate("1"));
+        assert!(!parse_populate("false"));
+        assert!(!parse_populate("False"));
+        assert!(!parse_populate("0"));
+        assert!(!parse_populate("no"));
+        let dir = tempfile::tempdir().unwrap();
+        let off =
+            Settings::resolve(&GlobalArgs::default(), Some("false"), false, dir.path()).unwrap();
+        assert!(!off.populate);
+        let flag =
+            Settings::resolve(&GlobalArgs::default(), Some("true"), true, dir.path()).unwrap();
+        assert!(!flag.populate, "--no-populate wins over POPULATE_MOCK=true");
+    }
+
+    #[test]
+    fn malformed_project_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("inframock.toml"), "[[tables]\n").unwrap();
+        let err = Settings::resolve(&GlobalArgs::default(), None, false, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("inframock.toml"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn external_runtime_needs_an_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = GlobalArgs {
+            runtime: Some(RuntimeKind::External),
+            ..GlobalArgs::default()
+        };
+        let err = Settings::resolve(&args, None, false, dir.path()).unwrap_err();
+        assert!(err.to_string().contains("--endpoint-url"), "{err}");
+    }
+}

@@ -1,0 +1,346 @@
+//! Applying a `LoadPlan`: JSON files become DynamoDB items (BatchWriteItem, 25 at a time, retrying
+//! unprocessed items), other files become S3 objects (streamed; skipped when the fingerprint stored
+//! on the object matches the source). Files load concurrently; one bad file never stops the others.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use super::discover::{Action, LoadPlan, PlannedTarget};
+use super::dynamo_json::{check_keys, key_of, parse_items, Item, JsonFormat};
+use super::fingerprint::{FingerprintCache, METADATA_KEY};
+use super::s3_upload::{upload, UploadLimits, UploadRequest};
+use crate::aws::{describe_error, error_code, AwsClients};
+
+/// Items per BatchWriteItem call (the DynamoDB maximum).
+pub const BATCH_SIZE: usize = 25;
+/// Files loaded at once.
+pub const FILES_AT_ONCE: usize = 16;
+/// Batches of one file written at once.
+const BATCHES_AT_ONCE: usize = 4;
+/// Attempts to write unprocessed items before giving up.
+const BATCH_ATTEMPTS: u32 = 10;
+
+/// Options of one load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Upload S3 objects even when their fingerprint matches.
+    pub force: bool,
+}
+
+/// What loading one file did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum FileResult {
+    /// Items written to a table.
+    Items { count: usize, format: JsonFormat },
+    /// An object written (bytes sent).
+    Uploaded { bytes: u64 },
+    /// The object already holds this source: nothing sent.
+    Unchanged,
+    /// The file could not be loaded; nothing of it was written.
+    Failed { error: String },
+}
+
+/// One file's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileOutcome {
+    pub experiment: String,
+    pub file: String,
+    pub target: String,
+    #[serde(flatten)]
+    pub result: FileResult,
+}
+
+/// Receives each file's outcome as it finishes (progress bars, plain lines).
+pub trait LoadObserver: Sync {
+    fn file_done(&self, outcome: &FileOutcome);
+}
+
+/// The key attribute names of each table, or why the table cannot be used.
+pub async fn table_keys(
+    clients: &AwsClients,
+    tables: &[String],
+) -> HashMap<String, Result<Vec<String>, String>> {
+    let lookups = tables.iter().map(|table| async move {
+        let described = clients.dynamodb.describe_table().table_name(table).send().await;
+        let keys = match described {
+            Ok(output) => Ok(output
+                .table
+                .map(|t| {
+                    let mut schema = t.key_schema.unwrap_or_default();
+                    // HASH first, then RANGE.
+                    schema.sort_by_key(|k| k.key_type.as_str() != "HASH");
+                    schema.into_iter().map(|k| k.attribute_name).collect()
+                })
+                .unwrap_or_default()),
+            Err(e) if error_code(&e).as_deref() == Some("ResourceNotFoundException") => Err(format!(
+                "table {table} does not exist; declare it under [[tables]] in inframock.toml (`inframock run` creates it)"
+            )),
+            Err(e) => Err(format!("table {table}: {}", describe_error(&e))),
+        };
+        (table.clone(), keys)
+    });
+    futures::future::join_all(lookups)
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Loads every action of the plan; returns one outcome per file, in plan order.
+pub async fn apply(
+    clients: &AwsClients,
+    plan: &LoadPlan,
+    cache: Arc<FingerprintCache>,
+    options: &LoadOptions,
+    observer: &dyn LoadObserver,
+) -> Vec<FileOutcome> {
+    let tables: Vec<String> = plan
+        .experiments
+        .iter()
+        .flat_map(|e| &e.actions)
+        .filter_map(|a| match &a.target {
+            PlannedTarget::Table { table } => Some(table.clone()),
+            PlannedTarget::Object { .. } => None,
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let keys = table_keys(clients, &tables).await;
+    let limits = UploadLimits::default();
+    let work = plan.experiments.iter().flat_map(|experiment| {
+        experiment
+            .actions
+            .iter()
+            .map(move |action| (experiment.id.as_str(), action))
+    });
+    let mut indexed: Vec<(usize, FileOutcome)> = stream::iter(work.enumerate())
+        .map(|(index, (experiment, action))| {
+            let keys = &keys;
+            let cache = cache.clone();
+            let limits = &limits;
+            async move {
+                let result = load_file(clients, action, keys, &cache, limits, options).await;
+                let outcome = FileOutcome {
+                    experiment: experiment.to_string(),
+                    file: action.file.clone(),
+                    target: describe_target(&action.target),
+                    result,
+                };
+                observer.file_done(&outcome);
+                (index, outcome)
+            }
+        })
+        .buffer_unordered(FILES_AT_ONCE)
+        .collect()
+        .await;
+    indexed.sort_by_key(|(index, _)| *index);
+    cache.save();
+    indexed.into_iter().map(|(_, outcome)| outcome).collect()
+}
+
+/// "table experiments-development" or "s3://bucket/key".
+pub fn describe_target(target: &PlannedTarget) -> String {
+    match target {
+        PlannedTarget::Table { table } => format!("table {table}"),
+        PlannedTarget::Object { bucket, key, .. } => format!("s3://{bucket}/{key}"),
+    }
+}
+
+async fn load_file(
+    clients: &AwsClients,
+    action: &Action,
+    keys: &HashMap<String, Result<Vec<String>, String>>,
+    cache: &Arc<FingerprintCache>,
+    limits: &UploadLimits,
+    options: &LoadOptions,
+) -> FileResult {
+    let outcome = match &action.target {
+        PlannedTarget::Table { table } => match keys.get(table) {
+            Some(Ok(key_names)) => load_items(clients, &action.path, table, key_names).await,
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!("table {table} was not looked up")),
+        },
+        PlannedTarget::Object {
+            bucket,
+            key,
+            gunzip,
+        } => {
+            load_object(
+                clients, action, bucket, key, *gunzip, cache, limits, options,
+            )
+            .await
+        }
+    };
+    outcome.unwrap_or_else(|error| FileResult::Failed { error })
+}
+
+async fn load_items(
+    clients: &AwsClients,
+    path: &Path,
+    table: &str,
+    key_names: &[String],
+) -> Result<FileResult, String> {
+    let path_owned = path.to_path_buf();
+    let key_list = key_names.to_vec();
+    let parsed = tokio::task::spawn_blocking(move || -> Result<(JsonFormat, Vec<Item>), String> {
+        let text = std::fs::read_to_string(&path_owned).map_err(|e| format!("cannot read: {e}"))?;
+        let (format, items) = parse_items(&text).map_err(|e| e.to_string())?;
+        check_keys(&items, &key_list).map_err(|e| e.to_string())?;
+        Ok((format, items))
+    })
+    .await
+    .map_err(|e| format!("internal: {e}"))??;
+    let (format, items) = parsed;
+    let count = items.len();
+    let items = last_item_per_key(items, key_names);
+    let batches: Vec<Vec<Item>> = items
+        .chunks(BATCH_SIZE)
+        .map(|chunk| chunk.to_vec())
+        .collect();
+    let results: Vec<Result<(), String>> = stream::iter(batches)
+        .map(|batch| write_batch(clients, table, batch))
+        .buffer_unordered(BATCHES_AT_ONCE)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>, String>>()?;
+    Ok(FileResult::Items { count, format })
+}
+
+/// Keeps the last item of each key (what sequential puts would leave), in first-seen order;
+/// DynamoDB rejects a batch holding one key twice.
+fn last_item_per_key(items: Vec<Item>, key_names: &[String]) -> Vec<Item> {
+    let mut position: HashMap<String, usize> = HashMap::new();
+    let mut unique: Vec<Item> = Vec::with_capacity(items.len());
+    for item in items {
+        let key = key_of(&item, key_names);
+        match position.get(&key) {
+            Some(&at) => unique[at] = item,
+            None => {
+                position.insert(key, unique.len());
+                unique.push(item);
+            }
+        }
+    }
+    unique
+}
+
+async fn write_batch(clients: &AwsClients, table: &str, batch: Vec<Item>) -> Result<(), String> {
+    let mut requests: Vec<WriteRequest> = batch
+        .into_iter()
+        .map(|item| {
+            PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map(|put| WriteRequest::builder().put_request(put).build())
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    let mut pause = Duration::from_millis(50);
+    for attempt in 1..=BATCH_ATTEMPTS {
+        let output = clients
+            .dynamodb
+            .batch_write_item()
+            .request_items(table, requests.clone())
+            .send()
+            .await
+            .map_err(|e| format!("writing to table {table}: {}", describe_error(&e)))?;
+        requests = output
+            .unprocessed_items
+            .and_then(|mut left| left.remove(table))
+            .unwrap_or_default();
+        if requests.is_empty() {
+            return Ok(());
+        }
+        if attempt < BATCH_ATTEMPTS {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+    Err(format!(
+        "table {table}: {} item(s) still unprocessed after {BATCH_ATTEMPTS} attempts",
+        requests.len()
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn load_object(
+    clients: &AwsClients,
+    action: &Action,
+    bucket: &str,
+    key: &str,
+    gunzip: bool,
+    cache: &Arc<FingerprintCache>,
+    limits: &UploadLimits,
+    options: &LoadOptions,
+) -> Result<FileResult, String> {
+    let transform = if gunzip { "gunzip" } else { "copy" };
+    let hashing = cache.clone();
+    let source = action.path.clone();
+    let fingerprint = tokio::task::spawn_blocking(move || hashing.fingerprint(&source, transform))
+        .await
+        .map_err(|e| format!("internal: {e}"))?
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if !options.force {
+        let head = clients
+            .s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await;
+        if let Ok(head) = head {
+            let stored = head
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get(METADATA_KEY))
+                .map(String::as_str);
+            if stored == Some(fingerprint.as_str()) {
+                return Ok(FileResult::Unchanged);
+            }
+        }
+    }
+    let content_type = if action.file.ends_with(".json") {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    };
+    let request = UploadRequest {
+        bucket,
+        key,
+        source: &action.path,
+        gunzip,
+        content_type,
+        metadata: HashMap::from([(METADATA_KEY.to_string(), fingerprint)]),
+    };
+    let bytes = upload(&clients.s3, &request, limits)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(FileResult::Uploaded { bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    #[test]
+    fn duplicate_keys_keep_the_last_item_in_first_seen_order() {
+        let keys = vec!["id".to_string()];
+        let item = |id: &str, v: &str| {
+            Item::from([
+                ("id".to_string(), AttributeValue::S(id.into())),
+                ("v".to_string(), AttributeValue::S(v.into())),
+            ])
+        };
+        let unique = last_item_per_key(vec![item("a", "1"), item("b", "1"), item("a", "2")], &keys);
+        assert_eq!(unique.len(), 2);
+        assert_eq!(unique[0]["v"], AttributeValue::S("2".into()));
+        assert_eq!(unique[1]["id"], AttributeValue::S("b".into()));
+    }
+}

@@ -1,0 +1,63 @@
+//! inframock: parse the command line, run one command, map errors to exit codes.
+
+mod aws;
+mod cli;
+mod commands;
+mod config;
+mod data;
+mod output;
+mod resources;
+mod stack;
+mod stack_file;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use config::Settings;
+use output::Reporter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let current_dir = std::env::current_dir()?;
+    let populate_mock = std::env::var("POPULATE_MOCK").ok();
+    let no_populate = matches!(&cli.command, Command::Run(args) if args.no_populate);
+    let settings = Settings::resolve(
+        &cli.global,
+        populate_mock.as_deref(),
+        no_populate,
+        &current_dir,
+    )?;
+    let reporter = Reporter::new(settings.json);
+    match &cli.command {
+        Command::Run(args) => commands::run::execute(&settings, args, &reporter).await,
+        Command::ReloadData(args) => {
+            commands::reload_data::execute(&settings, args, &reporter).await
+        }
+        Command::Stop => commands::stop::execute(&settings, &reporter),
+        Command::Status => commands::status::execute(&settings).await,
+        Command::Env => commands::env::execute(&settings),
+        Command::Logs(args) => commands::logs::execute(&settings, args).await,
+    }
+}

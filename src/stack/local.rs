@@ -1,0 +1,341 @@
+//! The `local` runtime: `moto_server` and `redis-server` as processes on 127.0.0.1, each in its own
+//! session (so Ctrl-C in the terminal reaches only inframock, which then stops them in order) and
+//! logging to `.inframock/logs/<service>.log`.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::ports::process_command;
+use super::state::ServiceRecord;
+use super::{local_url, ServiceName};
+use crate::cli::RuntimeKind;
+
+/// A process we started in this invocation.
+#[derive(Debug)]
+pub struct StartedProcess {
+    pub record: ServiceRecord,
+    child: Child,
+}
+
+impl StartedProcess {
+    /// `Ok` while the process runs; otherwise its exit status and last log lines.
+    pub fn check_alive(&mut self) -> Result<(), String> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(exited_message(&self.record, &status.to_string())),
+            Err(e) => Err(format!("cannot watch {}: {e}", self.record.name)),
+        }
+    }
+
+    /// Stops the process (TERM to its group, KILL after `grace`) and reaps it.
+    pub fn stop(mut self, grace: Duration) {
+        if let Some(pid) = self.record.pid {
+            terminate_group(pid, grace, || matches!(self.child.try_wait(), Ok(Some(_))));
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The message for a service that exited while we waited: status plus the last log lines.
+fn exited_message(record: &ServiceRecord, status: &str) -> String {
+    let mut message = format!("{} exited while starting ({status})", record.name);
+    if let Some(log) = &record.log {
+        let tail = last_lines(log, 20);
+        if tail.is_empty() {
+            message.push_str(&format!("; its log {} is empty", log.display()));
+        } else {
+            message.push_str(&format!(
+                "; last lines of {}:\n{}",
+                log.display(),
+                indent(&tail)
+            ));
+        }
+    }
+    message
+}
+
+fn indent(lines: &[String]) -> String {
+    lines
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Finds the executable of a service: the explicit setting, then (moto) the project's `.venv`,
+/// then PATH. The error says how to install it.
+pub fn find_program(
+    service: ServiceName,
+    explicit: Option<&Path>,
+    project_dir: &Path,
+) -> Result<PathBuf> {
+    let (name, flag, hint) = match service {
+        ServiceName::Aws => (
+            "moto_server",
+            "--moto-server",
+            "run `make setup` (creates .venv with moto[server]) or `pip install 'moto[server]'`",
+        ),
+        ServiceName::Redis => (
+            "redis-server",
+            "--redis-server",
+            "install it with `sudo apt-get install redis-server` (Debian/Ubuntu) or `brew install redis`",
+        ),
+    };
+    if let Some(path) = explicit {
+        if is_executable(path) {
+            return Ok(path.to_path_buf());
+        }
+        anyhow::bail!(
+            "{} ({flag}) is not an executable file; point {flag} at {name}, or {hint}",
+            path.display()
+        );
+    }
+    if service == ServiceName::Aws {
+        let venv = project_dir.join(".venv/bin/moto_server");
+        if is_executable(&venv) {
+            return Ok(venv);
+        }
+    }
+    if let Some(found) = search_path(name) {
+        return Ok(found);
+    }
+    anyhow::bail!(
+        "{name} was not found (looked in {}PATH); {hint}, or set {flag} / INFRAMOCK_{}",
+        if service == ServiceName::Aws {
+            ".venv/bin and "
+        } else {
+            ""
+        },
+        flag.trim_start_matches("--")
+            .replace('-', "_")
+            .to_uppercase()
+    )
+}
+
+fn search_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Starts a service's process on 127.0.0.1:`port`, logging to `log_dir/<service>.log`.
+pub fn spawn(
+    service: ServiceName,
+    program: &Path,
+    port: u16,
+    state_dir: &Path,
+) -> Result<StartedProcess> {
+    let log = state_dir.join("logs").join(format!("{service}.log"));
+    let log_file = std::fs::File::create(&log)
+        .with_context(|| format!("cannot create log file {}", log.display()))?;
+    let log_err = log_file
+        .try_clone()
+        .with_context(|| format!("cannot open log file {}", log.display()))?;
+    let mut command = Command::new(program);
+    match service {
+        ServiceName::Aws => {
+            command
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("MOTO_ACCOUNT_ID", crate::config::LOCAL_ACCOUNT_ID)
+                .env("PYTHONUNBUFFERED", "1");
+        }
+        ServiceName::Redis => {
+            let data_dir = state_dir.join("redis");
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("cannot create {}", data_dir.display()))?;
+            command.args(["--bind", "127.0.0.1", "--port", &port.to_string()]);
+            command.args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
+            command.arg("--dir").arg(&data_dir);
+        }
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log_file))
+        .stderr(Stdio::from(log_err));
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .with_context(|| format!("cannot start {}", program.display()))?;
+    let program_name = program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    Ok(StartedProcess {
+        record: ServiceRecord {
+            name: service,
+            runtime: RuntimeKind::Local,
+            port,
+            url: local_url(service, port),
+            pid: Some(child.id()),
+            program: program_name,
+            log: Some(log),
+        },
+        child,
+    })
+}
+
+/// Whether the recorded process still runs and is still ours (its command line names our program,
+/// so a PID reused by an unrelated process is not mistaken for it).
+pub fn is_running(record: &ServiceRecord) -> bool {
+    let Some(pid) = record.pid else {
+        return false;
+    };
+    if !pid_alive(pid) {
+        return false;
+    }
+    match (&record.program, process_command(pid)) {
+        (Some(program), Some(command)) => command.contains(program.as_str()),
+        (None, Some(_)) => true,
+        (_, None) => false,
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // A zombie still answers kill(0); /proc tells it apart.
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        if let Some(state) = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+        {
+            return state != "Z" && state != "X";
+        }
+    }
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+/// What `stop_recorded` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StopOutcome {
+    Stopped,
+    AlreadyGone,
+}
+
+/// Stops a process recorded in the state file (not started by this invocation).
+pub fn stop_recorded(record: &ServiceRecord, grace: Duration) -> StopOutcome {
+    match record.pid {
+        Some(pid) if is_running(record) => {
+            terminate_group(pid, grace, || !pid_alive(pid));
+            StopOutcome::Stopped
+        }
+        _ => StopOutcome::AlreadyGone,
+    }
+}
+
+/// TERM to the process group led by `pid`, then KILL if `gone` is still false after `grace`.
+fn terminate_group(pid: u32, grace: Duration, mut gone: impl FnMut() -> bool) {
+    let group = -(pid as libc::pid_t);
+    // SAFETY: sending a signal has no memory effects; the group is one we created with setsid.
+    unsafe {
+        libc::kill(group, libc::SIGTERM);
+    }
+    let started = Instant::now();
+    while started.elapsed() < grace {
+        if gone() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(group, libc::SIGKILL);
+    }
+    let started = Instant::now();
+    while !gone() && started.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The last `count` lines of a file, reading at most its last 64 KiB.
+pub fn last_lines(path: &Path, count: usize) -> Vec<String> {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let length = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let window = 64 * 1024;
+    if length > window && file.seek(SeekFrom::Start(length - window)).is_err() {
+        return Vec::new();
+    }
+    let mut bytes = Vec::new();
+    if file.read_to_end(&mut bytes).is_err() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[lines.len().saturating_sub(count)..].to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_lines_returns_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let text: String = (1..=30).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&path, text).unwrap();
+        let tail = last_lines(&path, 3);
+        assert_eq!(tail, ["line 28", "line 29", "line 30"]);
+        assert!(last_lines(&dir.path().join("missing"), 3).is_empty());
+    }
+
+    #[test]
+    fn missing_program_error_says_how_to_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = find_program(
+            ServiceName::Redis,
+            Some(&dir.path().join("nope")),
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--redis-server"), "{err}");
+        assert!(err.contains("apt-get install redis-server"), "{err}");
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_ours() {
+        let record = ServiceRecord {
+            name: ServiceName::Aws,
+            runtime: RuntimeKind::Local,
+            port: 1,
+            url: String::new(),
+            pid: Some(std::process::id()),
+            program: Some("moto_server_that_is_not_this_test".into()),
+            log: None,
+        };
+        assert!(
+            !is_running(&record),
+            "our test process is alive but is not moto_server"
+        );
+        let gone = ServiceRecord {
+            pid: Some(u32::MAX / 2),
+            ..record
+        };
+        assert!(!is_running(&gone));
+        assert_eq!(
+            stop_recorded(&gone, Duration::from_millis(10)),
+            StopOutcome::AlreadyGone
+        );
+    }
+}

@@ -1,0 +1,51 @@
+//! The running stack: which services exist, where they run, how to start, probe and stop them.
+
+pub mod local;
+pub mod ports;
+pub mod ready;
+pub mod state;
+pub mod up;
+
+use serde::{Deserialize, Serialize};
+
+/// A service of the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceName {
+    /// S3, DynamoDB, SQS, SNS on one edge port.
+    Aws,
+    /// Redis.
+    Redis,
+}
+
+impl ServiceName {
+    /// Every service, in start order.
+    pub const ALL: [ServiceName; 2] = [ServiceName::Aws, ServiceName::Redis];
+
+    /// The name used in flags, state and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceName::Aws => "aws",
+            ServiceName::Redis => "redis",
+        }
+    }
+
+    /// Parses a name given on the command line.
+    pub fn parse(name: &str) -> Option<ServiceName> {
+        ServiceName::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The URL clients use to reach a service on 127.0.0.1.
+pub fn local_url(service: ServiceName, port: u16) -> String {
+    match service {
+        ServiceName::Aws => format!("http://localhost:{port}"),
+        ServiceName::Redis => format!("redis://localhost:{port}"),
+    }
+}

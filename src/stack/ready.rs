@@ -1,0 +1,113 @@
+//! Readiness: a service is ready when its process is alive AND it answers its protocol
+//! (AWS: one cheap list call per service; Redis: PING), checked in a loop with a deadline.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::aws::{describe_error, AwsClients};
+
+/// How to ask a service whether it answers.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// S3 ListBuckets, DynamoDB ListTables, SQS ListQueues, SNS ListTopics against an endpoint.
+    Aws {
+        endpoint: String,
+        region: String,
+        test_credentials: bool,
+    },
+    /// PING against a Redis URL.
+    Redis { url: String },
+}
+
+impl Probe {
+    /// One probe: `Ok` when the service answered, else why not.
+    pub async fn check(&self) -> Result<(), String> {
+        match self {
+            Probe::Aws {
+                endpoint,
+                region,
+                test_credentials,
+            } => {
+                let clients = AwsClients::for_probe(endpoint, region, *test_credentials).await;
+                probe_aws(&clients).await
+            }
+            Probe::Redis { url } => probe_redis(url).await,
+        }
+    }
+}
+
+async fn probe_aws(clients: &AwsClients) -> Result<(), String> {
+    let (s3, dynamodb, sqs, sns) = tokio::join!(
+        clients.s3.list_buckets().send(),
+        clients.dynamodb.list_tables().limit(1).send(),
+        clients.sqs.list_queues().max_results(1).send(),
+        clients.sns.list_topics().send(),
+    );
+    s3.map_err(|e| format!("S3 ListBuckets: {}", describe_error(&e)))?;
+    dynamodb.map_err(|e| format!("DynamoDB ListTables: {}", describe_error(&e)))?;
+    sqs.map_err(|e| format!("SQS ListQueues: {}", describe_error(&e)))?;
+    sns.map_err(|e| format!("SNS ListTopics: {}", describe_error(&e)))?;
+    Ok(())
+}
+
+async fn probe_redis(url: &str) -> Result<(), String> {
+    let client = redis::Client::open(url).map_err(|e| format!("bad Redis URL {url}: {e}"))?;
+    let attempt = async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+    };
+    match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+        Ok(Ok(reply)) if reply == "PONG" => Ok(()),
+        Ok(Ok(reply)) => Err(format!("PING answered {reply:?}")),
+        Ok(Err(e)) => Err(format!("PING failed: {e}")),
+        Err(_) => Err("PING timed out".to_string()),
+    }
+}
+
+/// Why waiting for a service failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    #[error("{service} did not answer within {seconds} s (last probe: {last_error}); {hint}")]
+    Deadline {
+        service: String,
+        seconds: u64,
+        last_error: String,
+        hint: String,
+    },
+    #[error("{0}")]
+    Died(String),
+}
+
+/// Waits until `probe` succeeds, checking before each probe that the service is still alive
+/// (`alive` returns the reason it is not). Polls quickly at first, then every half second.
+pub async fn wait_until_ready(
+    service: &str,
+    probe: &Probe,
+    deadline: Duration,
+    hint: &str,
+    mut alive: impl FnMut() -> Result<(), String>,
+) -> Result<Duration, NotReady> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        alive().map_err(NotReady::Died)?;
+        let last_error = match probe.check().await {
+            Ok(()) => return Ok(started.elapsed()),
+            Err(e) => e,
+        };
+        if started.elapsed() >= deadline {
+            alive().map_err(NotReady::Died)?;
+            return Err(NotReady::Deadline {
+                service: service.to_string(),
+                seconds: deadline.as_secs(),
+                last_error,
+                hint: hint.to_string(),
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,135 @@
+//! `.inframock/state.json`: what this project started (runtime, ports, PIDs), so `status` and `stop`
+//! find exactly ours and nothing else.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::ServiceName;
+use crate::cli::RuntimeKind;
+
+/// File name of the state record inside `.inframock/`.
+pub const STATE_FILE: &str = "state.json";
+
+/// The stack this project started.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StackState {
+    pub project: String,
+    pub runtime: RuntimeKind,
+    /// Seconds since the Unix epoch when the stack became ready.
+    pub started_at: u64,
+    pub region: String,
+    pub cluster_env: String,
+    pub services: Vec<ServiceRecord>,
+}
+
+/// One running service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServiceRecord {
+    pub name: ServiceName,
+    pub runtime: RuntimeKind,
+    pub port: u16,
+    pub url: String,
+    /// Process id (local runtime).
+    pub pid: Option<u32>,
+    /// Executable the process runs, used to tell our process from a reused PID.
+    pub program: Option<String>,
+    /// Log file of the process.
+    pub log: Option<PathBuf>,
+}
+
+impl StackState {
+    /// The record of one service, if it was started.
+    pub fn service(&self, name: ServiceName) -> Option<&ServiceRecord> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// Path of the state file for a state folder.
+pub fn state_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(STATE_FILE)
+}
+
+/// Reads the state file; `None` when there is none. A corrupt file is reported, not ignored.
+pub fn read(state_dir: &Path) -> Result<Option<StackState>> {
+    let path = state_path(state_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let state = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is corrupt; stop any inframock processes by hand and delete the file",
+            path.display()
+        )
+    })?;
+    Ok(Some(state))
+}
+
+/// Writes the state file atomically (temporary file, then rename).
+pub fn write(state_dir: &Path, state: &StackState) -> Result<()> {
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("cannot create {}", state_dir.display()))?;
+    let path = state_path(state_dir);
+    let temporary = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(state)?;
+    std::fs::write(&temporary, text)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    std::fs::rename(&temporary, &path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Deletes the state file (nothing to do when absent).
+pub fn remove(state_dir: &Path) -> Result<()> {
+    let path = state_path(state_dir);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot delete {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_missing_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read(dir.path()).unwrap().is_none());
+        let state = StackState {
+            project: "p".into(),
+            runtime: RuntimeKind::Local,
+            started_at: 1,
+            region: "eu-west-1".into(),
+            cluster_env: "development".into(),
+            services: vec![ServiceRecord {
+                name: ServiceName::Redis,
+                runtime: RuntimeKind::Local,
+                port: 6379,
+                url: "redis://localhost:6379".into(),
+                pid: Some(42),
+                program: Some("redis-server".into()),
+                log: None,
+            }],
+        };
+        write(dir.path(), &state).unwrap();
+        assert_eq!(read(dir.path()).unwrap(), Some(state.clone()));
+        assert!(state.service(ServiceName::Redis).is_some());
+        assert!(state.service(ServiceName::Aws).is_none());
+        remove(dir.path()).unwrap();
+        assert!(read(dir.path()).unwrap().is_none());
+        remove(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn corrupt_state_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(STATE_FILE), "{not json").unwrap();
+        let err = format!("{:#}", read(dir.path()).unwrap_err());
+        assert!(err.contains("state.json is corrupt"), "{err}");
+    }
+}

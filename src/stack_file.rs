@@ -1,0 +1,456 @@
+//! The parsed `inframock.toml`: services, declared resources and data-loading rules.
+//!
+//! Parsing is strict (unknown keys are errors) so a typo is reported with its file, line and column
+//! instead of being silently ignored.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The stack file shipped in the repository, also used when a project has no `inframock.toml`.
+pub const BUILT_IN: &str = include_str!("../inframock.toml");
+
+/// Everything `inframock.toml` can declare.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StackFile {
+    #[serde(default)]
+    pub project: ProjectSection,
+    #[serde(default)]
+    pub services: ServicesSection,
+    #[serde(default)]
+    pub tables: Vec<TableDecl>,
+    #[serde(default)]
+    pub buckets: Vec<BucketDecl>,
+    #[serde(default)]
+    pub queues: Vec<QueueDecl>,
+    #[serde(default)]
+    pub topics: Vec<TopicDecl>,
+    #[serde(default)]
+    pub data: DataSection,
+}
+
+/// `[project]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSection {
+    /// Project name used to label what we start; default: the project folder's name.
+    pub name: Option<String>,
+}
+
+/// `[services.*]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServicesSection {
+    #[serde(default)]
+    pub aws: ServiceSection,
+    #[serde(default)]
+    pub redis: ServiceSection,
+}
+
+/// One service's settings.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// Port on 127.0.0.1 (0 = a free port).
+    pub port: Option<u16>,
+}
+
+/// A DynamoDB table (`[[tables]]`), billed per request.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TableDecl {
+    pub name: String,
+    pub hash_key: String,
+    pub range_key: Option<String>,
+    /// Types of key attributes other than `S` (string), e.g. `{ count = "N" }`.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, KeyType>,
+    #[serde(default)]
+    pub global_secondary_indexes: Vec<IndexDecl>,
+}
+
+/// A key attribute's scalar type.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum KeyType {
+    S,
+    N,
+    B,
+}
+
+/// A global secondary index of a table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IndexDecl {
+    pub name: String,
+    pub hash_key: String,
+    pub range_key: Option<String>,
+    /// ALL (default), KEYS_ONLY or INCLUDE.
+    #[serde(default = "default_projection")]
+    pub projection: Projection,
+    #[serde(default)]
+    pub non_key_attributes: Vec<String>,
+}
+
+fn default_projection() -> Projection {
+    Projection::All
+}
+
+/// Which attributes an index carries.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Projection {
+    All,
+    KeysOnly,
+    Include,
+}
+
+/// An S3 bucket (`[[buckets]]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BucketDecl {
+    pub name: String,
+    #[serde(default)]
+    pub versioning: bool,
+    #[serde(default)]
+    pub cors: Vec<CorsRuleDecl>,
+}
+
+/// One CORS rule of a bucket.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CorsRuleDecl {
+    pub id: Option<String>,
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    pub max_age_seconds: Option<i32>,
+}
+
+/// An SQS queue (`[[queues]]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueDecl {
+    pub name: String,
+    #[serde(default)]
+    pub fifo: bool,
+    #[serde(default)]
+    pub content_based_deduplication: bool,
+    /// Any other SQS queue attribute, by its API name.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// An SNS topic (`[[topics]]`) and its subscriptions.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TopicDecl {
+    pub name: String,
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionDecl>,
+}
+
+/// A subscription of a topic: `protocol = "sqs"` with `queue = NAME` (a declared queue) or any protocol
+/// with `endpoint`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionDecl {
+    pub protocol: String,
+    pub endpoint: Option<String>,
+    pub queue: Option<String>,
+    /// SNS filter policy as a JSON string.
+    pub filter_policy: Option<String>,
+    #[serde(default)]
+    pub raw_message_delivery: bool,
+}
+
+/// `[data]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    #[serde(default)]
+    pub rules: Vec<RuleDecl>,
+}
+
+/// A data-loading rule: files of an experiment folder matching `pattern` go to `table` or `bucket`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDecl {
+    /// Glob on the file name (`*`, `?`, `[abc]`), matched against the whole name.
+    pub pattern: String,
+    pub table: Option<String>,
+    pub bucket: Option<String>,
+    /// S3 key; `${experiment}` is the folder name. Default `${experiment}/<file name>`.
+    pub key: Option<String>,
+    /// Gunzip the file while uploading it.
+    #[serde(default)]
+    pub gunzip: bool,
+}
+
+/// Why a stack file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StackFileError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid stack file: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl StackFile {
+    /// Parses stack-file text; `origin` names it in errors (a path, or "built-in inframock.toml").
+    pub fn parse(text: &str, origin: &str) -> Result<StackFile, StackFileError> {
+        let file: StackFile = toml::from_str(text).map_err(|e| StackFileError::Invalid {
+            path: origin.to_string(),
+            message: describe_toml_error(text, &e),
+        })?;
+        file.validate().map_err(|message| StackFileError::Invalid {
+            path: origin.to_string(),
+            message,
+        })?;
+        Ok(file)
+    }
+
+    /// Reads and parses the stack file at `path`.
+    pub fn load(path: &Path) -> Result<StackFile, StackFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| StackFileError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        StackFile::parse(&text, &path.display().to_string())
+    }
+
+    /// The built-in default stack.
+    pub fn built_in() -> StackFile {
+        // The built-in file is part of the binary and covered by a unit test, so it always parses.
+        StackFile::parse(BUILT_IN, "built-in inframock.toml").unwrap_or_default()
+    }
+
+    /// Checks what serde cannot: each rule has exactly one target, GSIs are complete, names are unique.
+    fn validate(&self) -> Result<(), String> {
+        for (index, rule) in self.data.rules.iter().enumerate() {
+            let which = format!(
+                "[[data.rules]] #{} (pattern \"{}\")",
+                index + 1,
+                rule.pattern
+            );
+            match (&rule.table, &rule.bucket) {
+                (Some(_), Some(_)) => {
+                    return Err(format!("{which} names both `table` and `bucket`; keep one"))
+                }
+                (None, None) => {
+                    return Err(format!(
+                        "{which} needs a target: add `table = ...` or `bucket = ...`"
+                    ))
+                }
+                (Some(_), None) if rule.key.is_some() || rule.gunzip => {
+                    return Err(format!(
+                        "{which}: `key` and `gunzip` only apply to `bucket` rules"
+                    ))
+                }
+                _ => {}
+            }
+            if let Err(e) = globset::Glob::new(&rule.pattern) {
+                return Err(format!("{which}: invalid glob pattern: {e}"));
+            }
+        }
+        for table in &self.tables {
+            for index in &table.global_secondary_indexes {
+                if index.projection == Projection::Include && index.non_key_attributes.is_empty() {
+                    return Err(format!(
+                        "table \"{}\", index \"{}\": projection INCLUDE needs `non_key_attributes`",
+                        table.name, index.name
+                    ));
+                }
+            }
+        }
+        for topic in &self.topics {
+            for sub in &topic.subscriptions {
+                if sub.endpoint.is_none() && sub.queue.is_none() {
+                    return Err(format!(
+                        "topic \"{}\": a subscription needs `endpoint` or `queue`",
+                        topic.name
+                    ));
+                }
+            }
+        }
+        check_unique("table", self.tables.iter().map(|t| &t.name))?;
+        check_unique("bucket", self.buckets.iter().map(|b| &b.name))?;
+        check_unique("queue", self.queues.iter().map(|q| &q.name))?;
+        check_unique("topic", self.topics.iter().map(|t| &t.name))?;
+        Ok(())
+    }
+}
+
+fn check_unique<'a>(kind: &str, names: impl Iterator<Item = &'a String>) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(format!("{kind} \"{name}\" is declared twice"));
+        }
+    }
+    Ok(())
+}
+
+/// Renders a TOML error as "line L, column C: what is wrong".
+fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let reason = error.message().to_string();
+    match error.span() {
+        Some(span) => {
+            let (line, column) = line_and_column(text, span.start);
+            format!("line {line}, column {column}: {reason}")
+        }
+        None => reason,
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Values substituted into names: `${env}`, `${region}`, `${account}`, `${experiment}`.
+#[derive(Debug, Clone, Default)]
+pub struct NameVars<'a> {
+    pub env: &'a str,
+    pub region: &'a str,
+    pub account: &'a str,
+    pub experiment: Option<&'a str>,
+}
+
+impl NameVars<'_> {
+    /// Expands the variables in a declared name.
+    pub fn expand(&self, template: &str) -> String {
+        let mut name = template
+            .replace("${env}", self.env)
+            .replace("${region}", self.region)
+            .replace("${account}", self.account);
+        if let Some(experiment) = self.experiment {
+            name = name.replace("${experiment}", experiment);
+        }
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_stack_parses_and_declares_the_original_dev_stack() {
+        let file = StackFile::parse(BUILT_IN, "built-in").expect("built-in parses");
+        let tables: Vec<_> = file.tables.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            tables,
+            [
+                "experiments-${env}",
+                "samples-${env}",
+                "projects-${env}",
+                "plots-tables-${env}"
+            ]
+        );
+        let samples = &file.tables[1];
+        assert_eq!(
+            samples.global_secondary_indexes[0].name,
+            "gsiByProjectAndExperimentID"
+        );
+        assert_eq!(
+            samples.global_secondary_indexes[0].projection,
+            Projection::Include
+        );
+        let plots = &file.tables[3];
+        assert_eq!(plots.range_key.as_deref(), Some("plotUuid"));
+        let buckets: Vec<_> = file.buckets.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(
+            buckets,
+            [
+                "biomage-source-${env}",
+                "processed-matrix-${env}",
+                "cell-sets-${env}",
+                "plots-tables-${env}",
+                "worker-results-${env}",
+                "biomage-originals-${env}"
+            ]
+        );
+        assert!(file.buckets[0].versioning);
+        assert!(file.buckets[5].versioning && !file.buckets[5].cors.is_empty());
+        assert_eq!(file.topics[0].name, "work-results-${env}-default");
+        assert!(file.queues[0].fifo && file.queues[0].content_based_deduplication);
+        assert_eq!(file.services.aws.port, Some(4566));
+        assert_eq!(file.services.redis.port, Some(6379));
+    }
+
+    #[test]
+    fn malformed_toml_names_file_line_and_column() {
+        let text = "[services.aws]\nport = \"abc\"\n";
+        let err = StackFile::parse(text, "/p/inframock.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/p/inframock.toml"), "{err}");
+        assert!(err.contains("line 2, column 8"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let err = StackFile::parse("[[tables]]\nname='t'\nhash_kye='id'\n", "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hash_kye"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn rule_without_target_or_with_two_targets_is_rejected() {
+        let none = StackFile::parse("[[data.rules]]\npattern='*.json'\n", "f").unwrap_err();
+        assert!(none.to_string().contains("needs a target"), "{none}");
+        let both = StackFile::parse(
+            "[[data.rules]]\npattern='*.json'\ntable='t'\nbucket='b'\n",
+            "f",
+        )
+        .unwrap_err();
+        assert!(both.to_string().contains("both"), "{both}");
+    }
+
+    #[test]
+    fn include_projection_needs_attributes_and_names_are_unique() {
+        let text = "[[tables]]\nname='t'\nhash_key='a'\n[[tables.global_secondary_indexes]]\nname='g'\nhash_key='b'\nprojection='INCLUDE'\n";
+        assert!(StackFile::parse(text, "f")
+            .unwrap_err()
+            .to_string()
+            .contains("non_key_attributes"));
+        let dup = "[[buckets]]\nname='b'\n[[buckets]]\nname='b'\n";
+        assert!(StackFile::parse(dup, "f")
+            .unwrap_err()
+            .to_string()
+            .contains("declared twice"));
+    }
+
+    #[test]
+    fn names_expand_variables() {
+        let vars = NameVars {
+            env: "staging",
+            region: "us-east-1",
+            account: "000000000000",
+            experiment: Some("e1"),
+        };
+        assert_eq!(vars.expand("experiments-${env}"), "experiments-staging");
+        assert_eq!(vars.expand("b-${env}-${account}"), "b-staging-000000000000");
+        assert_eq!(vars.expand("${experiment}/r.rds"), "e1/r.rds");
+        assert_eq!(vars.expand("x-${region}"), "x-us-east-1");
+    }
+
+    #[test]
+    fn line_and_column_are_one_based() {
+        assert_eq!(line_and_column("ab\ncd", 0), (1, 1));
+        assert_eq!(line_and_column("ab\ncd", 4), (2, 2));
+    }
+}
