@@ -1,0 +1,53 @@
+# inframock — `make run` to start the stack, `make test` for the whole test suite.
+SHELL := /bin/bash
+VENV := .venv
+BIN := target/release/inframock
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help setup build run detach reload-data stop status test lint bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup: $(VENV)/.installed ## install what the local runtime needs: moto[server] in .venv, redis-server
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
+	  else echo "redis-server is missing: sudo apt-get install redis-server (Debian/Ubuntu) or brew install redis"; exit 1; fi; }
+
+$(VENV)/.installed: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+build: ## build the release binary (the one profile tests and benchmarks use)
+	cargo build --release
+
+run: setup build ## start the stack in the foreground and load ./data (Ctrl-C stops it)
+	$(BIN) run
+
+detach: setup build ## start the stack in the background
+	$(BIN) run --detach
+
+reload-data: build ## reload ./data into the running stack
+	$(BIN) reload-data
+
+stop: build ## stop the stack
+	$(BIN) stop
+
+status: build
+	$(BIN) status
+
+test: setup build ## the whole test suite (unit + integration against real moto_server and redis-server)
+	cargo test --release
+
+lint: ## formatting and clippy, as CI runs them
+	cargo fmt --check
+	cargo clippy --release --all-targets -- -D warnings
+
+bench: setup build ## benchmarks; results in bench/results/
+	$(VENV)/bin/python bench/run_bench.py
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .inframock

@@ -1,0 +1,431 @@
+//! The core issue end to end: `run --detach` against real moto_server and redis-server, every
+//! declared resource checked through the AWS SDK, idempotent second run, status, env, stop, and
+//! the error paths (port in use, missing program, a service that dies at start, bad stack file).
+
+mod support;
+
+use std::net::TcpListener;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use support::{alive, clients, runtime, text, Project};
+
+#[test]
+fn run_creates_every_declared_resource_and_a_second_run_reuses_the_stack() {
+    let project = Project::new();
+    let first = project.start(&["--no-populate"]);
+    assert_eq!(first["runtime"], "local");
+    let created: Vec<_> = first["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["created"] == true)
+        .collect();
+    assert_eq!(
+        created.len(),
+        12,
+        "4 tables, 6 buckets, 1 queue, 1 topic: {}",
+        first["resources"]
+    );
+
+    let rt = runtime();
+    let aws = clients(&rt, &project.endpoint());
+    rt.block_on(async {
+        let mut tables = aws
+            .dynamodb
+            .list_tables()
+            .send()
+            .await
+            .unwrap()
+            .table_names
+            .unwrap();
+        tables.sort();
+        assert_eq!(
+            tables,
+            [
+                "experiments-development",
+                "plots-tables-development",
+                "projects-development",
+                "samples-development"
+            ]
+        );
+        let samples = aws
+            .dynamodb
+            .describe_table()
+            .table_name("samples-development")
+            .send()
+            .await
+            .unwrap();
+        let samples = samples.table.unwrap();
+        let gsi = &samples.global_secondary_indexes.unwrap()[0];
+        assert_eq!(
+            gsi.index_name.as_deref(),
+            Some("gsiByProjectAndExperimentID")
+        );
+        assert_eq!(
+            gsi.projection.as_ref().unwrap().non_key_attributes(),
+            ["samples"]
+        );
+        let plots = aws
+            .dynamodb
+            .describe_table()
+            .table_name("plots-tables-development")
+            .send()
+            .await
+            .unwrap();
+        let keys: Vec<_> = plots
+            .table
+            .unwrap()
+            .key_schema
+            .unwrap()
+            .iter()
+            .map(|k| k.attribute_name.clone())
+            .collect();
+        assert_eq!(keys, ["experimentId", "plotUuid"]);
+
+        let mut buckets: Vec<String> = aws
+            .s3
+            .list_buckets()
+            .send()
+            .await
+            .unwrap()
+            .buckets
+            .unwrap()
+            .into_iter()
+            .filter_map(|b| b.name)
+            .collect();
+        buckets.sort();
+        assert_eq!(
+            buckets,
+            [
+                "biomage-originals-development",
+                "biomage-source-development",
+                "cell-sets-development",
+                "plots-tables-development",
+                "processed-matrix-development",
+                "worker-results-development"
+            ]
+        );
+        let versioning = support::http_get(
+            &project.endpoint(),
+            "/biomage-source-development?versioning",
+        );
+        assert!(
+            versioning.contains("<Status>Enabled</Status>"),
+            "{versioning}"
+        );
+        let cors = aws
+            .s3
+            .get_bucket_cors()
+            .bucket("biomage-originals-development")
+            .send()
+            .await
+            .unwrap();
+        let rule = &cors.cors_rules.unwrap()[0];
+        assert!(rule.expose_headers().contains(&"ETag".to_string()));
+
+        let topics = aws.sns.list_topics().send().await.unwrap().topics.unwrap();
+        assert!(
+            topics.iter().any(|t| t.topic_arn.as_deref()
+                == Some("arn:aws:sns:eu-west-1:000000000000:work-results-development-default")),
+            "{topics:?}"
+        );
+        let url = aws
+            .sqs
+            .get_queue_url()
+            .queue_name("development-queue.fifo")
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let attributes = aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap();
+        assert_eq!(
+            attributes
+                .get(&QueueAttributeName::FifoQueue)
+                .map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            attributes
+                .get(&QueueAttributeName::ContentBasedDeduplication)
+                .map(String::as_str),
+            Some("true")
+        );
+        // Something the user created must survive a second run.
+        aws.s3
+            .put_object()
+            .bucket("worker-results-development")
+            .key("generated")
+            .body(b"keep".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    });
+
+    let pids = project.pids();
+    let second = project.start(&["--no-populate"]);
+    assert_eq!(second["reused"], serde_json::json!(["aws", "redis"]));
+    assert!(
+        second["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["created"] == false),
+        "{}",
+        second["resources"]
+    );
+    assert_eq!(project.pids(), pids, "the same processes are reused");
+    assert_eq!(
+        support::object(&rt, &aws, "worker-results-development", "generated"),
+        b"keep"
+    );
+
+    let status = project.run_json(&["status", "--json"]);
+    assert_eq!(status["healthy"], true);
+    let services = status["services"].as_array().unwrap();
+    assert_eq!(services.len(), 2);
+    for service in services {
+        assert_eq!(service["health"], "healthy");
+        assert_eq!(service["runtime"], "local");
+        assert!(pids.contains(&(service["pid"].as_u64().unwrap() as u32)));
+    }
+
+    let env = project.run(&["env"]);
+    let exports = text(&env.stdout);
+    assert!(
+        exports.contains(&format!("export AWS_ENDPOINT_URL={}", project.endpoint())),
+        "{exports}"
+    );
+    assert!(exports.contains("export AWS_DEFAULT_REGION=eu-west-1"));
+    assert!(exports.contains("export AWS_ACCESS_KEY_ID=test"));
+    assert!(exports.contains("export REDIS_URL=redis://localhost:"));
+
+    let stop = project.run(&["stop"]);
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    for pid in pids {
+        assert!(!alive(pid), "pid {pid} still runs after stop");
+    }
+    assert!(!project.path().join(".inframock/state.json").exists());
+    let status = project.run(&["status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(4),
+        "status exits 4 when nothing runs"
+    );
+}
+
+#[test]
+fn redis_answers_at_the_exported_url() {
+    let project = Project::new();
+    project.start(&["--no-populate"]);
+    let url = project.state()["services"][1]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let rt = runtime();
+    let reply: String = rt.block_on(async {
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("SET")
+            .arg("k")
+            .arg("v")
+            .query_async::<()>(&mut connection)
+            .await
+            .unwrap();
+        redis::cmd("GET")
+            .arg("k")
+            .query_async(&mut connection)
+            .await
+            .unwrap()
+    });
+    assert_eq!(reply, "v");
+}
+
+#[test]
+fn a_port_in_use_is_named_with_its_holder_and_nothing_starts() {
+    let project = Project::new();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = project.run(&[
+        "run",
+        "--detach",
+        "--aws-port",
+        &port.to_string(),
+        "--redis-port",
+        &free.to_string(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "port {port} (--aws-port) is already in use by pid {}",
+            std::process::id()
+        )),
+        "{stderr}"
+    );
+    assert!(!project.path().join(".inframock/state.json").exists());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", free)).is_err(),
+        "redis must not have been started"
+    );
+}
+
+#[test]
+fn a_service_that_exits_at_start_shows_its_log_and_the_other_is_stopped() {
+    let project = Project::new();
+    let fake = project.write(
+        "fake_moto",
+        "#!/bin/sh\necho 'fatal: cannot bind, config broken'\nexit 7\n",
+    );
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let redis_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = project.run(&[
+        "run",
+        "--detach",
+        "--aws-port",
+        "0",
+        "--redis-port",
+        &redis_port.to_string(),
+        "--moto-server",
+        fake.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("aws exited while starting (exit status: 7)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("fatal: cannot bind, config broken"),
+        "{stderr}"
+    );
+    assert!(!project.path().join(".inframock/state.json").exists());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err(),
+        "redis was stopped again"
+    );
+}
+
+#[test]
+fn a_missing_program_and_a_malformed_stack_file_say_what_to_do() {
+    let project = Project::new();
+    let output = project.run(&[
+        "run",
+        "--detach",
+        "--aws-port",
+        "0",
+        "--redis-port",
+        "0",
+        "--redis-server",
+        "/nonexistent/redis-server",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("--redis-server") && stderr.contains("apt-get install redis-server"),
+        "{stderr}"
+    );
+
+    project.write(
+        "inframock.toml",
+        "[services.aws]\nport = 4566\n[[tables]]\nname = \"t\"\nhash_kye = \"id\"\n",
+    );
+    let output = project.run(&["run", "--detach"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("inframock.toml is not a valid stack file: line 5"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hash_kye"), "{stderr}");
+}
+
+#[test]
+fn stop_cleans_up_a_stale_record_with_a_message() {
+    let project = Project::new();
+    project.start(&["--no-populate"]);
+    let pids = project.pids();
+    // SAFETY: killing a process this test started.
+    unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
+    while alive(pids[0]) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = project.run(&["status", "--json"]);
+    assert_eq!(status.status.code(), Some(4));
+    let output = project.run(&["stop"]);
+    assert!(output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "aws (pid {}) had already exited; its record is cleaned up",
+            pids[0]
+        )),
+        "{stderr}"
+    );
+    assert!(!alive(pids[1]), "redis stopped");
+    assert!(!project.path().join(".inframock/state.json").exists());
+}
+
+#[test]
+fn foreground_run_stops_both_processes_on_interrupt() {
+    let project = Project::new();
+    let mut child = project
+        .command(&[
+            "run",
+            "--aws-port",
+            "0",
+            "--redis-port",
+            "0",
+            "--no-populate",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state = project.path().join(".inframock/state.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Ready once the state file is written and the banner printed; wait for the state first.
+    while !state.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run never became ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pids = project.pids();
+    // The banner comes after resources; wait until status reports healthy.
+    loop {
+        if project.run(&["status"]).status.success() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: interrupting the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "run exits 0 after Ctrl-C");
+    for pid in pids {
+        assert!(!alive(pid), "pid {pid} still runs after Ctrl-C");
+    }
+    assert!(!state.exists());
+}

@@ -1,0 +1,271 @@
+//! Test support: a throw-away project folder, the inframock binary run inside it against real
+//! moto_server and redis-server processes on free ports, and AWS SDK clients to check the result.
+//! Every stack a test starts is stopped when its `Project` is dropped (by the PIDs in state.json).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use aws_config::BehaviorVersion;
+use aws_credential_types::Credentials;
+
+/// Fails the test (never skips it) when a server binary is missing, with the install hint.
+pub fn require_servers() {
+    let has = |name: &str| {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+            .unwrap_or(false)
+    };
+    let moto = std::env::var_os("INFRAMOCK_MOTO_SERVER").is_some() || has("moto_server");
+    assert!(
+        moto,
+        "moto_server is required by the integration tests: run `make setup` (creates .venv with moto[server]) and put .venv/bin on PATH, or set INFRAMOCK_MOTO_SERVER"
+    );
+    assert!(
+        has("redis-server"),
+        "redis-server is required by the integration tests: `apt-get install redis-server`"
+    );
+}
+
+/// A temporary project folder.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// An empty project (built-in stack file, no data folder).
+    pub fn new() -> Project {
+        require_servers();
+        Project {
+            dir: tempfile::Builder::new()
+                .prefix("inframock-test-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file (creating folders) relative to the project.
+    pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path().join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&path, contents).expect("write");
+        path
+    }
+
+    /// The inframock command, run in the project with a clean environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_inframock"));
+        command.current_dir(self.path()).args(args);
+        for (key, _) in std::env::vars() {
+            let inherited_setting = key.starts_with("INFRAMOCK_") && key != "INFRAMOCK_MOTO_SERVER";
+            if inherited_setting
+                || key.starts_with("AWS_")
+                || [
+                    "CLUSTER_ENV",
+                    "BIOMAGE_DATA_PATH",
+                    "POPULATE_MOCK",
+                    "REDIS_URL",
+                ]
+                .contains(&key.as_str())
+            {
+                command.env_remove(key);
+            }
+        }
+        command
+    }
+
+    /// Runs inframock and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("inframock runs")
+    }
+
+    /// Runs inframock, asserts success, parses stdout as JSON.
+    pub fn run_json(&self, args: &[&str]) -> serde_json::Value {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "inframock {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            output.status,
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout of {args:?} is not JSON ({e}): {}",
+                text(&output.stdout)
+            )
+        })
+    }
+
+    /// `run --detach --json` on free ports; returns the report.
+    pub fn start(&self, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec![
+            "run",
+            "--detach",
+            "--json",
+            "--aws-port",
+            "0",
+            "--redis-port",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        self.run_json(&args)
+    }
+
+    /// The recorded state.
+    pub fn state(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.path().join(".inframock/state.json"))
+            .expect("state.json exists");
+        serde_json::from_str(&text).expect("state.json is JSON")
+    }
+
+    /// The AWS endpoint of the running stack.
+    pub fn endpoint(&self) -> String {
+        self.state()["services"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == "aws"))
+            .and_then(|s| s["url"].as_str())
+            .expect("aws service recorded")
+            .to_string()
+    }
+
+    /// PIDs recorded in the state file.
+    pub fn pids(&self) -> Vec<u32> {
+        self.state()["services"]
+            .as_array()
+            .expect("services")
+            .iter()
+            .filter_map(|s| s["pid"].as_u64().map(|p| p as u32))
+            .collect()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if self.path().join(".inframock/state.json").exists() {
+            let _ = self.run(&["stop"]);
+        }
+    }
+}
+
+/// Lossy UTF-8.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Whether a process runs (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next()),
+            Some("Z") | Some("X")
+        ),
+        Err(_) => false,
+    }
+}
+
+/// SDK clients for a local endpoint.
+pub struct Clients {
+    pub s3: aws_sdk_s3::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+}
+
+/// Builds SDK clients for `endpoint` (region eu-west-1, dummy credentials, path-style S3).
+pub fn clients(runtime: &tokio::runtime::Runtime, endpoint: &str) -> Clients {
+    let shared = runtime.block_on(
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .load(),
+    );
+    let s3 = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(true)
+        .build();
+    Clients {
+        s3: aws_sdk_s3::Client::from_conf(s3),
+        dynamodb: aws_sdk_dynamodb::Client::new(&shared),
+        sqs: aws_sdk_sqs::Client::new(&shared),
+        sns: aws_sdk_sns::Client::new(&shared),
+    }
+}
+
+/// A runtime for SDK calls in a synchronous test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Gzips bytes.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so tests need no RNG crate.
+pub fn noise(length: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.max(1);
+    (0..length)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// The body of an S3 object.
+pub fn object(
+    runtime: &tokio::runtime::Runtime,
+    clients: &Clients,
+    bucket: &str,
+    key: &str,
+) -> Vec<u8> {
+    runtime.block_on(async {
+        let output = clients
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("get s3://{bucket}/{key}: {e:?}"));
+        output
+            .body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes()
+            .to_vec()
+    })
+}
+
+/// A plain HTTP/1.0 GET against a local endpoint (moto does not check signatures), for the few
+/// S3 answers whose XML the Rust SDK cannot decode from moto (GetBucketVersioning).
+pub fn http_get(endpoint: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let address = endpoint
+        .trim_start_matches("http://")
+        .replace("localhost", "127.0.0.1");
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
