@@ -105,6 +105,17 @@ where
     }
 }
 
+/// The innermost cause of an error the SDK could not map to a code (e.g. an undecodable answer).
+fn unhandled_detail(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut detail = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        detail = cause.to_string();
+        source = cause.source();
+    }
+    detail
+}
+
 /// One line describing an SDK error: the service's code and message, or the transport failure.
 pub fn describe_error<E, R>(error: &aws_sdk_s3::error::SdkError<E, R>) -> String
 where
@@ -118,7 +129,10 @@ where
             match (err.code(), err.message()) {
                 (Some(code), Some(message)) => format!("{code}: {message}"),
                 (Some(code), None) => code.to_string(),
-                _ => format!("{err}"),
+                _ => format!(
+                    "unexpected answer from the endpoint: {}",
+                    unhandled_detail(err)
+                ),
             }
         }
         SdkError::DispatchFailure(failure) => {

@@ -1,0 +1,582 @@
+//! Data loading end to end against a real moto_server: every naming rule, plain and typed JSON,
+//! idempotent reload (0 bytes the second time, generated data kept), bad input, interrupted reload.
+
+mod support;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use support::{clients, gzip, noise, object, runtime, text, Project};
+
+const E1: &str = "e52b39624588791a7889e39c617f669e";
+
+fn get_item(
+    rt: &tokio::runtime::Runtime,
+    aws: &support::Clients,
+    table: &str,
+    key: &[(&str, &str)],
+) -> Option<HashMap<String, AttributeValue>> {
+    rt.block_on(async {
+        let mut request = aws.dynamodb.get_item().table_name(table);
+        for (name, value) in key {
+            request = request.key(*name, AttributeValue::S(value.to_string()));
+        }
+        request.send().await.expect("get_item").item
+    })
+}
+
+/// A project whose data folder exercises every default rule.
+fn project_with_every_rule() -> (Project, Vec<u8>, Vec<u8>) {
+    let project = Project::new();
+    let rds = noise(300_000, 1);
+    let processed = noise(50_000, 2);
+    project.write(
+        &format!("data/{E1}/mock_experiment.json"),
+        r#"{"experimentId": "e52b39624588791a7889e39c617f669e", "experimentName": "KO lungs",
+            "meta": {"organism": "mmusculus", "type": "10x"}, "maxFraction": 0.1000000000000000055511151231257827,
+            "count": 123456789012345678901234567890, "tags": [], "nothing": null, "ok": true}"#,
+    );
+    project.write(
+        &format!("data/{E1}/mock_samples.json"),
+        r#"{"experimentId": {"S": "e52b39624588791a7889e39c617f669e"}, "projectUuid": {"S": "p1"},
+            "rbac_can_write": {"SS": ["admin", "me"]}, "blob": {"B": "aGVsbG8="},
+            "samples": {"M": {"ids": {"L": [{"S": "s1"}]}, "n": {"N": "3.50"}}}}"#,
+    );
+    project.write(
+        &format!("data/{E1}/mock_projects.json"),
+        r#"{"projectUuid": "p1", "projects": {"name": "P", "experiments": ["e52b39624588791a7889e39c617f669e"]}}"#,
+    );
+    project.write(
+        &format!("data/{E1}/mock_plots_tables.json"),
+        r#"{"records": [{"experimentId": "e52b39624588791a7889e39c617f669e", "plotUuid": "a", "plotData": [{"u": 8890.2}]},
+                        {"experimentId": "e52b39624588791a7889e39c617f669e", "plotUuid": "b", "config": {}}]}"#,
+    );
+    project.write(
+        &format!("data/{E1}/mock_cell_sets.json"),
+        r#"{"cellSets": []}"#,
+    );
+    project.write(&format!("data/{E1}/biomage-source.r.rds.gz"), gzip(&rds));
+    project.write(
+        &format!("data/{E1}/processed-matrix.r.rds.gz"),
+        gzip(&processed),
+    );
+    project.write(&format!("data/{E1}/notes.txt"), "not data");
+    project.write(&format!("data/{E1}/mock_samples.json~"), "{ broken backup");
+    project.write(&format!("data/{E1}/.hidden.json"), "{");
+    project.write("data/e2/r.rds.gz", gzip(b"second experiment"));
+    project.write("data/e2/mock_plots_tables.json", r#"{"records": []}"#);
+    project.write("data/README.md", "top-level files are not experiments");
+    (project, rds, processed)
+}
+
+#[test]
+fn every_rule_loads_into_the_right_place_and_reload_uploads_nothing() {
+    let (project, rds, processed) = project_with_every_rule();
+    let report = project.start(&[]);
+    let total = &report["data"]["total"];
+    assert_eq!(total["failed"], 0, "{}", report["data"]);
+    assert_eq!(
+        total["items"], 5,
+        "1 experiment + 1 sample + 1 project + 2 plots"
+    );
+    assert_eq!(total["objects"], 4);
+    assert_eq!(
+        total["ignored"], 3,
+        "notes.txt, the backup and the hidden file"
+    );
+    let experiments: Vec<_> = report["data"]["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["experiment"].clone())
+        .collect();
+    assert_eq!(
+        experiments,
+        [serde_json::json!("e2"), serde_json::json!(E1)],
+        "sorted by name"
+    );
+
+    let rt = runtime();
+    let aws = clients(&rt, &project.endpoint());
+    let experiment = get_item(
+        &rt,
+        &aws,
+        "experiments-development",
+        &[("experimentId", E1)],
+    )
+    .expect("experiment item");
+    assert_eq!(
+        experiment["maxFraction"],
+        AttributeValue::N("0.1000000000000000055511151231257827".into())
+    );
+    assert_eq!(
+        experiment["count"],
+        AttributeValue::N("123456789012345678901234567890".into())
+    );
+    assert_eq!(experiment["nothing"], AttributeValue::Null(true));
+    assert_eq!(experiment["ok"], AttributeValue::Bool(true));
+    assert_eq!(experiment["tags"], AttributeValue::L(vec![]));
+    let AttributeValue::M(meta) = &experiment["meta"] else {
+        panic!("meta is a map")
+    };
+    assert_eq!(meta["organism"], AttributeValue::S("mmusculus".into()));
+
+    let samples =
+        get_item(&rt, &aws, "samples-development", &[("experimentId", E1)]).expect("samples item");
+    let AttributeValue::Ss(mut writers) = samples["rbac_can_write"].clone() else {
+        panic!("a string set")
+    };
+    writers.sort();
+    assert_eq!(writers, ["admin", "me"]);
+    assert_eq!(samples["blob"], AttributeValue::B(b"hello".to_vec().into()));
+    let AttributeValue::M(inner) = &samples["samples"] else {
+        panic!("map")
+    };
+    assert_eq!(inner["n"], AttributeValue::N("3.50".into()));
+    // The GSI answers for the typed projectUuid.
+    let by_project = rt.block_on(async {
+        aws.dynamodb
+            .query()
+            .table_name("samples-development")
+            .index_name("gsiByProjectAndExperimentID")
+            .key_condition_expression("projectUuid = :p")
+            .expression_attribute_values(":p", AttributeValue::S("p1".into()))
+            .send()
+            .await
+            .unwrap()
+            .count
+    });
+    assert_eq!(by_project, 1);
+    assert!(get_item(&rt, &aws, "projects-development", &[("projectUuid", "p1")]).is_some());
+    assert!(get_item(
+        &rt,
+        &aws,
+        "plots-tables-development",
+        &[("experimentId", E1), ("plotUuid", "b")]
+    )
+    .is_some());
+
+    assert_eq!(
+        object(
+            &rt,
+            &aws,
+            "biomage-source-development",
+            &format!("{E1}/r.rds")
+        ),
+        rds,
+        "gunzipped"
+    );
+    assert_eq!(
+        object(
+            &rt,
+            &aws,
+            "processed-matrix-development",
+            &format!("{E1}/r.rds")
+        ),
+        processed
+    );
+    assert_eq!(
+        object(&rt, &aws, "cell-sets-development", E1),
+        br#"{"cellSets": []}"#,
+        "uploaded as-is"
+    );
+    assert_eq!(
+        object(&rt, &aws, "biomage-source-development", "e2/r.rds"),
+        b"second experiment"
+    );
+
+    // Generated data that is not from the data folder.
+    rt.block_on(async {
+        aws.s3
+            .put_object()
+            .bucket("biomage-source-development")
+            .key(format!("{E1}/generated.h5ad"))
+            .body(b"generated".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+        aws.dynamodb
+            .put_item()
+            .table_name("plots-tables-development")
+            .item("experimentId", AttributeValue::S(E1.into()))
+            .item("plotUuid", AttributeValue::S("made-by-the-ui".into()))
+            .send()
+            .await
+            .unwrap();
+    });
+    let etag_before = rt.block_on(async {
+        aws.s3
+            .head_object()
+            .bucket("biomage-source-development")
+            .key(format!("{E1}/r.rds"))
+            .send()
+            .await
+            .unwrap()
+            .e_tag
+    });
+
+    let reload = project.run_json(&["reload-data", "--json"]);
+    assert_eq!(
+        reload["total"]["bytes"], 0,
+        "nothing uploaded the second time: {}",
+        reload["total"]
+    );
+    assert_eq!(reload["total"]["unchanged"], 4);
+    assert_eq!(reload["total"]["objects"], 0);
+    assert_eq!(
+        reload["total"]["items"], 5,
+        "items are written again (idempotent puts)"
+    );
+    let etag_after = rt.block_on(async {
+        aws.s3
+            .head_object()
+            .bucket("biomage-source-development")
+            .key(format!("{E1}/r.rds"))
+            .send()
+            .await
+            .unwrap()
+            .e_tag
+    });
+    assert_eq!(etag_before, etag_after);
+    assert_eq!(
+        object(
+            &rt,
+            &aws,
+            "biomage-source-development",
+            &format!("{E1}/generated.h5ad")
+        ),
+        b"generated"
+    );
+    assert!(get_item(
+        &rt,
+        &aws,
+        "plots-tables-development",
+        &[("experimentId", E1), ("plotUuid", "made-by-the-ui")]
+    )
+    .is_some());
+
+    // A changed source is uploaded again, and only it; a forced reload uploads all.
+    let changed = noise(1000, 9);
+    project.write(
+        &format!("data/{E1}/biomage-source.r.rds.gz"),
+        gzip(&changed),
+    );
+    let reload = project.run_json(&["reload-data", "--json", "--experiment", E1]);
+    assert_eq!(reload["total"]["objects"], 1);
+    assert_eq!(reload["total"]["bytes"], 1000);
+    assert_eq!(
+        reload["experiments"].as_array().unwrap().len(),
+        1,
+        "--experiment limits the load"
+    );
+    assert_eq!(
+        object(
+            &rt,
+            &aws,
+            "biomage-source-development",
+            &format!("{E1}/r.rds")
+        ),
+        changed
+    );
+    let forced = project.run_json(&["reload-data", "--json", "--force"]);
+    assert_eq!(forced["total"]["objects"], 4);
+}
+
+#[test]
+fn a_fresh_machine_skips_unchanged_objects_through_the_stored_fingerprint() {
+    let (project, _, _) = project_with_every_rule();
+    project.start(&[]);
+    // Without the local fingerprint cache (another machine), the HEAD comparison still skips.
+    std::fs::remove_file(project.path().join(".inframock/fingerprints.json")).unwrap();
+    let reload = project.run_json(&["reload-data", "--json"]);
+    assert_eq!(reload["total"]["unchanged"], 4);
+    assert_eq!(reload["total"]["bytes"], 0);
+}
+
+#[test]
+fn bad_files_fail_alone_and_lose_nothing_already_loaded() {
+    let project = Project::new();
+    let good = noise(20_000, 3);
+    project.write("data/good/r.rds.gz", gzip(&good));
+    project.write(
+        "data/good/mock_experiment.json",
+        r#"{"experimentId": "good"}"#,
+    );
+    project.write("data/bad/r.rds.gz", gzip(b"first version"));
+    project.write(
+        "data/bad/mock_experiment.json",
+        r#"{"experimentId": "bad", "v": 1}"#,
+    );
+    project.start(&[]);
+    let rt = runtime();
+    let aws = clients(&rt, &project.endpoint());
+
+    // Now break the "bad" experiment in every way at once.
+    let mut corrupt = gzip(&noise(100_000, 4));
+    let middle = corrupt.len() / 2;
+    corrupt[middle..middle + 64].fill(0xff);
+    project.write("data/bad/r.rds.gz", corrupt);
+    project.write(
+        "data/bad/mock_experiment.json",
+        "{\n  \"experimentId\": \"bad\",\n  \"v\": \n}",
+    );
+    project.write(
+        "data/bad/mock_plots_tables.json",
+        r#"{"records": [{"experimentId": "bad", "plotUuid": "x"}, {"experimentId": "bad"}]}"#,
+    );
+    std::os::unix::fs::symlink(
+        "/nonexistent/file",
+        project.path().join("data/bad/mock_samples.json"),
+    )
+    .unwrap();
+    project.write(
+        "data/good/mock_projects.json",
+        r#"{"projectUuid": "p-good"}"#,
+    );
+
+    let output = project.run(&["reload-data"]);
+    assert_eq!(output.status.code(), Some(3), "some files failed");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("bad/mock_experiment.json: invalid JSON at line 4, column 1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad/r.rds.gz: corrupt gzip data"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad/mock_plots_tables.json: item 1: missing key attribute `plotUuid`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad/mock_samples.json: cannot read"),
+        "{stderr}"
+    );
+    // Every good file still loaded.
+    assert!(get_item(
+        &rt,
+        &aws,
+        "projects-development",
+        &[("projectUuid", "p-good")]
+    )
+    .is_some());
+    // Nothing previously loaded was lost or half-written.
+    assert_eq!(
+        object(&rt, &aws, "biomage-source-development", "bad/r.rds"),
+        b"first version"
+    );
+    let item = get_item(
+        &rt,
+        &aws,
+        "experiments-development",
+        &[("experimentId", "bad")],
+    )
+    .unwrap();
+    assert_eq!(item["v"], AttributeValue::N("1".into()));
+    assert!(
+        get_item(
+            &rt,
+            &aws,
+            "plots-tables-development",
+            &[("experimentId", "bad"), ("plotUuid", "x")]
+        )
+        .is_none(),
+        "a file with a bad item writes none of its items"
+    );
+    assert_eq!(
+        object(&rt, &aws, "biomage-source-development", "good/r.rds"),
+        good
+    );
+}
+
+#[test]
+fn missing_targets_and_folders_are_clear_errors() {
+    let project = Project::new();
+    project.write(
+        "inframock.toml",
+        "[[tables]]\nname = \"t-${env}\"\nhash_key = \"id\"\n\
+         [[data.rules]]\npattern = \"*.json\"\ntable = \"undeclared-${env}\"\n\
+         [[data.rules]]\npattern = \"*.bin\"\nbucket = \"nobucket\"\n\
+         [[data.rules]]\npattern = \"*.txt\"\ntable = \"t-${env}\"\n",
+    );
+    project.write("data/x/a.json", r#"{"id": "1"}"#);
+    project.write("data/x/b.bin", "bytes");
+    project.write("data/x/c.txt", r#"{"id": "ok"}"#);
+    let output = project.run(&[
+        "run",
+        "--detach",
+        "--json",
+        "--aws-port",
+        "0",
+        "--redis-port",
+        "0",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "the stack runs, but some files failed"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let files = report["data"]["files"].as_array().unwrap();
+    let error = |file: &str| {
+        files.iter().find(|f| f["file"] == file).unwrap()["error"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        error("a.json").contains("table undeclared-development does not exist"),
+        "{files:?}"
+    );
+    assert!(
+        error("b.bin").contains("bucket nobucket does not exist"),
+        "{files:?}"
+    );
+    assert_eq!(
+        report["data"]["total"]["items"], 1,
+        "the good file still loads"
+    );
+
+    let missing = project.run(&["reload-data", "--data", "no-such-folder"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = text(&missing.stderr);
+    assert!(stderr.contains("no-such-folder does not exist"), "{stderr}");
+    let unknown = project.run(&["reload-data", "--experiment", "nope"]);
+    assert!(
+        text(&unknown.stderr).contains("experiment nope is not in"),
+        "{}",
+        text(&unknown.stderr)
+    );
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_touches_nothing() {
+    let (project, _, _) = project_with_every_rule();
+    project.start(&["--no-populate"]);
+    let output = project.run(&["reload-data", "--dry-run"]);
+    assert!(output.status.success());
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "load    biomage-source.r.rds.gz -> s3://biomage-source-development/{E1}/r.rds"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ignore  notes.txt (no rule matches)"),
+        "{stdout}"
+    );
+    let rt = runtime();
+    let aws = clients(&rt, &project.endpoint());
+    let count = rt.block_on(async {
+        aws.s3
+            .list_objects_v2()
+            .bucket("biomage-source-development")
+            .send()
+            .await
+            .unwrap()
+            .key_count
+    });
+    assert_eq!(count, Some(0));
+    assert!(get_item(
+        &rt,
+        &aws,
+        "experiments-development",
+        &[("experimentId", E1)]
+    )
+    .is_none());
+}
+
+#[test]
+fn multipart_upload_of_a_large_file_is_exact() {
+    let project = Project::new();
+    let big = noise(21 * 1024 * 1024 + 123, 5);
+    project.write("data/big/r.rds.gz", gzip(&big));
+    let report = project.start(&[]);
+    assert_eq!(report["data"]["total"]["bytes"], big.len());
+    let rt = runtime();
+    let aws = clients(&rt, &project.endpoint());
+    assert!(object(&rt, &aws, "biomage-source-development", "big/r.rds") == big);
+}
+
+#[test]
+fn an_interrupted_reload_converges_when_run_again() {
+    let project = Project::new();
+    let mut expected = Vec::new();
+    for index in 0..12 {
+        let body = noise(3 * 1024 * 1024, 100 + index);
+        project.write(&format!("data/x{index:02}/r.rds.gz"), gzip(&body));
+        project.write(
+            &format!("data/x{index:02}/mock_experiment.json"),
+            format!(r#"{{"experimentId": "x{index:02}"}}"#),
+        );
+        expected.push(body);
+    }
+    project.start(&["--no-populate"]);
+    let mut child = project
+        .command(&["reload-data"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    child.kill().unwrap(); // SIGKILL, half-way
+    child.wait().unwrap();
+    let again = project.run_json(&["reload-data", "--json"]);
+    assert_eq!(again["total"]["failed"], 0);
+    let rt = runtime();
+    let aws = clients(&rt, &project.endpoint());
+    for (index, body) in expected.iter().enumerate() {
+        assert!(
+            object(
+                &rt,
+                &aws,
+                "biomage-source-development",
+                &format!("x{index:02}/r.rds")
+            ) == *body,
+            "x{index:02}"
+        );
+        assert!(get_item(
+            &rt,
+            &aws,
+            "experiments-development",
+            &[("experimentId", &format!("x{index:02}"))]
+        )
+        .is_some());
+    }
+    let third = project.run_json(&["reload-data", "--json"]);
+    assert_eq!(
+        third["total"]["bytes"], 0,
+        "converged: nothing left to upload"
+    );
+}
+
+#[test]
+fn the_example_data_folder_loads() {
+    let project = Project::new();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let report = project.start(&["--data", example.to_str().unwrap()]);
+    assert_eq!(report["data"]["total"]["failed"], 0, "{}", report["data"]);
+    let id = report["data"]["experiments"][0]["experiment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rt = runtime();
+    let aws = clients(&rt, &project.endpoint());
+    let keys = rt.block_on(async {
+        aws.s3
+            .list_objects_v2()
+            .bucket("biomage-source-development")
+            .prefix(format!("{id}/"))
+            .send()
+            .await
+            .unwrap()
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| o.key)
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(keys, [format!("{id}/r.rds")]);
+}
