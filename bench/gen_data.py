@@ -25,11 +25,14 @@ def write_json(path, value):
         json.dump(value, handle, indent=1)
 
 
-def rds_bytes(size, rng):
-    # Half random, half repetitive: gzip shrinks it roughly like real count matrices.
-    block = bytes(rng.getrandbits(8) for _ in range(4096)) + b"\0" * 4096
-    repeats, rest = divmod(size, len(block))
-    return block * repeats + block[:rest]
+def write_rds_gz(path, size, rng):
+    """Gzip of `size` bytes, half random and half zeros in 8 KiB blocks (gzip halves it), streamed."""
+    with gzip.open(path, "wb", compresslevel=1) as handle:
+        left = size
+        while left > 0:
+            block = (rng.randbytes(4096) + b"\0" * 4096)[:left]
+            handle.write(block)
+            left -= len(block)
 
 
 def generate(out, experiments, rds_size, items_total, seed):
@@ -80,8 +83,7 @@ def generate(out, experiments, rds_size, items_total, seed):
                 {"key": "louvain-0", "name": "Cluster 0", "color": "#77aadd", "cellIds": list(range(0, 20))},
             ]},
         ]})
-        with gzip.open(os.path.join(folder, "r.rds.gz"), "wb", compresslevel=1) as handle:
-            handle.write(rds_bytes(rds_size, rng))
+        write_rds_gz(os.path.join(folder, "r.rds.gz"), rds_size, rng)
 
 
 def main():

@@ -221,11 +221,14 @@ fn every_rule_loads_into_the_right_place_and_reload_uploads_nothing() {
         "nothing uploaded the second time: {}",
         reload["total"]
     );
-    assert_eq!(reload["total"]["unchanged"], 4);
+    assert_eq!(
+        reload["total"]["unchanged"], 9,
+        "4 objects and 5 JSON files"
+    );
     assert_eq!(reload["total"]["objects"], 0);
     assert_eq!(
-        reload["total"]["items"], 5,
-        "items are written again (idempotent puts)"
+        reload["total"]["items"], 0,
+        "unchanged JSON files are not written again"
     );
     let etag_after = rt.block_on(async {
         aws.s3
@@ -278,19 +281,48 @@ fn every_rule_loads_into_the_right_place_and_reload_uploads_nothing() {
         ),
         changed
     );
+    // An item changed outside inframock comes back with --force (or when its file changes).
+    rt.block_on(async {
+        aws.dynamodb
+            .put_item()
+            .table_name("experiments-development")
+            .item("experimentId", AttributeValue::S(E1.into()))
+            .item(
+                "experimentName",
+                AttributeValue::S("renamed in the UI".into()),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
     let forced = project.run_json(&["reload-data", "--json", "--force"]);
     assert_eq!(forced["total"]["objects"], 4);
+    assert_eq!(forced["total"]["items"], 5);
+    let experiment = get_item(
+        &rt,
+        &aws,
+        "experiments-development",
+        &[("experimentId", E1)],
+    )
+    .unwrap();
+    assert_eq!(
+        experiment["experimentName"],
+        AttributeValue::S("KO lungs".into())
+    );
 }
 
 #[test]
 fn a_fresh_machine_skips_unchanged_objects_through_the_stored_fingerprint() {
     let (project, _, _) = project_with_every_rule();
     project.start(&[]);
-    // Without the local fingerprint cache (another machine), the HEAD comparison still skips.
+    // Without any local record (another machine), the HEAD comparison still skips every object;
+    // the JSON files are written again, since only this machine knew they were loaded.
     std::fs::remove_file(project.path().join(".inframock/fingerprints.json")).unwrap();
+    std::fs::remove_file(project.path().join(".inframock/loaded-items.json")).unwrap();
     let reload = project.run_json(&["reload-data", "--json"]);
     assert_eq!(reload["total"]["unchanged"], 4);
     assert_eq!(reload["total"]["bytes"], 0);
+    assert_eq!(reload["total"]["items"], 5);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::aws::AwsClients;
 use crate::cli::{LoadArgs, ReloadArgs, RuntimeKind};
 use crate::config::Settings;
 use crate::data::discover::{self, drop_conflicting_objects, LoadPlan};
-use crate::data::fingerprint::{FingerprintCache, CACHE_FILE};
+use crate::data::fingerprint::{FingerprintCache, LoadedFiles, CACHE_FILE, LOADED_FILE};
 use crate::data::load::{apply, describe_target, LoadOptions};
 use crate::data::rules::Rules;
 use crate::data::summary::{render_table, totals, BarProgress, PlainProgress};
@@ -52,7 +52,11 @@ pub async fn execute(
             }
         }
     }
-    let (report, code) = load_data(settings, &clients, &args.load, reporter).await?;
+    let stack_id = match &recorded {
+        Some(stack) if local => format!("{endpoint}@{}", stack.started_at),
+        _ => endpoint.clone(),
+    };
+    let (report, code) = load_data(settings, &clients, &stack_id, &args.load, reporter).await?;
     if settings.json {
         println!("{report}");
     }
@@ -64,6 +68,7 @@ pub async fn execute(
 pub async fn load_data(
     settings: &Settings,
     clients: &AwsClients,
+    stack_id: &str,
     args: &LoadArgs,
     reporter: &Reporter,
 ) -> Result<(serde_json::Value, ExitCode)> {
@@ -93,15 +98,19 @@ pub async fn load_data(
     ));
     let state_dir = settings.ensure_state_dir()?;
     let cache = Arc::new(FingerprintCache::load(state_dir.join(CACHE_FILE)));
-    let options = LoadOptions { force: args.force };
+    let loaded = LoadedFiles::load(state_dir.join(LOADED_FILE));
+    let options = LoadOptions {
+        force: args.force,
+        stack_id: stack_id.to_string(),
+    };
     let started = std::time::Instant::now();
     let outcomes = if reporter.interactive {
         let bars = BarProgress::new(&plan);
-        let outcomes = apply(clients, &plan, cache, &options, &bars).await;
+        let outcomes = apply(clients, &plan, cache, &loaded, &options, &bars).await;
         bars.finish();
         outcomes
     } else {
-        apply(clients, &plan, cache, &options, &PlainProgress).await
+        apply(clients, &plan, cache, &loaded, &options, &PlainProgress).await
     };
     let elapsed = started.elapsed();
     let (rows, total) = totals(&plan, &outcomes);

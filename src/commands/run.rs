@@ -45,7 +45,13 @@ pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -
     let mut exit = ExitCode::SUCCESS;
     let mut data_report = serde_json::Value::Null;
     if settings.populate && !args.no_populate {
-        let outcome = super::reload_data::load_data(settings, &clients, &args.load, reporter).await;
+        let stack_id = match stack.state.runtime {
+            RuntimeKind::External => aws_url.clone(),
+            _ => format!("{aws_url}@{}", stack.state.started_at),
+        };
+        let outcome =
+            super::reload_data::load_data(settings, &clients, &stack_id, &args.load, reporter)
+                .await;
         match outcome {
             Ok((report, code)) => {
                 data_report = report;

@@ -149,3 +149,100 @@ mod tests {
         );
     }
 }
+
+/// File name of the record of JSON files loaded into a running stack.
+pub const LOADED_FILE: &str = "loaded-items.json";
+
+/// Which JSON files were loaded, with which fingerprint, into which stack instance: a reload skips
+/// a file whose content did not change since it was last written into the same running stack
+/// (`--force` writes it anyway). Entries are added only after a file loaded completely.
+#[derive(Debug, Default)]
+pub struct LoadedFiles {
+    path: Option<PathBuf>,
+    entries: Mutex<HashMap<String, String>>,
+}
+
+impl LoadedFiles {
+    /// Loads the record at `path` (missing or unreadable: empty).
+    pub fn load(path: PathBuf) -> LoadedFiles {
+        let entries = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        LoadedFiles {
+            path: Some(path),
+            entries: Mutex::new(entries),
+        }
+    }
+
+    fn key(stack: &str, table: &str, source: &Path) -> String {
+        format!("{stack}|{table}|{}", source.display())
+    }
+
+    /// Whether `source` with `fingerprint` is already in `table` of `stack`.
+    pub fn is_loaded(&self, stack: &str, table: &str, source: &Path, fingerprint: &str) -> bool {
+        self.entries.lock().is_ok_and(|entries| {
+            entries
+                .get(&Self::key(stack, table, source))
+                .map(String::as_str)
+                == Some(fingerprint)
+        })
+    }
+
+    /// Records a completed load.
+    pub fn mark_loaded(&self, stack: &str, table: &str, source: &Path, fingerprint: String) {
+        if let Ok(mut entries) = self.entries.lock() {
+            // Entries of other stack instances are stale: keep the record small.
+            entries.retain(|key, _| key.starts_with(&format!("{stack}|")));
+            entries.insert(Self::key(stack, table, source), fingerprint);
+        }
+    }
+
+    /// Writes the record back (atomically).
+    pub fn save(&self) {
+        let (Some(path), Ok(entries)) = (&self.path, self.entries.lock()) else {
+            return;
+        };
+        if let Ok(text) = serde_json::to_string(&*entries) {
+            let temporary = path.with_extension("json.tmp");
+            if std::fs::write(&temporary, text).is_ok() {
+                let _ = std::fs::rename(&temporary, path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod loaded_tests {
+    use super::*;
+
+    #[test]
+    fn loaded_files_match_stack_table_source_and_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join(LOADED_FILE);
+        let loaded = LoadedFiles::load(record.clone());
+        let source = Path::new("/d/e1/mock_experiment.json");
+        assert!(!loaded.is_loaded("s1", "t", source, "f1"));
+        loaded.mark_loaded("s1", "t", source, "f1".into());
+        loaded.save();
+        let reread = LoadedFiles::load(record);
+        assert!(reread.is_loaded("s1", "t", source, "f1"));
+        assert!(
+            !reread.is_loaded("s1", "t", source, "f2"),
+            "content changed"
+        );
+        assert!(
+            !reread.is_loaded("s2", "t", source, "f1"),
+            "another stack instance"
+        );
+        assert!(
+            !reread.is_loaded("s1", "other", source, "f1"),
+            "another table"
+        );
+        reread.mark_loaded("s2", "t", source, "f1".into());
+        assert!(
+            !reread.is_loaded("s1", "t", source, "f1"),
+            "stale instances are dropped"
+        );
+    }
+}

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::discover::{Action, LoadPlan, PlannedTarget};
 use super::dynamo_json::{check_keys, key_of, parse_items, Item, JsonFormat};
-use super::fingerprint::{FingerprintCache, METADATA_KEY};
+use super::fingerprint::{FingerprintCache, LoadedFiles, METADATA_KEY};
 use super::s3_upload::{upload, UploadLimits, UploadRequest};
 use crate::aws::{describe_error, error_code, AwsClients};
 
@@ -29,8 +29,11 @@ const BATCH_ATTEMPTS: u32 = 10;
 /// Options of one load.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// Upload S3 objects even when their fingerprint matches.
+    /// Write everything, even what is unchanged.
     pub force: bool,
+    /// Identity of the running stack instance (endpoint and start time), for skipping JSON files
+    /// already loaded into it.
+    pub stack_id: String,
 }
 
 /// What loading one file did.
@@ -97,6 +100,7 @@ pub async fn apply(
     clients: &AwsClients,
     plan: &LoadPlan,
     cache: Arc<FingerprintCache>,
+    loaded: &LoadedFiles,
     options: &LoadOptions,
     observer: &dyn LoadObserver,
 ) -> Vec<FileOutcome> {
@@ -125,7 +129,8 @@ pub async fn apply(
             let cache = cache.clone();
             let limits = &limits;
             async move {
-                let result = load_file(clients, action, keys, &cache, limits, options).await;
+                let result =
+                    load_file(clients, action, keys, &cache, loaded, limits, options).await;
                 let outcome = FileOutcome {
                     experiment: experiment.to_string(),
                     file: action.file.clone(),
@@ -141,6 +146,7 @@ pub async fn apply(
         .await;
     indexed.sort_by_key(|(index, _)| *index);
     cache.save();
+    loaded.save();
     indexed.into_iter().map(|(_, outcome)| outcome).collect()
 }
 
@@ -157,12 +163,16 @@ async fn load_file(
     action: &Action,
     keys: &HashMap<String, Result<Vec<String>, String>>,
     cache: &Arc<FingerprintCache>,
+    loaded: &LoadedFiles,
     limits: &UploadLimits,
     options: &LoadOptions,
 ) -> FileResult {
     let outcome = match &action.target {
         PlannedTarget::Table { table } => match keys.get(table) {
-            Some(Ok(key_names)) => load_items(clients, &action.path, table, key_names).await,
+            Some(Ok(key_names)) => {
+                load_items_unless_loaded(clients, action, table, key_names, cache, loaded, options)
+                    .await
+            }
             Some(Err(e)) => Err(e.clone()),
             None => Err(format!("table {table} was not looked up")),
         },
@@ -178,6 +188,37 @@ async fn load_file(
         }
     };
     outcome.unwrap_or_else(|error| FileResult::Failed { error })
+}
+
+async fn load_items_unless_loaded(
+    clients: &AwsClients,
+    action: &Action,
+    table: &str,
+    key_names: &[String],
+    cache: &Arc<FingerprintCache>,
+    loaded: &LoadedFiles,
+    options: &LoadOptions,
+) -> Result<FileResult, String> {
+    let fingerprint = source_fingerprint(cache, action, "items").await?;
+    if !options.force && loaded.is_loaded(&options.stack_id, table, &action.path, &fingerprint) {
+        return Ok(FileResult::Unchanged);
+    }
+    let result = load_items(clients, &action.path, table, key_names).await?;
+    loaded.mark_loaded(&options.stack_id, table, &action.path, fingerprint);
+    Ok(result)
+}
+
+async fn source_fingerprint(
+    cache: &Arc<FingerprintCache>,
+    action: &Action,
+    transform: &'static str,
+) -> Result<String, String> {
+    let hashing = cache.clone();
+    let source = action.path.clone();
+    tokio::task::spawn_blocking(move || hashing.fingerprint(&source, transform))
+        .await
+        .map_err(|e| format!("internal: {e}"))?
+        .map_err(|e| format!("cannot read: {e}"))
 }
 
 async fn load_items(

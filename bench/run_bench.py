@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""`make bench`: measure inframock against its baselines; results go to bench/results/.
+
+  startup  `inframock run --detach` to ready with every resource created (median of N) vs the same
+           resources created with the AWS CLI against an already running moto_server.
+  load     50 generated experiments (~20 MB r.rds.gz each, 10,000 items in all), against moto_server:
+           (a) first load, (b) reload with nothing changed, (c) the original tool's sequential boto3
+           loader (bench/original_loader.py), and the raw endpoint limit (bench/raw_limit.py).
+  memory   peak RSS of `inframock reload-data` loading one large r.rds.gz (default 2 GiB decompressed).
+
+Options: --runs N (5), --experiments N (50), --rds-mib N (40 decompressed ≈ 20 MB gzip),
+--memory-gib N (2), --only startup,load,memory.
+"""
+import argparse
+import datetime
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "inframock")
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+WORK = os.path.join(ROOT, "bench", "work")
+RESULTS = os.path.join(ROOT, "bench", "results")
+ENV = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="eu-west-1",
+           PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
+for key in [k for k in ENV if k.startswith("INFRAMOCK_")] + ["BIOMAGE_DATA_PATH", "POPULATE_MOCK", "CLUSTER_ENV",
+                                                              "AWS_ENDPOINT_URL"]:
+    ENV.pop(key, None)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Moto:
+    """A moto_server on a free loopback port, stopped by PID."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(os.path.join(WORK, "moto.log"), "w")
+        self.process = subprocess.Popen([os.path.join(VENV_BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+                                        stdout=self.log, stderr=subprocess.STDOUT,
+                                        env=dict(ENV, MOTO_ACCOUNT_ID="000000000000"))
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/moto-api/data.json", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("moto_server did not start")
+
+    def reset(self):
+        urllib.request.urlopen(urllib.request.Request(self.url + "/moto-api/reset", method="POST"))
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(10)
+        self.log.close()
+
+
+def inframock(args, project, check=True):
+    started = time.perf_counter()
+    result = subprocess.run([BIN, *args], cwd=project, env=ENV, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if check and result.returncode != 0:
+        raise SystemExit(f"inframock {args} failed ({result.returncode}):\n{result.stderr}")
+    return elapsed, result
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def bench_startup(runs):
+    project = tempfile.mkdtemp(dir=WORK, prefix="startup-")
+    ours = []
+    for _ in range(runs):
+        elapsed, _ = inframock(["run", "--detach", "--no-populate", "--aws-port", "0", "--redis-port", "0"], project)
+        ours.append(elapsed)
+        inframock(["stop"], project)
+    cli = shutil.which("aws", path=ENV["PATH"])
+    baseline = []
+    if cli:
+        moto = Moto()
+        try:
+            for _ in range(runs):
+                moto.reset()
+                baseline.append(aws_cli_steps(cli, moto.url))
+        finally:
+            moto.stop()
+    return {"inframock_run_detach_s": ours, "aws_cli_steps_s": baseline, "aws_cli": cli}
+
+
+def aws_cli_steps(cli, endpoint):
+    env = "development"
+    steps = []
+    for table, keys, extra in [
+        (f"experiments-{env}", "AttributeName=experimentId,KeyType=HASH", []),
+        (f"projects-{env}", "AttributeName=projectUuid,KeyType=HASH", []),
+        (f"plots-tables-{env}", "AttributeName=experimentId,KeyType=HASH AttributeName=plotUuid,KeyType=RANGE", []),
+        (f"samples-{env}", "AttributeName=experimentId,KeyType=HASH",
+         ["--global-secondary-indexes",
+          json.dumps([{"IndexName": "gsiByProjectAndExperimentID",
+                       "KeySchema": [{"AttributeName": "projectUuid", "KeyType": "HASH"},
+                                     {"AttributeName": "experimentId", "KeyType": "RANGE"}],
+                       "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["samples"]}}])]),
+    ]:
+        attributes = {part.split(",")[0].split("=")[1] for part in keys.split()}
+        if extra:
+            attributes.add("projectUuid")
+        definitions = [f"AttributeName={a},AttributeType=S" for a in sorted(attributes)]
+        steps.append(["dynamodb", "create-table", "--table-name", table, "--billing-mode", "PAY_PER_REQUEST",
+                      "--key-schema", *keys.split(), "--attribute-definitions", *definitions, *extra])
+    for bucket in ["biomage-source", "processed-matrix", "cell-sets", "plots-tables", "worker-results", "biomage-originals"]:
+        steps.append(["s3api", "create-bucket", "--bucket", f"{bucket}-{env}",
+                      "--create-bucket-configuration", "LocationConstraint=eu-west-1"])
+    for bucket in ["biomage-source", "biomage-originals"]:
+        steps.append(["s3api", "put-bucket-versioning", "--bucket", f"{bucket}-{env}",
+                      "--versioning-configuration", "Status=Enabled"])
+    cors = json.dumps({"CORSRules": [{"AllowedHeaders": ["*"], "AllowedMethods": ["GET", "PUT", "POST", "DELETE"],
+                                      "AllowedOrigins": ["*"], "ExposeHeaders": ["ETag"]}]})
+    for bucket in ["worker-results", "biomage-originals"]:
+        steps.append(["s3api", "put-bucket-cors", "--bucket", f"{bucket}-{env}", "--cors-configuration", cors])
+    steps.append(["sns", "create-topic", "--name", f"work-results-{env}-default"])
+    steps.append(["sqs", "create-queue", "--queue-name", f"{env}-queue.fifo", "--attributes",
+                  "FifoQueue=true,ContentBasedDeduplication=true"])
+    started = time.perf_counter()
+    for step in steps:
+        subprocess.run([cli, "--endpoint-url", endpoint, *step], env=ENV, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def bench_load(runs, experiments, rds_mib):
+    data = os.path.join(WORK, f"data-{experiments}x{rds_mib}")
+    if not os.path.isdir(data):
+        subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gen_data.py"), data, "--experiments",
+                        str(experiments), "--rds-bytes", str(rds_mib * 1024 * 1024), "--items", "10000"], check=True)
+    gz_bytes = sum(os.path.getsize(os.path.join(data, e, "r.rds.gz")) for e in os.listdir(data))
+    project = tempfile.mkdtemp(dir=WORK, prefix="load-")
+    moto = Moto()
+    external = ["--runtime", "external", "--endpoint-url", moto.url, "--data", data]
+    first, again, original, raw = [], [], [], []
+    summary = None
+    try:
+        for _ in range(runs):
+            moto.reset()
+            inframock(["run", "--detach", "--no-populate", *external], project)
+            cache = os.path.join(project, ".inframock", "fingerprints.json")
+            if os.path.exists(cache):
+                os.remove(cache)
+            elapsed, result = inframock(["reload-data", "--json", *external], project)
+            first.append(elapsed)
+            summary = json.loads(result.stdout)["total"]
+            elapsed, result = inframock(["reload-data", "--json", *external], project)
+            again.append(elapsed)
+            assert json.loads(result.stdout)["total"]["bytes"] == 0, "reload uploaded bytes"
+        for _ in range(runs):
+            moto.reset()
+            inframock(["run", "--detach", "--no-populate", *external], project)
+            started = time.perf_counter()
+            subprocess.run([os.path.join(VENV_BIN, "python"), os.path.join(ROOT, "bench", "original_loader.py"),
+                            data, moto.url], env=ENV, check=True)
+            original.append(time.perf_counter() - started)
+        for _ in range(runs):
+            moto.reset()
+            inframock(["run", "--detach", "--no-populate", *external], project)
+            out = subprocess.run([os.path.join(VENV_BIN, "python"), os.path.join(ROOT, "bench", "raw_limit.py"),
+                                  data, moto.url], env=ENV, check=True, capture_output=True, text=True)
+            raw.append(float(out.stdout.strip()))
+    finally:
+        moto.stop()
+    return {"experiments": experiments, "rds_decompressed_mib": rds_mib, "gzip_bytes_total": gz_bytes,
+            "summary_first_load": summary, "first_load_s": first, "reload_unchanged_s": again,
+            "original_boto3_sequential_s": original, "raw_limit_put_phase_s": raw}
+
+
+def bench_memory(gib):
+    data = os.path.join(WORK, f"data-memory-{gib}g")
+    source = os.path.join(data, "big", "r.rds.gz")
+    if not os.path.exists(source):
+        os.makedirs(os.path.dirname(source), exist_ok=True)
+        # Same block generator as gen_data.py, one file.
+        sys.path.insert(0, os.path.join(ROOT, "bench"))
+        import gen_data, random  # noqa: E402
+        gen_data.write_rds_gz(source, gib * 1024 ** 3, random.Random(3))
+    project = tempfile.mkdtemp(dir=WORK, prefix="memory-")
+    moto = Moto()
+    try:
+        external = ["--runtime", "external", "--endpoint-url", moto.url, "--data", data]
+        inframock(["run", "--detach", "--no-populate", *external], project)
+        started = time.perf_counter()
+        process = subprocess.Popen([BIN, "reload-data", "--json", *external], cwd=project, env=ENV,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        peak_kib = 0
+        while process.poll() is None:
+            try:
+                with open(f"/proc/{process.pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            peak_kib = max(peak_kib, int(line.split()[1]))
+            except OSError:
+                pass
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        total = json.loads(process.stdout.read())["total"]
+    finally:
+        moto.stop()
+    return {"decompressed_gib": gib, "gzip_bytes": os.path.getsize(source), "peak_rss_mib": round(peak_kib / 1024, 1),
+            "elapsed_s": round(elapsed, 2), "uploaded_bytes": total["bytes"], "failed": total["failed"]}
+
+
+def fmt(values):
+    return f"{median(values):.3f} s (runs: {', '.join(f'{v:.2f}' for v in values)})" if values else "n/a"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--experiments", type=int, default=50)
+    parser.add_argument("--rds-mib", type=int, default=40)
+    parser.add_argument("--memory-gib", type=int, default=2)
+    parser.add_argument("--only", default="startup,load,memory")
+    args = parser.parse_args()
+    os.makedirs(WORK, exist_ok=True)
+    os.makedirs(RESULTS, exist_ok=True)
+    only = set(args.only.split(","))
+    stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H%M")
+    lines = [f"# inframock benchmarks, {stamp}", "", f"Machine: {os.cpu_count()} cores; moto_server from .venv; "
+             f"binary {BIN}; median of {args.runs}.", ""]
+    raw = {}
+    if "startup" in only:
+        result = bench_startup(args.runs)
+        raw["startup"] = result
+        ours, cli = result["inframock_run_detach_s"], result["aws_cli_steps_s"]
+        lines += ["## Startup: `run --detach` to ready with all resources created", "",
+                  f"- inframock (starts moto_server + redis-server, waits, creates 12 resources): {fmt(ours)}",
+                  f"- AWS CLI, same 16 create/configure calls against an already running moto_server: {fmt(cli)}"
+                  if cli else "- AWS CLI baseline: `aws` not found, not measured",
+                  f"- ratio AWS CLI / inframock: {median(cli) / median(ours):.2f}x" if cli else "", ""]
+    if "load" in only:
+        result = bench_load(args.runs, args.experiments, args.rds_mib)
+        raw["load"] = result
+        a, b, c, r = (result[k] for k in ["first_load_s", "reload_unchanged_s", "original_boto3_sequential_s",
+                                          "raw_limit_put_phase_s"])
+        lines += [f"## Data load: {result['experiments']} experiments, {result['gzip_bytes_total'] / 1e6:.0f} MB of "
+                  f"r.rds.gz ({result['rds_decompressed_mib']} MiB each decompressed), "
+                  f"{result['summary_first_load']['items']} DynamoDB items", "",
+                  f"- (a) first load: {fmt(a)}",
+                  f"- (b) reload, nothing changed: {fmt(b)}",
+                  f"- (c) original tool's sequential boto3 loader: {fmt(c)}",
+                  f"- raw endpoint limit (16-thread put loop, data pre-decompressed in memory, put phase only): {fmt(r)}",
+                  f"- (c)/(a) = {median(c) / median(a):.2f}x faster (target >= 3x); "
+                  f"(a)/raw = {median(a) / median(r):.2f}x (target <= 2x); (b) target < 1 s", ""]
+    if "memory" in only:
+        result = bench_memory(args.memory_gib)
+        raw["memory"] = result
+        lines += [f"## Memory: one r.rds.gz of {result['decompressed_gib']} GiB decompressed "
+                  f"({result['gzip_bytes'] / 1e6:.0f} MB gzip)", "",
+                  f"- peak RSS of `inframock reload-data`: {result['peak_rss_mib']} MiB (target < 100 MB); "
+                  f"{result['elapsed_s']} s; uploaded {result['uploaded_bytes']} bytes, failed {result['failed']}", ""]
+    text = "\n".join(lines)
+    with open(os.path.join(RESULTS, f"{stamp}.md"), "w") as handle:
+        handle.write(text + "\n")
+    with open(os.path.join(RESULTS, f"{stamp}.json"), "w") as handle:
+        json.dump(raw, handle, indent=1)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
