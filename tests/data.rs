@@ -612,3 +612,50 @@ fn the_example_data_folder_loads() {
     });
     assert_eq!(keys, [format!("{id}/r.rds")]);
 }
+
+#[test]
+fn many_large_files_load_concurrently_without_stalling() {
+    // More multipart uploads at once than the shared part budget holds (16 files, 8 parts).
+    let project = Project::new();
+    let mut bodies = Vec::new();
+    for index in 0..18u64 {
+        let body = noise(9 * 1024 * 1024 + index as usize, 200 + index);
+        project.write(&format!("data/m{index:02}/r.rds.gz"), gzip(&body));
+        bodies.push(body);
+    }
+    project.start(&["--no-populate"]);
+    let mut child = project
+        .command(&["reload-data", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("reload-data did not finish: concurrent uploads stalled");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success());
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["total"]["objects"], 18);
+    let rt = runtime();
+    let aws = clients(&rt, &project.endpoint());
+    for (index, body) in bodies.iter().enumerate() {
+        assert!(
+            object(
+                &rt,
+                &aws,
+                "biomage-source-development",
+                &format!("m{index:02}/r.rds")
+            ) == *body
+        );
+    }
+}

@@ -84,20 +84,16 @@ pub async fn upload(
     let reader = tokio::task::spawn_blocking(move || {
         read_parts(&source, gunzip, part_size, &buffers, &runtime, &sender)
     });
-    let first = next_part(&mut parts).await?;
-    let second = match &first {
-        Some(part) if part.bytes.len() == limits.part_size => next_part(&mut parts).await?,
-        _ => None,
-    };
-    let result = match (first, second) {
-        (first, None) => {
+    // Decide from the first part alone: waiting for a second part while holding the first could
+    // deadlock concurrent uploads on the shared part budget.
+    let result = match next_part(&mut parts).await? {
+        Some(first) if first.bytes.len() == limits.part_size => {
+            put_multipart(s3, request, first, &mut parts).await
+        }
+        first => {
             let bytes = first.map(|p| p.bytes).unwrap_or_default();
             put_whole(s3, request, bytes).await
         }
-        (Some(first), Some(second)) => {
-            put_multipart(s3, request, vec![first, second], &mut parts).await
-        }
-        (None, Some(_)) => Err(UploadError::Source("internal: part order".to_string())),
     };
     drop(parts);
     let _ = reader.await;
@@ -218,7 +214,7 @@ async fn put_whole(
 async fn put_multipart(
     s3: &aws_sdk_s3::Client,
     request: &UploadRequest<'_>,
-    first_parts: Vec<Part>,
+    first_part: Part,
     rest: &mut mpsc::Receiver<Result<Part, String>>,
 ) -> Result<u64, UploadError> {
     let created = s3
@@ -233,7 +229,7 @@ async fn put_multipart(
     let upload_id = created
         .upload_id
         .ok_or_else(|| UploadError::Endpoint("the endpoint returned no upload id".into()))?;
-    let outcome = send_parts(s3, request, &upload_id, first_parts, rest).await;
+    let outcome = send_parts(s3, request, &upload_id, first_part, rest).await;
     match outcome {
         Ok((mut completed, length)) => {
             completed.sort_by_key(|p| p.part_number);
@@ -297,18 +293,18 @@ async fn send_parts(
     s3: &aws_sdk_s3::Client,
     request: &UploadRequest<'_>,
     upload_id: &str,
-    first_parts: Vec<Part>,
+    first_part: Part,
     rest: &mut mpsc::Receiver<Result<Part, String>>,
 ) -> Result<(Vec<CompletedPart>, u64), UploadError> {
     let mut in_flight = FuturesUnordered::new();
     let mut completed = Vec::new();
     let mut length = 0u64;
     let mut number = 0i32;
-    let mut pending: std::collections::VecDeque<Part> = first_parts.into();
+    let mut pending = Some(first_part);
     let mut source_done = false;
     loop {
         while in_flight.len() < PARTS_IN_FLIGHT {
-            let part = match pending.pop_front() {
+            let part = match pending.take() {
                 Some(part) => part,
                 None if source_done => break,
                 None => match next_part(rest).await? {
@@ -334,21 +330,23 @@ async fn send_parts(
                 .body(ByteStream::from(part.bytes))
                 .send();
             let permit = part._permit;
-            in_flight.push(async move {
+            // Spawned, so parts in flight progress while this loop waits for the next part.
+            in_flight.push(tokio::spawn(async move {
                 let outcome = call.await;
                 drop(permit);
                 (part_number, outcome)
-            });
+            }));
         }
-        match in_flight.next().await {
-            Some((part_number, Ok(output))) => completed.push(
+        match in_flight.next().await.transpose() {
+            Err(e) => return Err(UploadError::Endpoint(format!("internal: {e}"))),
+            Ok(Some((part_number, Ok(output)))) => completed.push(
                 CompletedPart::builder()
                     .part_number(part_number)
                     .set_e_tag(output.e_tag)
                     .build(),
             ),
-            Some((_, Err(e))) => return Err(endpoint_error(request, &e)),
-            None => break,
+            Ok(Some((_, Err(e)))) => return Err(endpoint_error(request, &e)),
+            Ok(None) => break,
         }
     }
     Ok((completed, length))
