@@ -4,7 +4,7 @@ VENV := .venv
 BIN := target/release/inframock
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup build run detach reload-data stop status test lint bench clean
+.PHONY: help setup build run detach reload-data stop status test docker-images lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -38,8 +38,13 @@ stop: build ## stop the stack
 status: build
 	$(BIN) status
 
-test: setup build ## the whole test suite (unit + integration against real moto_server and redis-server)
+test: setup build ## the whole test suite (unit + integration against real moto_server, redis-server, Docker)
+	@if docker info >/dev/null 2>&1; then tests/docker/build-standin-images.sh; \
+	 else echo "docker runtime tests will be skipped: no Docker engine answers (they fail instead when CI=true)"; fi
 	cargo test --release
+
+docker-images: ## build the offline stand-in images the docker tests use
+	tests/docker/build-standin-images.sh
 
 lint: ## formatting and clippy, as CI runs them
 	cargo fmt --check

@@ -142,6 +142,15 @@ def aws_cli_steps(cli, endpoint):
     return time.perf_counter() - started
 
 
+def fresh_stack(project, data):
+    """Restarts a local stack (new moto_server: empty) with every resource; returns its endpoint."""
+    inframock(["stop"], project, check=False)
+    inframock(["run", "--detach", "--runtime", "local", "--no-populate", "--aws-port", "0", "--redis-port", "0",
+               "--data", data], project)
+    _, result = inframock(["env", "--json"], project)
+    return json.loads(result.stdout)["AWS_ENDPOINT_URL"]
+
+
 def bench_load(runs, experiments, rds_mib):
     data = os.path.join(WORK, f"data-{experiments}x{rds_mib}")
     if not os.path.isdir(data):
@@ -149,38 +158,35 @@ def bench_load(runs, experiments, rds_mib):
                         str(experiments), "--rds-bytes", str(rds_mib * 1024 * 1024), "--items", "10000"], check=True)
     gz_bytes = sum(os.path.getsize(os.path.join(data, e, "r.rds.gz")) for e in os.listdir(data))
     project = tempfile.mkdtemp(dir=WORK, prefix="load-")
-    moto = Moto()
-    external = ["--runtime", "external", "--endpoint-url", moto.url, "--data", data]
     first, again, original, raw = [], [], [], []
     summary = None
     try:
         for _ in range(runs):
-            moto.reset()
-            inframock(["run", "--detach", "--no-populate", *external], project)
-            cache = os.path.join(project, ".inframock", "fingerprints.json")
-            if os.path.exists(cache):
-                os.remove(cache)
-            elapsed, result = inframock(["reload-data", "--json", *external], project)
+            fresh_stack(project, data)
+            for record in ("fingerprints.json", "loaded-items.json"):
+                path = os.path.join(project, ".inframock", record)
+                if os.path.exists(path):
+                    os.remove(path)
+            elapsed, result = inframock(["reload-data", "--json", "--data", data], project)
             first.append(elapsed)
             summary = json.loads(result.stdout)["total"]
-            elapsed, result = inframock(["reload-data", "--json", *external], project)
+            assert summary["failed"] == 0, summary
+            elapsed, result = inframock(["reload-data", "--json", "--data", data], project)
             again.append(elapsed)
             assert json.loads(result.stdout)["total"]["bytes"] == 0, "reload uploaded bytes"
         for _ in range(runs):
-            moto.reset()
-            inframock(["run", "--detach", "--no-populate", *external], project)
+            endpoint = fresh_stack(project, data)
             started = time.perf_counter()
             subprocess.run([os.path.join(VENV_BIN, "python"), os.path.join(ROOT, "bench", "original_loader.py"),
-                            data, moto.url], env=ENV, check=True)
+                            data, endpoint], env=ENV, check=True)
             original.append(time.perf_counter() - started)
         for _ in range(runs):
-            moto.reset()
-            inframock(["run", "--detach", "--no-populate", *external], project)
+            endpoint = fresh_stack(project, data)
             out = subprocess.run([os.path.join(VENV_BIN, "python"), os.path.join(ROOT, "bench", "raw_limit.py"),
-                                  data, moto.url], env=ENV, check=True, capture_output=True, text=True)
+                                  data, endpoint], env=ENV, check=True, capture_output=True, text=True)
             raw.append(float(out.stdout.strip()))
     finally:
-        moto.stop()
+        inframock(["stop"], project, check=False)
     return {"experiments": experiments, "rds_decompressed_mib": rds_mib, "gzip_bytes_total": gz_bytes,
             "summary_first_load": summary, "first_load_s": first, "reload_unchanged_s": again,
             "original_boto3_sequential_s": original, "raw_limit_put_phase_s": raw}
@@ -238,7 +244,8 @@ def main():
     only = set(args.only.split(","))
     stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H%M")
     lines = [f"# inframock benchmarks, {stamp}", "", f"Machine: {os.cpu_count()} cores; moto_server from .venv; "
-             f"binary {BIN}; median of {args.runs}.", ""]
+             f"binary {BIN}; median of {args.runs}. Loads run against the local runtime's moto_server, "
+             "restarted (empty) before every first load.", ""]
     raw = {}
     if "startup" in only:
         result = bench_startup(args.runs)

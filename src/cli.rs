@@ -86,6 +86,17 @@ pub struct GlobalArgs {
         value_name = "PATH"
     )]
     pub redis_server: Option<PathBuf>,
+    /// Container image of the aws service (docker runtime).
+    #[arg(long, global = true, env = "INFRAMOCK_AWS_IMAGE", value_name = "IMAGE")]
+    pub aws_image: Option<String>,
+    /// Container image of the redis service (docker runtime).
+    #[arg(
+        long,
+        global = true,
+        env = "INFRAMOCK_REDIS_IMAGE",
+        value_name = "IMAGE"
+    )]
+    pub redis_image: Option<String>,
     /// Seconds to wait for services to answer before giving up.
     #[arg(
         long,
@@ -154,6 +165,9 @@ pub struct RunArgs {
     /// Do not load the data folder (same as POPULATE_MOCK=false).
     #[arg(long)]
     pub no_populate: bool,
+    /// Recreate the containers instead of reusing running ones (docker runtime; drops their data).
+    #[arg(long, env = "INFRAMOCK_FRESH")]
+    pub fresh: bool,
     #[command(flatten)]
     pub load: LoadArgs,
 }

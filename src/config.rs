@@ -46,6 +46,22 @@ pub struct Settings {
     pub redis_server: Option<PathBuf>,
     pub ready_timeout: Duration,
     pub json: bool,
+    /// Container settings of each service (docker runtime).
+    pub aws_container: ContainerSettings,
+    pub redis_container: ContainerSettings,
+}
+
+/// Default image of the aws service: the last LocalStack tag that runs without an auth token.
+pub const DEFAULT_AWS_IMAGE: &str = "localstack/localstack:4.14.0";
+/// Default image of the redis service.
+pub const DEFAULT_REDIS_IMAGE: &str = "redis:7-alpine";
+
+/// How a service runs as a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSettings {
+    pub image: String,
+    pub container_port: u16,
+    pub env: Vec<(String, String)>,
 }
 
 impl Settings {
@@ -100,7 +116,31 @@ impl Settings {
                 "--runtime external needs --endpoint-url URL (or INFRAMOCK_ENDPOINT_URL) naming the AWS endpoint to use"
             );
         }
+        let aws_container = ContainerSettings {
+            image: non_empty(args.aws_image.clone())
+                .or(stack.services.aws.image.clone())
+                .unwrap_or_else(|| DEFAULT_AWS_IMAGE.to_string()),
+            container_port: stack
+                .services
+                .aws
+                .container_port
+                .unwrap_or(DEFAULT_AWS_PORT),
+            env: stack.services.aws.env.clone().into_iter().collect(),
+        };
+        let redis_container = ContainerSettings {
+            image: non_empty(args.redis_image.clone())
+                .or(stack.services.redis.image.clone())
+                .unwrap_or_else(|| DEFAULT_REDIS_IMAGE.to_string()),
+            container_port: stack
+                .services
+                .redis
+                .container_port
+                .unwrap_or(DEFAULT_REDIS_PORT),
+            env: stack.services.redis.env.clone().into_iter().collect(),
+        };
         Ok(Settings {
+            aws_container,
+            redis_container,
             aws_port: args
                 .aws_port
                 .or(stack.services.aws.port)
@@ -138,6 +178,14 @@ impl Settings {
             region: &self.region,
             account: &self.account,
             experiment: None,
+        }
+    }
+
+    /// How a service runs as a container.
+    pub fn container(&self, service: crate::stack::ServiceName) -> &ContainerSettings {
+        match service {
+            crate::stack::ServiceName::Aws => &self.aws_container,
+            crate::stack::ServiceName::Redis => &self.redis_container,
         }
     }
 
@@ -231,6 +279,41 @@ mod tests {
         assert_eq!(s.cluster_env, "staging");
         assert_eq!(s.data_path, dir.path().join("elsewhere"));
         assert_eq!(s.ready_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn container_settings_come_from_flags_then_the_stack_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = resolve(GlobalArgs::default(), dir.path());
+        assert_eq!(s.aws_container.image, "localstack/localstack:4.14.0");
+        assert_eq!(s.redis_container.image, "redis:7-alpine");
+        assert_eq!(
+            (
+                s.aws_container.container_port,
+                s.redis_container.container_port
+            ),
+            (4566, 6379)
+        );
+        std::fs::write(
+            dir.path().join("inframock.toml"),
+            "[services.aws]\nimage='my/aws:1'\ncontainer_port=5000\nenv={DEBUG='1'}\n",
+        )
+        .unwrap();
+        let s = resolve(GlobalArgs::default(), dir.path());
+        assert_eq!(s.aws_container.image, "my/aws:1");
+        assert_eq!(s.aws_container.container_port, 5000);
+        assert_eq!(
+            s.aws_container.env,
+            [("DEBUG".to_string(), "1".to_string())]
+        );
+        let s = resolve(
+            GlobalArgs {
+                aws_image: Some("flag/aws:2".into()),
+                ..GlobalArgs::default()
+            },
+            dir.path(),
+        );
+        assert_eq!(s.aws_container.image, "flag/aws:2");
     }
 
     #[test]

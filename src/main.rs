@@ -55,7 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ReloadData(args) => {
             commands::reload_data::execute(&settings, args, &reporter).await
         }
-        Command::Stop => commands::stop::execute(&settings, &reporter),
+        Command::Stop => commands::stop::execute(&settings, &reporter).await,
         Command::Status => commands::status::execute(&settings).await,
         Command::Env => commands::env::execute(&settings),
         Command::Logs(args) => commands::logs::execute(&settings, args).await,

@@ -55,6 +55,13 @@ pub struct ServicesSection {
 pub struct ServiceSection {
     /// Port on 127.0.0.1 (0 = a free port).
     pub port: Option<u16>,
+    /// Container image of the docker runtime.
+    pub image: Option<String>,
+    /// Port the service listens on inside its container.
+    pub container_port: Option<u16>,
+    /// Extra environment variables of the container.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// A DynamoDB table (`[[tables]]`), billed per request.

@@ -63,6 +63,7 @@ mod tests {
             pid: Some(1),
             program: None,
             log: None,
+            container: None,
         }
     }
 

@@ -18,6 +18,11 @@ pub async fn execute(settings: &Settings, args: &LogsArgs) -> Result<ExitCode> {
             .with_context(|| format!("unknown service `{name}`; choose one of: aws, redis"))?],
         None => ServiceName::ALL.to_vec(),
     };
+    if let Some(stack) = crate::stack::state::read(&settings.state_dir())? {
+        if stack.runtime == crate::cli::RuntimeKind::Docker {
+            return docker_logs(settings, &stack, &services, args).await;
+        }
+    }
     let log_dir = settings.state_dir().join("logs");
     let paths: Vec<_> = services
         .iter()
@@ -74,4 +79,31 @@ fn print_line(prefix: bool, service: ServiceName, line: &str) {
     } else {
         println!("{line}");
     }
+}
+
+/// Logs of the docker runtime's containers (followed together with `-f`).
+async fn docker_logs(
+    settings: &Settings,
+    stack: &crate::stack::state::StackState,
+    services: &[ServiceName],
+    args: &LogsArgs,
+) -> Result<ExitCode> {
+    let docker = crate::stack::docker::DockerRuntime::connect(&settings.project_name)
+        .await
+        .map_err(|e| anyhow::anyhow!("no Docker engine answers ({e}); start Docker"))?;
+    let prefix = services.len() > 1;
+    let streams = services.iter().filter_map(|service| {
+        let id = stack.service(*service)?.container.clone()?;
+        let docker = docker.clone();
+        let label = prefix.then(|| service.as_str());
+        Some(async move { docker.print_logs(&id, args.lines, args.follow, label).await })
+    });
+    let outcomes = tokio::select! {
+        outcomes = futures::future::join_all(streams) => outcomes,
+        _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+    };
+    for outcome in outcomes {
+        outcome?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

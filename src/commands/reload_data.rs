@@ -52,11 +52,12 @@ pub async fn execute(
             }
         }
     }
-    let stack_id = match &recorded {
-        Some(stack) if local => format!("{endpoint}@{}", stack.started_at),
-        _ => endpoint.clone(),
-    };
-    let (report, code) = load_data(settings, &clients, &stack_id, &args.load, reporter).await?;
+    let stack_id = recorded
+        .as_ref()
+        .filter(|_| local)
+        .and_then(|stack| stack.instance_id());
+    let (report, code) =
+        load_data(settings, &clients, stack_id.as_deref(), &args.load, reporter).await?;
     if settings.json {
         println!("{report}");
     }
@@ -68,7 +69,7 @@ pub async fn execute(
 pub async fn load_data(
     settings: &Settings,
     clients: &AwsClients,
-    stack_id: &str,
+    stack_id: Option<&str>,
     args: &LoadArgs,
     reporter: &Reporter,
 ) -> Result<(serde_json::Value, ExitCode)> {
@@ -101,7 +102,7 @@ pub async fn load_data(
     let loaded = LoadedFiles::load(state_dir.join(LOADED_FILE));
     let options = LoadOptions {
         force: args.force,
-        stack_id: stack_id.to_string(),
+        stack_id: stack_id.map(str::to_string),
     };
     let started = std::time::Instant::now();
     let outcomes = if reporter.interactive {

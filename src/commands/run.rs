@@ -18,7 +18,7 @@ use crate::stack::ServiceName;
 /// Runs the stack.
 pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -> Result<ExitCode> {
     let state_dir = settings.state_dir();
-    let mut stack = bring_up(settings, reporter).await?;
+    let mut stack = bring_up(settings, reporter, args.fresh).await?;
     let aws_url = stack
         .state
         .service(ServiceName::Aws)
@@ -38,20 +38,22 @@ pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -
         }
         Err(e) => {
             step.fail("resources could not be created");
-            stack.stop_started(&state_dir)?;
+            stack.stop_started(&state_dir).await?;
             return Err(e);
         }
     };
     let mut exit = ExitCode::SUCCESS;
     let mut data_report = serde_json::Value::Null;
     if settings.populate && !args.no_populate {
-        let stack_id = match stack.state.runtime {
-            RuntimeKind::External => aws_url.clone(),
-            _ => format!("{aws_url}@{}", stack.state.started_at),
-        };
-        let outcome =
-            super::reload_data::load_data(settings, &clients, &stack_id, &args.load, reporter)
-                .await;
+        let stack_id = stack.state.instance_id();
+        let outcome = super::reload_data::load_data(
+            settings,
+            &clients,
+            stack_id.as_deref(),
+            &args.load,
+            reporter,
+        )
+        .await;
         match outcome {
             Ok((report, code)) => {
                 data_report = report;
@@ -73,7 +75,7 @@ pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -
         Shutdown::Signal => reporter.info("stopping the stack"),
         Shutdown::ServiceDied(why) => reporter.warn(why),
     }
-    stack.stop_started(&state_dir)?;
+    stack.stop_started(&state_dir).await?;
     if !stack.reused.is_empty() {
         reporter.info(format!(
             "left running what an earlier `run --detach` started ({}); `inframock stop` stops it",
@@ -107,8 +109,8 @@ async fn wait_for_shutdown(stack: &mut RunningStack) -> Shutdown {
             _ = tokio::signal::ctrl_c() => return Shutdown::Signal,
             _ = sigterm => return Shutdown::Signal,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                for process in stack.started.iter_mut() {
-                    if let Err(why) = process.check_alive() {
+                for item in stack.started.iter_mut() {
+                    if let Err(why) = item.check_alive().await {
                         return Shutdown::ServiceDied(why.replace("while starting", "unexpectedly"));
                     }
                 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::EXIT_NOT_RUNNING;
 use crate::cli::RuntimeKind;
 use crate::config::Settings;
+use crate::stack::docker::DockerRuntime;
 use crate::stack::state;
 use crate::stack::up::probe_for;
 use crate::stack::{local, ServiceName};
@@ -20,7 +21,9 @@ pub struct ServiceStatus {
     pub url: String,
     pub port: u16,
     pub pid: Option<u32>,
-    /// The process (local runtime) exists and is ours.
+    /// Container id (docker runtime).
+    pub container: Option<String>,
+    /// The process or container exists, is ours and runs.
     pub running: bool,
     /// "healthy", or why not.
     pub health: String,
@@ -42,10 +45,16 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(EXIT_NOT_RUNNING));
     };
+    let docker = match stack.runtime {
+        RuntimeKind::Docker => DockerRuntime::connect(&settings.project_name).await.ok(),
+        _ => None,
+    };
     let mut rows = Vec::new();
     for record in &stack.services {
-        let running = match record.runtime {
-            RuntimeKind::Local => local::is_running(record),
+        let running = match (record.runtime, &docker, &record.container) {
+            (RuntimeKind::Local, _, _) => local::is_running(record),
+            (RuntimeKind::Docker, Some(docker), Some(id)) => docker.is_running(id).await,
+            (RuntimeKind::Docker, _, _) => false,
             _ => true,
         };
         let health = if running {
@@ -62,6 +71,7 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
             url: record.url.clone(),
             port: record.port,
             pid: record.pid,
+            container: record.container.clone(),
             running,
             health,
         });
@@ -87,17 +97,23 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
             stack.project, stack.runtime, stack.region, stack.cluster_env
         );
         println!(
-            "{:<7} {:<9} {:<24} {:>6} {:>8}  HEALTH",
-            "SERVICE", "RUNTIME", "URL", "PORT", "PID"
+            "{:<7} {:<9} {:<24} {:>6} {:>12}  HEALTH",
+            "SERVICE", "RUNTIME", "URL", "PORT", "PID/ID"
         );
         for row in &rows {
             println!(
-                "{:<7} {:<9} {:<24} {:>6} {:>8}  {}",
+                "{:<7} {:<9} {:<24} {:>6} {:>12}  {}",
                 row.service.as_str(),
                 row.runtime.to_string(),
                 row.url,
                 row.port,
-                row.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                row.pid
+                    .map(|p| p.to_string())
+                    .or_else(|| row
+                        .container
+                        .as_ref()
+                        .map(|c| c[..12.min(c.len())].to_string()))
+                    .unwrap_or_else(|| "-".into()),
                 row.health
             );
         }

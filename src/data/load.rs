@@ -31,9 +31,9 @@ const BATCH_ATTEMPTS: u32 = 10;
 pub struct LoadOptions {
     /// Write everything, even what is unchanged.
     pub force: bool,
-    /// Identity of the running stack instance (endpoint and start time), for skipping JSON files
-    /// already loaded into it.
-    pub stack_id: String,
+    /// Identity of the running stack instance, for skipping JSON files already loaded into it;
+    /// `None` (an external endpoint) writes every file.
+    pub stack_id: Option<String>,
 }
 
 /// What loading one file did.
@@ -199,12 +199,15 @@ async fn load_items_unless_loaded(
     loaded: &LoadedFiles,
     options: &LoadOptions,
 ) -> Result<FileResult, String> {
+    let Some(stack_id) = &options.stack_id else {
+        return load_items(clients, &action.path, table, key_names).await;
+    };
     let fingerprint = source_fingerprint(cache, action, "items").await?;
-    if !options.force && loaded.is_loaded(&options.stack_id, table, &action.path, &fingerprint) {
+    if !options.force && loaded.is_loaded(stack_id, table, &action.path, &fingerprint) {
         return Ok(FileResult::Unchanged);
     }
     let result = load_items(clients, &action.path, table, key_names).await?;
-    loaded.mark_loaded(&options.stack_id, table, &action.path, fingerprint);
+    loaded.mark_loaded(stack_id, table, &action.path, fingerprint);
     Ok(result)
 }
 

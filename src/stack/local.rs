@@ -187,6 +187,7 @@ pub fn spawn(
             pid: Some(child.id()),
             program: program_name,
             log: Some(log),
+            container: None,
         },
         child,
     })
@@ -323,6 +324,7 @@ mod tests {
             pid: Some(std::process::id()),
             program: Some("moto_server_that_is_not_this_test".into()),
             log: None,
+            container: None,
         };
         assert!(
             !is_running(&record),

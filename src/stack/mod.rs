@@ -1,5 +1,6 @@
 //! The running stack: which services exist, where they run, how to start, probe and stop them.
 
+pub mod docker;
 pub mod local;
 pub mod ports;
 pub mod ready;

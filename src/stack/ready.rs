@@ -83,23 +83,27 @@ pub enum NotReady {
 
 /// Waits until `probe` succeeds, checking before each probe that the service is still alive
 /// (`alive` returns the reason it is not). Polls quickly at first, then every half second.
-pub async fn wait_until_ready(
+pub async fn wait_until_ready<F, Fut>(
     service: &str,
     probe: &Probe,
     deadline: Duration,
     hint: &str,
-    mut alive: impl FnMut() -> Result<(), String>,
-) -> Result<Duration, NotReady> {
+    mut alive: F,
+) -> Result<Duration, NotReady>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     let started = Instant::now();
     let mut pause = Duration::from_millis(50);
     loop {
-        alive().map_err(NotReady::Died)?;
+        alive().await.map_err(NotReady::Died)?;
         let last_error = match probe.check().await {
             Ok(()) => return Ok(started.elapsed()),
             Err(e) => e,
         };
         if started.elapsed() >= deadline {
-            alive().map_err(NotReady::Died)?;
+            alive().await.map_err(NotReady::Died)?;
             return Err(NotReady::Deadline {
                 service: service.to_string(),
                 seconds: deadline.as_secs(),

@@ -37,9 +37,28 @@ pub struct ServiceRecord {
     pub program: Option<String>,
     /// Log file of the process.
     pub log: Option<PathBuf>,
+    /// Container id (docker runtime).
+    #[serde(default)]
+    pub container: Option<String>,
 }
 
 impl StackState {
+    /// Identity of this running instance of the aws service (URL, start time, PID or container), so
+    /// what was loaded into it is not mistaken for what a restarted one holds. `None` for an external
+    /// endpoint, which may be reset behind our back.
+    pub fn instance_id(&self) -> Option<String> {
+        if self.runtime == RuntimeKind::External {
+            return None;
+        }
+        let aws = self.service(ServiceName::Aws)?;
+        let process = match (&aws.pid, &aws.container) {
+            (Some(pid), _) => pid.to_string(),
+            (None, Some(id)) => id.clone(),
+            (None, None) => String::new(),
+        };
+        Some(format!("{}@{}#{process}", aws.url, self.started_at))
+    }
+
     /// The record of one service, if it was started.
     pub fn service(&self, name: ServiceName) -> Option<&ServiceRecord> {
         self.services.iter().find(|s| s.name == name)
@@ -114,11 +133,13 @@ mod tests {
                 pid: Some(42),
                 program: Some("redis-server".into()),
                 log: None,
+                container: None,
             }],
         };
         write(dir.path(), &state).unwrap();
         assert_eq!(read(dir.path()).unwrap(), Some(state.clone()));
         assert!(state.service(ServiceName::Redis).is_some());
+        assert_eq!(state.instance_id(), None, "no aws service, nothing to identify");
         assert!(state.service(ServiceName::Aws).is_none());
         remove(dir.path()).unwrap();
         assert!(read(dir.path()).unwrap().is_none());

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use futures::future::join_all;
 
+use super::docker::{engine_address, DockerRuntime};
 use super::local::{self, StartedProcess};
 use super::ports;
 use super::ready::{wait_until_ready, Probe};
@@ -19,11 +20,47 @@ use crate::output::Reporter;
 /// Grace period between TERM and KILL when stopping a process.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// Something this invocation started.
+pub enum Started {
+    Process(StartedProcess),
+    Container {
+        docker: DockerRuntime,
+        id: String,
+        record: ServiceRecord,
+    },
+}
+
+impl Started {
+    /// The service's record.
+    pub fn record(&self) -> &ServiceRecord {
+        match self {
+            Started::Process(process) => &process.record,
+            Started::Container { record, .. } => record,
+        }
+    }
+
+    /// `Ok` while it runs; otherwise why not (exit status and last log lines).
+    pub async fn check_alive(&mut self) -> Result<(), String> {
+        match self {
+            Started::Process(process) => process.check_alive(),
+            Started::Container { docker, id, record } => docker.check_alive(id, record.name).await,
+        }
+    }
+
+    /// Stops it (and removes a container).
+    pub async fn stop(self) {
+        match self {
+            Started::Process(process) => process.stop(STOP_GRACE),
+            Started::Container { docker, id, .. } => docker.remove(&id).await,
+        }
+    }
+}
+
 /// A stack that answers, and what this invocation started of it.
 pub struct RunningStack {
     pub state: StackState,
-    /// Processes started by this call: the caller stops them on Ctrl-C or failure.
-    pub started: Vec<StartedProcess>,
+    /// What this call started: the caller stops it on Ctrl-C or failure.
+    pub started: Vec<Started>,
     /// Services that were already running and healthy and were reused as they are.
     pub reused: Vec<ServiceName>,
     /// Time from the start of `bring_up` until every service answered.
@@ -32,10 +69,10 @@ pub struct RunningStack {
 
 impl RunningStack {
     /// Stops what this call started and forgets it in the state file.
-    pub fn stop_started(&mut self, state_dir: &std::path::Path) -> Result<()> {
-        let started: Vec<ServiceName> = self.started.iter().map(|p| p.record.name).collect();
-        for process in self.started.drain(..).rev() {
-            process.stop(STOP_GRACE);
+    pub async fn stop_started(&mut self, state_dir: &std::path::Path) -> Result<()> {
+        let started: Vec<ServiceName> = self.started.iter().map(|s| s.record().name).collect();
+        for item in self.started.drain(..).rev() {
+            item.stop().await;
         }
         self.state.services.retain(|s| !started.contains(&s.name));
         if self.state.services.is_empty() {
@@ -46,33 +83,118 @@ impl RunningStack {
     }
 }
 
-/// Which runtime `auto` means here, with the line that says why.
-pub fn choose_runtime(settings: &Settings) -> Result<(RuntimeKind, Option<String>)> {
+/// The runtime chosen for this run.
+pub enum Runtime {
+    Local,
+    Docker(DockerRuntime),
+    External,
+}
+
+/// Resolves `auto`: docker when an engine answers and the images are present or can be pulled,
+/// otherwise local, saying why in one line. An explicit `docker` never falls back.
+pub async fn choose_runtime(settings: &Settings, reporter: &Reporter) -> Result<Runtime> {
     match settings.runtime {
-        RuntimeKind::Local => Ok((RuntimeKind::Local, None)),
-        RuntimeKind::External => Ok((RuntimeKind::External, None)),
-        RuntimeKind::Docker => bail!(
-            "--runtime docker is not available in this version of inframock yet; use --runtime local (moto_server + redis-server) or --runtime external --endpoint-url URL"
-        ),
-        RuntimeKind::Auto => Ok((
-            RuntimeKind::Local,
-            Some("runtime auto: using local processes (moto_server, redis-server)".to_string()),
-        )),
+        RuntimeKind::Local => Ok(Runtime::Local),
+        RuntimeKind::External => Ok(Runtime::External),
+        RuntimeKind::Docker => {
+            let docker = DockerRuntime::connect(&settings.project_name).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "--runtime docker: no Docker engine answers at {} ({e}); start Docker (or set DOCKER_HOST), or use --runtime local",
+                    engine_address()
+                )
+            })?;
+            for service in ServiceName::ALL {
+                let image = &settings.container(service).image;
+                if !docker.image_present(image).await {
+                    docker.pull(image, reporter.interactive).await.with_context(|| {
+                        format!("image {image} of {service} is not present and could not be pulled; pull or build it, or choose another with --{service}-image")
+                    })?;
+                }
+            }
+            Ok(Runtime::Docker(docker))
+        }
+        RuntimeKind::Auto => {
+            let docker = match DockerRuntime::connect(&settings.project_name).await {
+                Ok(docker) => docker,
+                Err(e) => {
+                    reporter.info(format!(
+                        "runtime auto: no Docker engine answers at {} ({e}); using local processes (moto_server, redis-server)",
+                        engine_address()
+                    ));
+                    return Ok(Runtime::Local);
+                }
+            };
+            for service in ServiceName::ALL {
+                let image = &settings.container(service).image;
+                if docker.image_present(image).await {
+                    continue;
+                }
+                let pulled = tokio::time::timeout(
+                    Duration::from_secs(600),
+                    docker.pull(image, reporter.interactive),
+                )
+                .await;
+                let reason = match pulled {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => format!("{e:#}"),
+                    Err(_) => "the pull took longer than 10 minutes".to_string(),
+                };
+                reporter.info(format!(
+                    "runtime auto: the Docker engine answers but image {image} is not present and could not be pulled ({reason}); using local processes (moto_server, redis-server)"
+                ));
+                return Ok(Runtime::Local);
+            }
+            reporter.info("runtime auto: using Docker containers");
+            Ok(Runtime::Docker(docker))
+        }
     }
 }
 
-/// Brings the stack up according to `settings`.
-pub async fn bring_up(settings: &Settings, reporter: &Reporter) -> Result<RunningStack> {
+/// Brings the stack up according to `settings`; `fresh` recreates containers.
+pub async fn bring_up(
+    settings: &Settings,
+    reporter: &Reporter,
+    fresh: bool,
+) -> Result<RunningStack> {
     let began = Instant::now();
-    let (runtime, why) = choose_runtime(settings)?;
-    if let Some(why) = why {
-        reporter.info(why);
-    }
+    let runtime = choose_runtime(settings, reporter).await?;
     let state_dir = settings.ensure_state_dir()?;
-    if runtime == RuntimeKind::External {
-        return bring_up_external(settings, reporter, began).await;
-    }
     let previous = state::read(&state_dir)?;
+    match runtime {
+        Runtime::External => bring_up_external(settings, reporter, began).await,
+        Runtime::Local => {
+            if let Some(p) = previous
+                .as_ref()
+                .filter(|p| p.runtime == RuntimeKind::Docker)
+            {
+                bail!(
+                    "this project's stack runs on the docker runtime (since {}); run `inframock stop` first to switch to local",
+                    p.started_at
+                );
+            }
+            bring_up_local(settings, reporter, began, previous).await
+        }
+        Runtime::Docker(docker) => {
+            if let Some(p) = previous
+                .as_ref()
+                .filter(|p| p.runtime == RuntimeKind::Local)
+            {
+                if p.services.iter().any(local::is_running) {
+                    bail!("this project's stack runs on the local runtime; run `inframock stop` first to switch to docker");
+                }
+            }
+            bring_up_docker(settings, reporter, began, previous, docker, fresh).await
+        }
+    }
+}
+
+async fn bring_up_local(
+    settings: &Settings,
+    reporter: &Reporter,
+    began: Instant,
+    previous: Option<StackState>,
+) -> Result<RunningStack> {
+    let state_dir = settings.state_dir();
     let mut records: Vec<ServiceRecord> = Vec::new();
     let mut reused = Vec::new();
     let mut to_start = Vec::new();
@@ -83,22 +205,15 @@ pub async fn bring_up(settings: &Settings, reporter: &Reporter) -> Result<Runnin
             .and_then(|p| p.service(service));
         match recorded {
             Some(record) if local::is_running(record) => {
-                match probe_for(settings, service, &record.url).check().await {
-                    Ok(()) => {
-                        reporter.info(format!(
-                            "{service}: reusing the running process (pid {}, port {})",
-                            record.pid.unwrap_or(0),
-                            record.port
-                        ));
-                        records.push(record.clone());
-                        reused.push(service);
-                    }
-                    Err(reason) => bail!(
-                        "{service} (pid {}, port {}) from an earlier `run` is alive but does not answer ({reason}); run `inframock stop` and start again",
-                        record.pid.unwrap_or(0),
-                        record.port
-                    ),
-                }
+                reuse_if_healthy(
+                    settings,
+                    reporter,
+                    record,
+                    "process",
+                    &mut records,
+                    &mut reused,
+                )
+                .await?;
             }
             Some(record) => {
                 reporter.info(format!(
@@ -113,54 +228,208 @@ pub async fn bring_up(settings: &Settings, reporter: &Reporter) -> Result<Runnin
     // Pre-flight everything before starting anything: programs and ports.
     let mut plans = Vec::new();
     for service in &to_start {
-        let (explicit, wanted, flag) = match service {
-            ServiceName::Aws => (
-                settings.moto_server.as_deref(),
-                settings.aws_port,
-                "--aws-port",
-            ),
-            ServiceName::Redis => (
-                settings.redis_server.as_deref(),
-                settings.redis_port,
-                "--redis-port",
-            ),
+        let explicit = match service {
+            ServiceName::Aws => settings.moto_server.as_deref(),
+            ServiceName::Redis => settings.redis_server.as_deref(),
         };
         let program = local::find_program(*service, explicit, &settings.project_dir)?;
-        let port = ports::claim(wanted, flag)?;
+        let port = claim_port(settings, *service, true)?;
         plans.push((*service, program, port));
     }
     let mut started = Vec::new();
     for (service, program, port) in plans {
         match local::spawn(service, &program, port, &state_dir) {
-            Ok(process) => started.push(process),
+            Ok(process) => started.push(Started::Process(process)),
             Err(e) => {
-                stop_all(started);
+                stop_all(started).await;
                 return Err(e);
             }
         }
     }
+    finish_bring_up(
+        settings,
+        reporter,
+        began,
+        previous,
+        RuntimeKind::Local,
+        records,
+        reused,
+        started,
+    )
+    .await
+}
+
+async fn bring_up_docker(
+    settings: &Settings,
+    reporter: &Reporter,
+    began: Instant,
+    previous: Option<StackState>,
+    docker: DockerRuntime,
+    fresh: bool,
+) -> Result<RunningStack> {
+    let network = docker.ensure_network().await?;
+    let mut records = Vec::new();
+    let mut reused = Vec::new();
+    let mut to_start = Vec::new();
+    for service in ServiceName::ALL {
+        match docker.find(service).await? {
+            Some((id, true)) if !fresh => {
+                let port_key = format!("{}/tcp", settings.container(service).container_port);
+                let port = docker.published_port(&id, &port_key).await?;
+                let record = ServiceRecord {
+                    name: service,
+                    runtime: RuntimeKind::Docker,
+                    port,
+                    url: super::local_url(service, port),
+                    pid: None,
+                    program: Some(settings.container(service).image.clone()),
+                    log: None,
+                    container: Some(id),
+                };
+                reuse_if_healthy(
+                    settings,
+                    reporter,
+                    &record,
+                    "container",
+                    &mut records,
+                    &mut reused,
+                )
+                .await?;
+            }
+            Some((id, running)) => {
+                reporter.info(format!(
+                    "{service}: removing the {} container {}",
+                    if running {
+                        "running (--fresh)"
+                    } else {
+                        "stopped"
+                    },
+                    &id[..12.min(id.len())]
+                ));
+                docker.remove(&id).await;
+                to_start.push(service);
+            }
+            None => to_start.push(service),
+        }
+    }
+    let mut plans = Vec::new();
+    for service in &to_start {
+        plans.push((*service, claim_port(settings, *service, false)?));
+    }
+    let mut started = Vec::new();
+    for (service, port) in plans {
+        match docker
+            .start(service, settings.container(service), port, &network)
+            .await
+        {
+            Ok(record) => started.push(Started::Container {
+                docker: docker.clone(),
+                id: record.container.clone().unwrap_or_default(),
+                record,
+            }),
+            Err(e) => {
+                stop_all(started).await;
+                return Err(e);
+            }
+        }
+    }
+    finish_bring_up(
+        settings,
+        reporter,
+        began,
+        previous,
+        RuntimeKind::Docker,
+        records,
+        reused,
+        started,
+    )
+    .await
+}
+
+/// Reuses a running service when it answers; a running one that does not answer is an error.
+async fn reuse_if_healthy(
+    settings: &Settings,
+    reporter: &Reporter,
+    record: &ServiceRecord,
+    what: &str,
+    records: &mut Vec<ServiceRecord>,
+    reused: &mut Vec<ServiceName>,
+) -> Result<()> {
+    let service = record.name;
+    match probe_for(settings, service, &record.url).check().await {
+        Ok(()) => {
+            reporter.info(format!(
+                "{service}: reusing the running {what} ({}, port {})",
+                identity(record),
+                record.port
+            ));
+            records.push(record.clone());
+            reused.push(service);
+            Ok(())
+        }
+        Err(reason) => bail!(
+            "{service} ({}, port {}) from an earlier `run` is running but does not answer ({reason}); run `inframock stop` (or `run --fresh`) and start again",
+            identity(record),
+            record.port
+        ),
+    }
+}
+
+fn identity(record: &ServiceRecord) -> String {
+    match (&record.pid, &record.container) {
+        (Some(pid), _) => format!("pid {pid}"),
+        (None, Some(id)) => format!("container {}", &id[..12.min(id.len())]),
+        _ => "external".to_string(),
+    }
+}
+
+/// The port a service should use: 0 stays 0 for docker (the engine picks), a free one for local.
+fn claim_port(settings: &Settings, service: ServiceName, pick_free: bool) -> Result<u16> {
+    let (wanted, flag) = match service {
+        ServiceName::Aws => (settings.aws_port, "--aws-port"),
+        ServiceName::Redis => (settings.redis_port, "--redis-port"),
+    };
+    if wanted == 0 && !pick_free {
+        return Ok(0);
+    }
+    Ok(ports::claim(wanted, flag)?)
+}
+
+/// Waits for what was started, then records the stack. Stops everything started on failure.
+#[allow(clippy::too_many_arguments)]
+async fn finish_bring_up(
+    settings: &Settings,
+    reporter: &Reporter,
+    began: Instant,
+    previous: Option<StackState>,
+    runtime: RuntimeKind,
+    mut records: Vec<ServiceRecord>,
+    reused: Vec<ServiceName>,
+    mut started: Vec<Started>,
+) -> Result<RunningStack> {
     if !started.is_empty() {
         let names: Vec<String> = started
             .iter()
-            .map(|p| format!("{} on port {}", p.record.name, p.record.port))
+            .map(|s| format!("{} on port {}", s.record().name, s.record().port))
             .collect();
         let step = reporter.step(format!("waiting for {}", names.join(", ")));
         let deadline = settings.ready_timeout;
-        let waits = started.iter_mut().map(|process| {
-            let service = process.record.name;
-            let probe = probe_for(settings, service, &process.record.url);
-            let hint = format!(
-                "raise --ready-timeout (INFRAMOCK_READY_TIMEOUT) or read {}",
-                process
-                    .record
-                    .log
-                    .as_ref()
-                    .map(|l| l.display().to_string())
-                    .unwrap_or_default()
-            );
+        let waits = started.iter_mut().map(|item| {
+            let service = item.record().name;
+            let probe = probe_for(settings, service, &item.record().url);
+            let hint = match &item.record().log {
+                Some(log) => format!(
+                    "raise --ready-timeout (INFRAMOCK_READY_TIMEOUT) or read {}",
+                    log.display()
+                ),
+                None => format!(
+                    "raise --ready-timeout (INFRAMOCK_READY_TIMEOUT) or see `inframock logs {service}`"
+                ),
+            };
             async move {
-                wait_until_ready(service.as_str(), &probe, deadline, &hint, || {
-                    process.check_alive()
+                let cell = tokio::sync::Mutex::new(item);
+                wait_until_ready(service.as_str(), &probe, deadline, &hint, || async {
+                    cell.lock().await.check_alive().await
                 })
                 .await
             }
@@ -172,26 +441,26 @@ pub async fn bring_up(settings: &Settings, reporter: &Reporter) -> Result<Runnin
             .collect();
         if !failures.is_empty() {
             step.fail("the stack did not become ready");
-            stop_all(started);
+            stop_all(started).await;
             bail!("{}", failures.join("\n"));
         }
         step.done(format!("ready: {}", names.join(", ")));
     }
-    records.extend(started.iter().map(|p| p.record.clone()));
+    records.extend(started.iter().map(|s| s.record().clone()));
     records.sort_by_key(|r| r.name);
     let state = StackState {
         project: settings.project_name.clone(),
-        runtime: RuntimeKind::Local,
+        runtime,
         started_at: previous
-            .filter(|_| !reused.is_empty())
+            .filter(|p| !reused.is_empty() && p.runtime == runtime)
             .map(|p| p.started_at)
             .unwrap_or_else(now_seconds),
         region: settings.region.clone(),
         cluster_env: settings.cluster_env.clone(),
         services: records,
     };
-    if let Err(e) = state::write(&state_dir, &state) {
-        stop_all(started);
+    if let Err(e) = state::write(&settings.state_dir(), &state) {
+        stop_all(started).await;
         return Err(e);
     }
     Ok(RunningStack {
@@ -225,7 +494,7 @@ async fn bring_up_external(
             &probe,
             settings.ready_timeout,
             &hint,
-            || Ok(()),
+            || std::future::ready(Ok(())),
         )
         .await
         {
@@ -243,6 +512,7 @@ async fn bring_up_external(
             pid: None,
             program: None,
             log: None,
+            container: None,
         });
     }
     let state = StackState {
@@ -276,9 +546,9 @@ pub fn probe_for(settings: &Settings, service: ServiceName, url: &str) -> Probe 
     }
 }
 
-fn stop_all(started: Vec<StartedProcess>) {
-    for process in started.into_iter().rev() {
-        process.stop(STOP_GRACE);
+async fn stop_all(started: Vec<Started>) {
+    for item in started.into_iter().rev() {
+        item.stop().await;
     }
 }
 

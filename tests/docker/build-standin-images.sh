@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds, offline, the stand-in images the docker tests run (no registry can be reached here):
+#   inframock-test/base   Debian bookworm (debootstrap, from the Debian mirror apt uses) with
+#                         python3, redis-server and moto[server] in /opt/moto
+#   inframock-test/aws    moto_server on 0.0.0.0:4566, account 000000000000 (stands in for LocalStack)
+#   inframock-test/redis  redis-server on 0.0.0.0:6379 (stands in for redis:7-alpine)
+#   inframock-test/crash  prints a line and exits 55 at start (LocalStack's "auth token needed" code)
+# Runs once per machine: does nothing when the images exist. The rootfs is built inside the clone
+# (tests/.work) and deleted after the import.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+have() { docker image inspect "$1" >/dev/null 2>&1; }
+if have inframock-test/aws && have inframock-test/redis && have inframock-test/crash; then
+  echo "stand-in images present"
+  exit 0
+fi
+command -v debootstrap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; }
+
+if ! have inframock-test/base; then
+  work="$PWD/tests/.work"
+  root="$work/rootfs"
+  rm -rf "$root"
+  mkdir -p "$work"
+  mirror=$(grep -h -m1 -oE 'https?://[^ ]+/debian' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -n1 || true)
+  echo "debootstrap bookworm from ${mirror:-http://deb.debian.org/debian} ..."
+  debootstrap --variant=minbase --include=python3,python3-venv,redis-server bookworm "$root" "${mirror:-http://deb.debian.org/debian}" >"$work/debootstrap.log" 2>&1 \
+    || { tail -n 20 "$work/debootstrap.log"; exit 1; }
+  echo "moto[server] wheels ..."
+  python3 -m pip download --quiet --dest "$root/tmp/wheels" -r requirements-dev.txt
+  chroot "$root" /bin/sh -c 'python3 -m venv /opt/moto && /opt/moto/bin/pip install --quiet --no-index --find-links /tmp/wheels "moto[server]"'
+  rm -rf "$root/tmp/wheels" "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
+  echo "docker import ..."
+  tar -C "$root" -c . | docker import - inframock-test/base:latest >/dev/null
+  rm -rf "$root"
+fi
+
+variant() {  # name, then --change arguments
+  local name=$1; shift
+  local id
+  id=$(docker create inframock-test/base:latest /bin/true)
+  docker commit "$@" "$id" "$name:latest" >/dev/null
+  docker rm "$id" >/dev/null
+}
+variant inframock-test/aws --change 'ENV MOTO_ACCOUNT_ID=000000000000' --change 'EXPOSE 4566' \
+  --change 'CMD ["/opt/moto/bin/moto_server", "-H", "0.0.0.0", "-p", "4566"]'
+variant inframock-test/redis --change 'EXPOSE 6379' \
+  --change 'CMD ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", ""]'
+variant inframock-test/crash \
+  --change 'CMD ["/bin/sh", "-c", "echo boom: this stand-in refuses to start; exit 55"]'
+docker image ls --filter reference='inframock-test/*'
