@@ -147,7 +147,7 @@ fn docker_runtime_runs_loads_reuses_and_stops() {
         "ls",
         "-q",
         "--filter",
-        &format!("name=inframock-{name}"),
+        &format!("name={}", network_of(&name)),
     ]);
     assert!(!network.trim().is_empty(), "the project network exists");
 
@@ -211,7 +211,7 @@ fn docker_runtime_runs_loads_reuses_and_stops() {
         "ls",
         "-q",
         "--filter",
-        &format!("name=inframock-{name}"),
+        &format!("name={}", network_of(&name)),
     ]);
     assert!(network.trim().is_empty(), "network removed");
 }
@@ -347,7 +347,29 @@ fn missing_images_are_pulled_with_per_layer_progress() {
     }
     let registry = Registry::start();
     let image = format!("127.0.0.1:{}/inframock-test/redis:pulltest", registry.port);
-    docker(&["tag", REDIS_IMAGE, &image]);
+    // An image with a layer of its own, so the pull transfers it (shared layers say "Already exists").
+    let builder = format!("inframock-pulltest-{}", registry.port);
+    let made = Command::new("docker")
+        .args([
+            "run",
+            "--name",
+            &builder,
+            REDIS_IMAGE,
+            "sh",
+            "-c",
+            "head -c 100000 /dev/urandom > /pulltest",
+        ])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    docker(&[
+        "commit",
+        "--change",
+        r#"CMD ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", ""]"#,
+        &builder,
+        &image,
+    ]);
+    docker(&["rm", &builder]);
     let push = Command::new("docker")
         .args(["push", &image])
         .output()
@@ -387,4 +409,9 @@ fn missing_images_are_pulled_with_per_layer_progress() {
     let project_stop = project.run(&["stop"]);
     assert!(project_stop.status.success());
     docker(&["rmi", &image]);
+}
+
+/// The project's network name (sanitized: lowercase).
+fn network_of(project: &str) -> String {
+    format!("inframock-{}", project.to_lowercase())
 }

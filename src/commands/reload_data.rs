@@ -56,8 +56,14 @@ pub async fn execute(
         .as_ref()
         .filter(|_| local)
         .and_then(|stack| stack.instance_id());
-    let (report, code) =
-        load_data(settings, &clients, stack_id.as_deref(), &args.load, reporter).await?;
+    let (report, code) = load_data(
+        settings,
+        &clients,
+        stack_id.as_deref(),
+        &args.load,
+        reporter,
+    )
+    .await?;
     if settings.json {
         println!("{report}");
     }

@@ -293,7 +293,18 @@ impl DockerRuntime {
             self.remove(&created.id).await;
             return Err(anyhow!("starting container {name}: {}", engine_error(&e)));
         }
-        let port = self.published_port(&created.id, &port_key).await?;
+        let port = match self.published_port(&created.id, &port_key).await {
+            Ok(port) => port,
+            Err(e) => {
+                // A container that exits at once has no published port any more: say why it exited.
+                let reason = match self.check_alive(&created.id, service).await {
+                    Err(exited) => exited,
+                    Ok(()) => format!("{e:#}"),
+                };
+                self.remove(&created.id).await;
+                return Err(anyhow!(reason));
+            }
+        };
         Ok(ServiceRecord {
             name: service,
             runtime: RuntimeKind::Docker,

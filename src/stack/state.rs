@@ -139,7 +139,11 @@ mod tests {
         write(dir.path(), &state).unwrap();
         assert_eq!(read(dir.path()).unwrap(), Some(state.clone()));
         assert!(state.service(ServiceName::Redis).is_some());
-        assert_eq!(state.instance_id(), None, "no aws service, nothing to identify");
+        assert_eq!(
+            state.instance_id(),
+            None,
+            "no aws service, nothing to identify"
+        );
         assert!(state.service(ServiceName::Aws).is_none());
         remove(dir.path()).unwrap();
         assert!(read(dir.path()).unwrap().is_none());

@@ -22,7 +22,8 @@ if ! have inframock-test/base; then
   root="$work/rootfs"
   rm -rf "$root"
   mkdir -p "$work"
-  mirror=$(grep -h -m1 -oE 'https?://[^ ]+/debian' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -n1 || true)
+  mirror=$(grep -h -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+    | grep -oE 'https?://[^ ]+/debian/?$|https?://[^ ]+/debian ' | head -n1 | tr -d ' ' || true)
   echo "debootstrap bookworm from ${mirror:-http://deb.debian.org/debian} ..."
   debootstrap --variant=minbase --include=python3,python3-venv,redis-server bookworm "$root" "${mirror:-http://deb.debian.org/debian}" >"$work/debootstrap.log" 2>&1 \
     || { tail -n 20 "$work/debootstrap.log"; exit 1; }
