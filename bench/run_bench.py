@@ -7,9 +7,11 @@
            (a) first load, (b) reload with nothing changed, (c) the original tool's sequential boto3
            loader (bench/original_loader.py), and the raw endpoint limit (bench/raw_limit.py).
   memory   peak RSS of `inframock reload-data` loading one large r.rds.gz (default 2 GiB decompressed).
+  docker   `run --detach` on the docker runtime (stand-in images): containers reused vs fresh, next to
+           docker-compose of compose.yaml.
 
 Options: --runs N (5), --experiments N (50), --rds-mib N (40 decompressed ≈ 20 MB gzip),
---memory-gib N (2), --only startup,load,memory.
+--memory-gib N (2), --only startup,load,memory,docker (docker needs `make docker-images`).
 """
 import argparse
 import datetime
@@ -227,6 +229,53 @@ def bench_memory(gib):
             "elapsed_s": round(elapsed, 2), "uploaded_bytes": total["bytes"], "failed": total["failed"]}
 
 
+def bench_docker(runs):
+    """`run --detach` on the docker runtime with the stand-in images: containers present (reused) vs
+    fresh, next to docker-compose (v1 here: no --wait, so health is polled) of compose.yaml."""
+    images = ["--runtime", "docker", "--aws-image", "inframock-test/aws", "--redis-image", "inframock-test/redis"]
+    base = ["run", "--detach", "--no-populate", "--aws-port", "0", "--redis-port", "0", *images]
+    project = tempfile.mkdtemp(dir=WORK, prefix="docker-")
+    reused, fresh, compose, compose_and_resources = [], [], [], []
+    try:
+        inframock(base, project)
+        for _ in range(runs):
+            reused.append(inframock(base, project)[0])
+        for _ in range(runs):
+            fresh.append(inframock([*base, "--fresh"], project)[0])
+    finally:
+        inframock(["stop"], project, check=False)
+    tool = shutil.which("docker-compose")
+    if tool:
+        env = dict(ENV, INFRAMOCK_AWS_IMAGE="inframock-test/aws", INFRAMOCK_REDIS_IMAGE="inframock-test/redis",
+                   INFRAMOCK_AWS_PORT="0", INFRAMOCK_REDIS_PORT="0")
+        compose_file = os.path.join(ROOT, "compose.yaml")
+        for _ in range(runs):
+            started = time.perf_counter()
+            subprocess.run([tool, "-f", compose_file, "-p", "inframockbench", "up", "-d"], env=env, check=True,
+                           capture_output=True)
+            ids = subprocess.run([tool, "-f", compose_file, "-p", "inframockbench", "ps", "-q"], env=env,
+                                 check=True, capture_output=True, text=True).stdout.split()
+            while True:
+                states = subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}", *ids],
+                                        capture_output=True, text=True).stdout.split()
+                if states and all(state == "healthy" for state in states):
+                    break
+                time.sleep(0.1)
+            compose.append(time.perf_counter() - started)
+            aws = [c for c in ids if "4566" in subprocess.run(["docker", "port", c], capture_output=True,
+                                                               text=True).stdout]
+            port = subprocess.run(["docker", "port", aws[0], "4566"], capture_output=True, text=True).stdout
+            endpoint = "http://" + port.split()[0].replace("0.0.0.0", "127.0.0.1")
+            elapsed, _ = inframock(["run", "--detach", "--no-populate", "--runtime", "external", "--endpoint-url",
+                                    endpoint], project)
+            compose_and_resources.append(compose[-1] + elapsed)
+            inframock(["stop"], project, check=False)
+            subprocess.run([tool, "-f", compose_file, "-p", "inframockbench", "down", "-v"], env=env, check=True,
+                           capture_output=True)
+    return {"reused_s": reused, "fresh_s": fresh, "compose_up_healthy_s": compose,
+            "compose_up_healthy_plus_resources_s": compose_and_resources, "compose": tool}
+
+
 def fmt(values):
     return f"{median(values):.3f} s (runs: {', '.join(f'{v:.2f}' for v in values)})" if values else "n/a"
 
@@ -237,7 +286,7 @@ def main():
     parser.add_argument("--experiments", type=int, default=50)
     parser.add_argument("--rds-mib", type=int, default=40)
     parser.add_argument("--memory-gib", type=int, default=2)
-    parser.add_argument("--only", default="startup,load,memory")
+    parser.add_argument("--only", default="startup,load,memory,docker")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(RESULTS, exist_ok=True)
@@ -277,6 +326,17 @@ def main():
                   f"({result['gzip_bytes'] / 1e6:.0f} MB gzip)", "",
                   f"- peak RSS of `inframock reload-data`: {result['peak_rss_mib']} MiB (target < 100 MB); "
                   f"{result['elapsed_s']} s; uploaded {result['uploaded_bytes']} bytes, failed {result['failed']}", ""]
+    if "docker" in only:
+        result = bench_docker(args.runs)
+        raw["docker"] = result
+        lines += ["## Docker runtime, stand-in images (moto and redis in Debian bookworm)", "",
+                  f"- `run --detach`, containers present and healthy (reused, resources ensured): {fmt(result['reused_s'])}",
+                  f"- `run --detach --fresh` (containers recreated, wait, 12 resources created): {fmt(result['fresh_s'])}",
+                  f"- docker-compose 1.29 `up -d` of compose.yaml until both healthchecks pass: {fmt(result['compose_up_healthy_s'])}"
+                  if result["compose"] else "- docker-compose: not installed, not measured",
+                  f"- the same plus `inframock run --runtime external` creating the resources: "
+                  f"{fmt(result['compose_up_healthy_plus_resources_s'])}" if result["compose"] else "",
+                  "- (`docker compose up --wait` needs Compose v2, which this machine does not have.)", ""]
     text = "\n".join(lines)
     with open(os.path.join(RESULTS, f"{stamp}.md"), "w") as handle:
         handle.write(text + "\n")
