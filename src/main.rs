@@ -19,6 +19,7 @@ use config::Settings;
 use output::Reporter;
 
 fn main() -> ExitCode {
+    keep_large_buffers_out_of_the_heap();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -59,5 +60,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status => commands::status::execute(&settings).await,
         Command::Env => commands::env::execute(&settings),
         Command::Logs(args) => commands::logs::execute(&settings, args).await,
+    }
+}
+
+/// Upload parts are 8 MiB buffers allocated and freed on many threads. glibc raises its mmap
+/// threshold after the first such free, after which every thread's arena keeps freed parts, and
+/// memory grows with the number of threads instead of staying at the part budget. A fixed threshold
+/// keeps large buffers mmapped, so they go back to the system when freed.
+fn keep_large_buffers_out_of_the_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
