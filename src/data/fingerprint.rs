@@ -34,10 +34,7 @@ pub struct FingerprintCache {
 impl FingerprintCache {
     /// Loads the cache at `path` (a missing or unreadable cache is simply empty).
     pub fn load(path: PathBuf) -> FingerprintCache {
-        let entries = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default();
+        let entries = read_record(&path);
         FingerprintCache {
             path: Some(path),
             entries: Mutex::new(entries),
@@ -81,16 +78,28 @@ impl FingerprintCache {
 
     /// Writes the cache back (atomically); failures only cost a re-hash next time.
     pub fn save(&self) {
-        let (Some(path), Ok(entries)) = (&self.path, self.entries.lock()) else {
-            return;
-        };
-        let Ok(text) = serde_json::to_string(&*entries) else {
-            return;
-        };
-        let temporary = path.with_extension("json.tmp");
-        if std::fs::write(&temporary, text).is_ok() {
-            let _ = std::fs::rename(&temporary, path);
+        if let (Some(path), Ok(entries)) = (&self.path, self.entries.lock()) {
+            write_record(path, &*entries);
         }
+    }
+}
+
+/// Reads a JSON record; a missing or unreadable one is empty (it only saves work).
+fn read_record<T: serde::de::DeserializeOwned + Default>(path: &Path) -> T {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
+}
+
+/// Writes a JSON record atomically (temporary file, then rename); a failure only costs work later.
+fn write_record(path: &Path, value: &impl Serialize) {
+    let Ok(text) = serde_json::to_string(value) else {
+        return;
+    };
+    let temporary = path.with_extension("json.tmp");
+    if std::fs::write(&temporary, text).is_ok() {
+        let _ = std::fs::rename(&temporary, path);
     }
 }
 
@@ -165,10 +174,7 @@ pub struct LoadedFiles {
 impl LoadedFiles {
     /// Loads the record at `path` (missing or unreadable: empty).
     pub fn load(path: PathBuf) -> LoadedFiles {
-        let entries = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default();
+        let entries = read_record(&path);
         LoadedFiles {
             path: Some(path),
             entries: Mutex::new(entries),
@@ -200,14 +206,8 @@ impl LoadedFiles {
 
     /// Writes the record back (atomically).
     pub fn save(&self) {
-        let (Some(path), Ok(entries)) = (&self.path, self.entries.lock()) else {
-            return;
-        };
-        if let Ok(text) = serde_json::to_string(&*entries) {
-            let temporary = path.with_extension("json.tmp");
-            if std::fs::write(&temporary, text).is_ok() {
-                let _ = std::fs::rename(&temporary, path);
-            }
+        if let (Some(path), Ok(entries)) = (&self.path, self.entries.lock()) {
+            write_record(path, &*entries);
         }
     }
 }
