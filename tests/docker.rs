@@ -415,3 +415,46 @@ fn missing_images_are_pulled_with_per_layer_progress() {
 fn network_of(project: &str) -> String {
     format!("inframock-{}", project.to_lowercase())
 }
+
+#[test]
+fn foreground_run_removes_its_containers_on_interrupt() {
+    if !docker_ready() {
+        return;
+    }
+    let project = Project::new();
+    let name = project_name(&project);
+    let _cleanup = Cleanup(name.clone());
+    let mut args = docker_args(&[
+        "run",
+        "--no-populate",
+        "--aws-port",
+        "0",
+        "--redis-port",
+        "0",
+    ]);
+    args.push("--json");
+    let mut child = project
+        .command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The JSON report is printed once the stack is ready and the resources exist.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&line).expect("ready report");
+    assert_eq!(report["runtime"], "docker");
+    assert_eq!(containers_of(&name).len(), 2);
+    // SAFETY: interrupting the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert!(child.wait().unwrap().success());
+    assert!(
+        containers_of(&name).is_empty(),
+        "Ctrl-C removes what run started"
+    );
+    assert!(!project.path().join(".inframock/state.json").exists());
+}
