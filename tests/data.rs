@@ -521,14 +521,43 @@ fn dry_run_prints_the_plan_and_touches_nothing() {
 }
 
 #[test]
-fn multipart_upload_of_a_large_file_is_exact() {
+fn large_and_multi_member_sources_stream_as_multipart_and_a_corrupt_one_keeps_the_old_object() {
     let project = Project::new();
-    let big = noise(21 * 1024 * 1024 + 123, 5);
+    // Above the single-PutObject limit (64 MiB): streamed in parts.
+    let big = noise(70 * 1024 * 1024 + 123, 5);
     project.write("data/big/r.rds.gz", gzip(&big));
+    // Two gzip members: the trailer names only the last one's size, so the whole-read refuses
+    // and the streamed path takes over.
+    let first = noise(9 * 1024 * 1024, 6);
+    project.write(
+        "data/multi/r.rds.gz",
+        support::gzip_members(&[&first, b"tail"]),
+    );
     let report = project.start(&[]);
-    assert_eq!(report["data"]["total"]["bytes"], big.len());
+    assert_eq!(report["data"]["total"]["failed"], 0, "{}", report["data"]);
+    assert_eq!(
+        report["data"]["total"]["bytes"],
+        big.len() + first.len() + 4
+    );
     let rt = runtime();
     let aws = clients(&rt, &project.endpoint());
+    assert!(object(&rt, &aws, "biomage-source-development", "big/r.rds") == big);
+    let mut joined = first.clone();
+    joined.extend_from_slice(b"tail");
+    assert!(object(&rt, &aws, "biomage-source-development", "multi/r.rds") == joined);
+
+    // Corrupt the middle of the big source: the multipart upload is aborted, the old object stays.
+    let mut corrupt = gzip(&noise(70 * 1024 * 1024, 7));
+    let middle = corrupt.len() / 2;
+    corrupt[middle..middle + 64].fill(0xff);
+    project.write("data/big/r.rds.gz", corrupt);
+    let output = project.run(&["reload-data", "--experiment", "big"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        text(&output.stderr).contains("corrupt gzip data"),
+        "{}",
+        text(&output.stderr)
+    );
     assert!(object(&rt, &aws, "biomage-source-development", "big/r.rds") == big);
 }
 
@@ -536,8 +565,8 @@ fn multipart_upload_of_a_large_file_is_exact() {
 fn an_interrupted_reload_converges_when_run_again() {
     let project = Project::new();
     let mut expected = Vec::new();
-    for index in 0..12 {
-        let body = noise(3 * 1024 * 1024, 100 + index);
+    for index in 0..24 {
+        let body = noise(6 * 1024 * 1024, 100 + index);
         project.write(&format!("data/x{index:02}/r.rds.gz"), gzip(&body));
         project.write(
             &format!("data/x{index:02}/mock_experiment.json"),
@@ -552,13 +581,35 @@ fn an_interrupted_reload_converges_when_run_again() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    child.kill().unwrap(); // SIGKILL, half-way
-    child.wait().unwrap();
-    let again = project.run_json(&["reload-data", "--json"]);
-    assert_eq!(again["total"]["failed"], 0);
     let rt = runtime();
     let aws = clients(&rt, &project.endpoint());
+    let stored = || {
+        rt.block_on(async {
+            aws.s3
+                .list_objects_v2()
+                .bucket("biomage-source-development")
+                .send()
+                .await
+                .unwrap()
+                .key_count
+                .unwrap_or(0)
+        })
+    };
+    // SIGKILL as soon as the first object landed: half-way through.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while stored() == 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing was loaded");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = stored();
+    assert!(
+        at_kill < 24,
+        "the reload was interrupted before the end ({at_kill} of 24 stored)"
+    );
+    let again = project.run_json(&["reload-data", "--json"]);
+    assert_eq!(again["total"]["failed"], 0);
     for (index, body) in expected.iter().enumerate() {
         assert!(
             object(
@@ -620,7 +671,13 @@ fn many_large_files_load_concurrently_without_stalling() {
     let mut bodies = Vec::new();
     for index in 0..18u64 {
         let body = noise(9 * 1024 * 1024 + index as usize, 200 + index);
-        project.write(&format!("data/m{index:02}/r.rds.gz"), gzip(&body));
+        // Half are multi-member (streamed multipart), half single-member (whole PutObject).
+        let source = if index % 2 == 0 {
+            support::gzip_members(&[&body[..body.len() - 10], &body[body.len() - 10..]])
+        } else {
+            gzip(&body)
+        };
+        project.write(&format!("data/m{index:02}/r.rds.gz"), source);
         bodies.push(body);
     }
     project.start(&["--no-populate"]);

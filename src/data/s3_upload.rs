@@ -1,6 +1,9 @@
-//! Streamed S3 uploads: the source is read (and gunzipped) in parts on a blocking thread, one
-//! `PutObject` when it fits in one part, otherwise a multipart upload with parts sent concurrently.
-//! Memory is bounded by a semaphore shared by all uploads: each part in memory holds a permit.
+//! S3 uploads with bounded memory. A source whose size is known in advance (a plain file's length,
+//! a gzip file's ISIZE trailer) and is at most `SINGLE_PUT_LIMIT` is read whole and sent as one
+//! `PutObject` (endpoints like moto pay a lot for multipart); anything else is streamed: read (and
+//! gunzipped) in parts on a blocking thread and sent as a multipart upload with parts in parallel.
+//! Memory is bounded by a semaphore shared by all uploads: every `PART_SIZE` in memory holds a permit,
+//! and a whole-object read takes all its permits at once (so uploads cannot deadlock on the budget).
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
@@ -17,7 +20,9 @@ use crate::aws::{describe_error, error_code};
 /// Size of one part (S3 needs at least 5 MiB for every part but the last).
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts held in memory at once, across all concurrent uploads (PART_SIZE each).
-pub const PARTS_IN_MEMORY: usize = 8;
+pub const PARTS_IN_MEMORY: usize = 12;
+/// Largest object read whole and sent with one PutObject.
+pub const SINGLE_PUT_LIMIT: usize = 64 * 1024 * 1024;
 /// Parts of one upload in flight at once.
 const PARTS_IN_FLIGHT: usize = 4;
 
@@ -25,6 +30,7 @@ const PARTS_IN_FLIGHT: usize = 4;
 #[derive(Debug, Clone)]
 pub struct UploadLimits {
     part_size: usize,
+    parts_in_memory: usize,
     buffers: Arc<Semaphore>,
 }
 
@@ -37,9 +43,11 @@ impl Default for UploadLimits {
 impl UploadLimits {
     /// Limits with a part size and a number of parts that may be held in memory.
     pub fn new(part_size: usize, parts_in_memory: usize) -> UploadLimits {
+        let parts_in_memory = parts_in_memory.max(2);
         UploadLimits {
             part_size: part_size.max(5 * 1024 * 1024),
-            buffers: Arc::new(Semaphore::new(parts_in_memory.max(2))),
+            parts_in_memory,
+            buffers: Arc::new(Semaphore::new(parts_in_memory)),
         }
     }
 }
@@ -75,6 +83,9 @@ pub async fn upload(
     request: &UploadRequest<'_>,
     limits: &UploadLimits,
 ) -> Result<u64, UploadError> {
+    if let Some(length) = put_whole_if_small(s3, request, limits).await? {
+        return Ok(length);
+    }
     let (sender, mut parts) = mpsc::channel::<Result<Part, String>>(1);
     let source = request.source.to_path_buf();
     let gunzip = request.gunzip;
@@ -90,14 +101,101 @@ pub async fn upload(
         Some(first) if first.bytes.len() == limits.part_size => {
             put_multipart(s3, request, first, &mut parts).await
         }
-        first => {
-            let bytes = first.map(|p| p.bytes).unwrap_or_default();
-            put_whole(s3, request, bytes).await
-        }
+        Some(Part { bytes, _permit }) => put_whole(s3, request, bytes).await,
+        None => put_whole(s3, request, Vec::new()).await,
     };
     drop(parts);
     let _ = reader.await;
     result
+}
+
+/// Sends the object with one PutObject when its size is known and small enough; `None` when the
+/// streamed path must be used (unknown or large size, or a gzip trailer that understated it).
+async fn put_whole_if_small(
+    s3: &aws_sdk_s3::Client,
+    request: &UploadRequest<'_>,
+    limits: &UploadLimits,
+) -> Result<Option<u64>, UploadError> {
+    let largest = SINGLE_PUT_LIMIT.min(limits.part_size * limits.parts_in_memory);
+    let Some(expected) = expected_size(request.source, request.gunzip) else {
+        return Ok(None);
+    };
+    if expected > largest as u64 {
+        return Ok(None);
+    }
+    let parts = (expected as usize).div_ceil(limits.part_size).max(1);
+    let capacity = parts * limits.part_size;
+    let permits = limits
+        .buffers
+        .clone()
+        .acquire_many_owned(parts as u32)
+        .await
+        .map_err(|e| UploadError::Source(format!("internal: {e}")))?;
+    let source = request.source.to_path_buf();
+    let gunzip = request.gunzip;
+    let body = tokio::task::spawn_blocking(move || {
+        read_whole(&source, gunzip, expected as usize, capacity)
+    })
+    .await
+    .map_err(|e| UploadError::Source(format!("internal: {e}")))?
+    .map_err(UploadError::Source)?;
+    let outcome = match body {
+        Some(bytes) => put_whole(s3, request, bytes).await.map(Some),
+        None => Ok(None),
+    };
+    drop(permits);
+    outcome
+}
+
+/// The size of the object a source becomes: a plain file's length, or a gzip file's ISIZE trailer
+/// (its uncompressed size modulo 4 GiB; a hint that `read_whole` checks).
+pub fn expected_size(source: &Path, gunzip: bool) -> Option<u64> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::open(source).ok()?;
+    let length = file.metadata().ok()?.len();
+    if !gunzip {
+        return Some(length);
+    }
+    if length < 18 {
+        return None;
+    }
+    file.seek(SeekFrom::End(-4)).ok()?;
+    let mut trailer = [0u8; 4];
+    file.read_exact(&mut trailer).ok()?;
+    Some(u64::from(u32::from_le_bytes(trailer)))
+}
+
+/// Reads the whole source (gunzipped when asked) if it fits in `capacity` bytes; `None` when it
+/// is larger than that.
+fn read_whole(
+    source: &Path,
+    gunzip: bool,
+    expected: usize,
+    capacity: usize,
+) -> Result<Option<Vec<u8>>, String> {
+    let file = std::fs::File::open(source)
+        .map_err(|e| format!("cannot read {}: {e}", source.display()))?;
+    let buffered = BufReader::with_capacity(256 * 1024, file);
+    let reader: Box<dyn Read> = if gunzip {
+        Box::new(flate2::read::MultiGzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
+    let mut bytes = Vec::with_capacity(expected.min(capacity));
+    reader
+        .take(capacity as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            if gunzip {
+                format!("corrupt gzip data in {}: {e}", source.display())
+            } else {
+                format!("cannot read {}: {e}", source.display())
+            }
+        })?;
+    if bytes.len() > capacity {
+        return Ok(None);
+    }
+    Ok(Some(bytes))
 }
 
 async fn next_part(
@@ -350,4 +448,60 @@ async fn send_parts(
         }
     }
     Ok((completed, length))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip_file(dir: &Path, name: &str, members: &[&[u8]]) -> PathBuf {
+        let path = dir.join(name);
+        let mut out = Vec::new();
+        for member in members {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            encoder.write_all(member).unwrap();
+            out.extend(encoder.finish().unwrap());
+        }
+        std::fs::write(&path, out).unwrap();
+        path
+    }
+
+    #[test]
+    fn expected_size_reads_the_gzip_trailer_or_the_file_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = gzip_file(dir.path(), "a.gz", &[&[7u8; 5000]]);
+        assert_eq!(expected_size(&one, true), Some(5000));
+        assert_eq!(
+            expected_size(&one, false),
+            Some(std::fs::metadata(&one).unwrap().len())
+        );
+        std::fs::write(dir.path().join("tiny"), b"x").unwrap();
+        assert_eq!(expected_size(&dir.path().join("tiny"), true), None);
+        assert_eq!(expected_size(&dir.path().join("missing"), false), None);
+    }
+
+    #[test]
+    fn read_whole_refuses_what_is_larger_than_the_trailer_said() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two members: the trailer names only the last one's size.
+        let two = gzip_file(dir.path(), "b.gz", &[&[1u8; 3000], &[2u8; 100]]);
+        let hint = expected_size(&two, true).unwrap() as usize;
+        assert_eq!(hint, 100);
+        assert_eq!(
+            read_whole(&two, true, hint, 1000).unwrap(),
+            None,
+            "falls back to streaming"
+        );
+        let whole = read_whole(&two, true, hint, 8192).unwrap().unwrap();
+        assert_eq!(whole.len(), 3100);
+        let corrupt = dir.path().join("c.gz");
+        let mut bytes = std::fs::read(&two).unwrap();
+        let middle = bytes.len() / 3;
+        bytes[middle..middle + 8].fill(0xff);
+        std::fs::write(&corrupt, bytes).unwrap();
+        let err = read_whole(&corrupt, true, 100, 8192).unwrap_err();
+        assert!(err.contains("corrupt gzip data"), "{err}");
+    }
 }

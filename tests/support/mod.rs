@@ -217,6 +217,11 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().expect("gzip")
 }
 
+/// Gzips each part as its own gzip member, concatenated (as `cat a.gz b.gz` makes).
+pub fn gzip_members(parts: &[&[u8]]) -> Vec<u8> {
+    parts.iter().flat_map(|part| gzip(part)).collect()
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so tests need no RNG crate.
 pub fn noise(length: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.max(1);
