@@ -435,15 +435,7 @@ fn missing_targets_and_folders_are_clear_errors() {
     project.write("data/x/a.json", r#"{"id": "1"}"#);
     project.write("data/x/b.bin", "bytes");
     project.write("data/x/c.txt", r#"{"id": "ok"}"#);
-    let output = project.run(&[
-        "run",
-        "--detach",
-        "--json",
-        "--aws-port",
-        "0",
-        "--redis-port",
-        "0",
-    ]);
+    let output = project.start_output(&[]);
     assert_eq!(
         output.status.code(),
         Some(3),

@@ -224,14 +224,8 @@ fn a_container_that_exits_at_start_shows_its_code_and_logs() {
     let project = Project::new();
     let name = project_name(&project);
     let _cleanup = Cleanup(name.clone());
-    let output = project.run(&[
-        "run",
-        "--detach",
+    let output = project.start_output(&[
         "--no-populate",
-        "--aws-port",
-        "0",
-        "--redis-port",
-        "0",
         "--runtime",
         "docker",
         "--aws-image",
@@ -384,14 +378,8 @@ fn missing_images_are_pulled_with_per_layer_progress() {
     let project = Project::new();
     let name = project_name(&project);
     let _cleanup = Cleanup(name.clone());
-    let output = project.run(&[
-        "run",
-        "--detach",
+    let output = project.start_output(&[
         "--no-populate",
-        "--aws-port",
-        "0",
-        "--redis-port",
-        "0",
         "--runtime",
         "docker",
         "--aws-image",

@@ -104,19 +104,14 @@ impl Project {
         })
     }
 
-    /// `run --detach --json` on free ports; returns the report.
+    /// `run --detach --json` on free ports plus `extra`; returns the raw output (any exit code).
+    pub fn start_output(&self, extra: &[&str]) -> Output {
+        self.run(&start_args(extra))
+    }
+
+    /// `run --detach --json` on free ports plus `extra`; asserts success and returns the report.
     pub fn start(&self, extra: &[&str]) -> serde_json::Value {
-        let mut args = vec![
-            "run",
-            "--detach",
-            "--json",
-            "--aws-port",
-            "0",
-            "--redis-port",
-            "0",
-        ];
-        args.extend_from_slice(extra);
-        self.run_json(&args)
+        self.run_json(&start_args(extra))
     }
 
     /// The recorded state.
@@ -145,6 +140,20 @@ impl Project {
             .filter_map(|s| s["pid"].as_u64().map(|p| p as u32))
             .collect()
     }
+}
+
+fn start_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        "--detach",
+        "--json",
+        "--aws-port",
+        "0",
+        "--redis-port",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 impl Drop for Project {
