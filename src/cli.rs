@@ -22,7 +22,9 @@ Environment variables (flags win over them, they win over inframock.toml):
   CLUSTER_ENV          environment suffix of resource names (default development) [--cluster-env]
   BIOMAGE_DATA_PATH    data folder to load (default ./data)                       [--data]
   POPULATE_MOCK        load the data folder on `run` unless `false`               [--no-populate]
-  INFRAMOCK_*          every other flag, e.g. INFRAMOCK_AWS_PORT, INFRAMOCK_RUNTIME";
+  INFRAMOCK_*          every other flag, e.g. INFRAMOCK_AWS_PORT, INFRAMOCK_RUNTIME
+  LOCALSTACK_AUTH_TOKEN passed to the LocalStack container when set (docker runtime)
+  DOCKER_HOST          the Docker engine to use (default /var/run/docker.sock)";
 
 /// Flags shared by every subcommand.
 #[derive(Debug, Args, Clone, Default)]
@@ -142,7 +144,7 @@ pub enum Command {
     /// Load the data folder again into the running stack (only what changed is uploaded).
     #[command(after_help = ENV_HELP)]
     ReloadData(ReloadArgs),
-    /// Stop the processes this project started.
+    /// Stop what this project started: its processes, or its labelled containers and network.
     #[command(after_help = ENV_HELP)]
     Stop,
     /// Show each service: runtime, port, PID and health.
