@@ -429,3 +429,72 @@ fn foreground_run_stops_both_processes_on_interrupt() {
     }
     assert!(!state.exists());
 }
+
+#[test]
+fn interrupting_a_run_while_it_starts_stops_what_was_starting() {
+    let project = Project::new();
+    // An aws "server" that never answers, so the run is still waiting when interrupted.
+    let fake = project.write("slow_moto", "#!/bin/sh\nexec sleep 300\n");
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let redis_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = project
+        .command(&[
+            "run",
+            "--runtime",
+            "local",
+            "--aws-port",
+            "0",
+            "--redis-port",
+            &redis_port.to_string(),
+            "--moto-server",
+            fake.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until redis answers (it starts alongside the never-ready aws).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "redis never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: interrupting the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    assert!(
+        text(&output.stderr).contains("interrupted while starting"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err(),
+        "redis was stopped, not orphaned"
+    );
+    let sleepers = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 300"])
+        .output()
+        .unwrap();
+    let still: Vec<u32> = text(&sleepers.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .filter(|pid| alive(*pid))
+        .collect();
+    let ours: Vec<u32> = still
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .is_ok_and(|cwd| cwd.starts_with(project.path()))
+        })
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "the never-ready aws process was stopped: {ours:?}"
+    );
+    assert!(!project.path().join(".inframock/state.json").exists());
+}

@@ -18,7 +18,16 @@ use crate::stack::ServiceName;
 /// Runs the stack.
 pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -> Result<ExitCode> {
     let state_dir = settings.state_dir();
-    let mut stack = bring_up(settings, reporter, args.fresh).await?;
+    // From here on Ctrl-C is ours: while the stack starts, it drops what was starting (processes
+    // stop with it); afterwards it stops what this run started.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut stack = tokio::select! {
+        stack = bring_up(settings, reporter, args.fresh) => stack?,
+        _ = interrupt.recv() => {
+            reporter.info("interrupted while starting: stopped what was starting (containers being created, if any, are removed by `inframock stop`)");
+            return Ok(ExitCode::from(130));
+        }
+    };
     let aws_url = stack
         .state
         .service(ServiceName::Aws)
@@ -68,9 +77,12 @@ pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -
     }
     print_banner(settings, &stack, &ensured, &data_report, args.detach);
     if args.detach {
+        for item in stack.started.drain(..) {
+            item.keep_running();
+        }
         return Ok(exit);
     }
-    let stopped_because = wait_for_shutdown(&mut stack).await;
+    let stopped_because = wait_for_shutdown(&mut stack, &mut interrupt).await;
     match &stopped_because {
         Shutdown::Signal => reporter.info("stopping the stack"),
         Shutdown::ServiceDied(why) => reporter.warn(why),
@@ -93,7 +105,10 @@ enum Shutdown {
     ServiceDied(String),
 }
 
-async fn wait_for_shutdown(stack: &mut RunningStack) -> Shutdown {
+async fn wait_for_shutdown(
+    stack: &mut RunningStack,
+    interrupt: &mut tokio::signal::unix::Signal,
+) -> Shutdown {
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
@@ -106,7 +121,7 @@ async fn wait_for_shutdown(stack: &mut RunningStack) -> Shutdown {
             }
         };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Shutdown::Signal,
+            _ = interrupt.recv() => return Shutdown::Signal,
             _ = sigterm => return Shutdown::Signal,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 for item in stack.started.iter_mut() {

@@ -59,6 +59,27 @@ pub async fn execute(settings: &Settings, reporter: &Reporter) -> Result<ExitCod
             }
         }
         None => {
+            // No record, but containers of this project may exist (a run interrupted while it
+            // created them): remove those too.
+            if let Ok(docker) = DockerRuntime::connect(&settings.project_name).await {
+                for (id, _) in docker.list_ours(None).await.unwrap_or_default() {
+                    docker.remove(&id).await;
+                    reporter.info(format!("removed container {}", &id[..12.min(id.len())]));
+                    stopped.push(id);
+                }
+                if !stopped.is_empty() {
+                    docker.remove_network().await;
+                    if settings.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"stopped": stopped, "already_gone": gone})
+                        );
+                    } else {
+                        println!("stack stopped");
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
             if settings.json {
                 println!("{}", serde_json::json!({"stopped": [], "already_gone": []}));
             } else {

@@ -20,6 +20,9 @@ use crate::cli::RuntimeKind;
 pub struct StartedProcess {
     pub record: ServiceRecord,
     child: Child,
+    /// Set once the process is meant to outlive this value (`--detach`) or was stopped already;
+    /// otherwise dropping it (e.g. Ctrl-C while the stack starts) stops the process.
+    settled: bool,
 }
 
 impl StartedProcess {
@@ -34,10 +37,29 @@ impl StartedProcess {
 
     /// Stops the process (TERM to its group, KILL after `grace`) and reaps it.
     pub fn stop(mut self, grace: Duration) {
+        self.terminate(grace);
+    }
+
+    /// Lets the process run on after this value is gone (`run --detach`).
+    pub fn keep_running(mut self) {
+        self.settled = true;
+    }
+
+    fn terminate(&mut self, grace: Duration) {
+        self.settled = true;
         if let Some(pid) = self.record.pid {
-            terminate_group(pid, grace, || matches!(self.child.try_wait(), Ok(Some(_))));
+            let child = &mut self.child;
+            terminate_group(pid, grace, || matches!(child.try_wait(), Ok(Some(_))));
         }
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for StartedProcess {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.terminate(Duration::from_secs(2));
+        }
     }
 }
 
@@ -190,6 +212,7 @@ pub fn spawn(
             container: None,
         },
         child,
+        settled: false,
     })
 }
 

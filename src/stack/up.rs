@@ -47,6 +47,13 @@ impl Started {
         }
     }
 
+    /// Lets it run on after this invocation ends (`run --detach`).
+    pub fn keep_running(self) {
+        if let Started::Process(process) = self {
+            process.keep_running();
+        }
+    }
+
     /// Stops it (and removes a container).
     pub async fn stop(self) {
         match self {
