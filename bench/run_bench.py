@@ -326,7 +326,12 @@ def main():
                   f"({result['gzip_bytes'] / 1e6:.0f} MB gzip)", "",
                   f"- peak RSS of `inframock reload-data`: {result['peak_rss_mib']} MiB (target < 100 MB); "
                   f"{result['elapsed_s']} s; uploaded {result['uploaded_bytes']} bytes, failed {result['failed']}", ""]
-    if "docker" in only:
+    images_present = subprocess.run(["docker", "image", "inspect", "inframock-test/aws", "inframock-test/redis"],
+                                    capture_output=True).returncode == 0 if shutil.which("docker") else False
+    if "docker" in only and not images_present:
+        lines += ["## Docker runtime", "", "- not measured: no Docker engine or no stand-in images "
+                  "(run `make docker-images`)", ""]
+    elif "docker" in only:
         result = bench_docker(args.runs)
         raw["docker"] = result
         lines += ["## Docker runtime, stand-in images (moto and redis in Debian bookworm)", "",
