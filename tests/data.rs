@@ -25,6 +25,25 @@ fn get_item(
     })
 }
 
+/// The ETag of an S3 object (changes when the object is written again).
+fn etag(
+    rt: &tokio::runtime::Runtime,
+    aws: &support::Clients,
+    bucket: &str,
+    key: &str,
+) -> Option<String> {
+    rt.block_on(async {
+        aws.s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("head_object")
+            .e_tag
+    })
+}
+
 /// A project whose data folder exercises every default rule.
 fn project_with_every_rule() -> (Project, Vec<u8>, Vec<u8>) {
     let project = Project::new();
@@ -204,16 +223,12 @@ fn every_rule_loads_into_the_right_place_and_reload_uploads_nothing() {
             .await
             .unwrap();
     });
-    let etag_before = rt.block_on(async {
-        aws.s3
-            .head_object()
-            .bucket("biomage-source-development")
-            .key(format!("{E1}/r.rds"))
-            .send()
-            .await
-            .unwrap()
-            .e_tag
-    });
+    let etag_before = etag(
+        &rt,
+        &aws,
+        "biomage-source-development",
+        &format!("{E1}/r.rds"),
+    );
 
     let reload = project.run_json(&["reload-data", "--json"]);
     assert_eq!(
@@ -230,16 +245,12 @@ fn every_rule_loads_into_the_right_place_and_reload_uploads_nothing() {
         reload["total"]["items"], 0,
         "unchanged JSON files are not written again"
     );
-    let etag_after = rt.block_on(async {
-        aws.s3
-            .head_object()
-            .bucket("biomage-source-development")
-            .key(format!("{E1}/r.rds"))
-            .send()
-            .await
-            .unwrap()
-            .e_tag
-    });
+    let etag_after = etag(
+        &rt,
+        &aws,
+        "biomage-source-development",
+        &format!("{E1}/r.rds"),
+    );
     assert_eq!(etag_before, etag_after);
     assert_eq!(
         object(
