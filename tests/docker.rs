@@ -97,7 +97,21 @@ impl Drop for Cleanup {
         for id in containers_of(&self.0) {
             docker(&["rm", "-f", &id]);
         }
+        docker(&["network", "rm", &network_of(&self.0)]);
     }
+}
+
+/// Whether the project's network exists.
+fn network_exists(project: &str) -> bool {
+    !docker(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name=^{}$", network_of(project)),
+    ])
+    .trim()
+    .is_empty()
 }
 
 #[test]
@@ -248,6 +262,7 @@ fn a_container_that_exits_at_start_shows_its_code_and_logs() {
         containers_of(&name).is_empty(),
         "nothing half-started is left"
     );
+    assert!(!network_exists(&name), "no network left behind");
 }
 
 #[test]
@@ -275,6 +290,7 @@ fn a_taken_port_is_refused_before_any_container_starts() {
         "{stderr}"
     );
     assert!(containers_of(&name).is_empty());
+    assert!(!network_exists(&name), "no network left behind");
 }
 
 /// A registry on 127.0.0.1 (Debian's docker-registry), stopped by PID on drop.
@@ -444,5 +460,6 @@ fn foreground_run_removes_its_containers_on_interrupt() {
         containers_of(&name).is_empty(),
         "Ctrl-C removes what run started"
     );
+    assert!(!network_exists(&name), "and its network");
     assert!(!project.path().join(".inframock/state.json").exists());
 }

@@ -67,8 +67,8 @@ pub async fn execute(settings: &Settings, reporter: &Reporter) -> Result<ExitCod
                     reporter.info(format!("removed container {}", &id[..12.min(id.len())]));
                     stopped.push(id);
                 }
+                docker.remove_network().await;
                 if !stopped.is_empty() {
-                    docker.remove_network().await;
                     if settings.json {
                         println!(
                             "{}",

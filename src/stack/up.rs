@@ -78,11 +78,18 @@ impl RunningStack {
     /// Stops what this call started and forgets it in the state file.
     pub async fn stop_started(&mut self, state_dir: &std::path::Path) -> Result<()> {
         let started: Vec<ServiceName> = self.started.iter().map(|s| s.record().name).collect();
+        let docker = self.started.iter().find_map(|s| match s {
+            Started::Container { docker, .. } => Some(docker.clone()),
+            Started::Process(_) => None,
+        });
         for item in self.started.drain(..).rev() {
             item.stop().await;
         }
         self.state.services.retain(|s| !started.contains(&s.name));
         if self.state.services.is_empty() {
+            if let Some(docker) = docker {
+                docker.remove_network().await;
+            }
             state::remove(state_dir)
         } else {
             state::write(state_dir, &self.state)
@@ -267,6 +274,23 @@ async fn bring_up_local(
 }
 
 async fn bring_up_docker(
+    settings: &Settings,
+    reporter: &Reporter,
+    began: Instant,
+    previous: Option<StackState>,
+    docker: DockerRuntime,
+    fresh: bool,
+) -> Result<RunningStack> {
+    let outcome =
+        start_containers(settings, reporter, began, previous, docker.clone(), fresh).await;
+    if outcome.is_err() && docker.list_ours(None).await.is_ok_and(|c| c.is_empty()) {
+        // Nothing of ours runs: do not leave the network behind (engines have few address pools).
+        docker.remove_network().await;
+    }
+    outcome
+}
+
+async fn start_containers(
     settings: &Settings,
     reporter: &Reporter,
     began: Instant,
