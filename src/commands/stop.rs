@@ -68,24 +68,15 @@ pub async fn execute(settings: &Settings, reporter: &Reporter) -> Result<ExitCod
                     stopped.push(id);
                 }
                 docker.remove_network().await;
-                if !stopped.is_empty() {
-                    if settings.json {
-                        println!(
-                            "{}",
-                            serde_json::json!({"stopped": stopped, "already_gone": gone})
-                        );
-                    } else {
-                        println!("stack stopped");
-                    }
-                    return Ok(ExitCode::SUCCESS);
+            }
+            if stopped.is_empty() {
+                if settings.json {
+                    println!("{}", serde_json::json!({"stopped": [], "already_gone": []}));
+                } else {
+                    println!("nothing to stop: no stack is recorded for this project");
                 }
+                return Ok(ExitCode::SUCCESS);
             }
-            if settings.json {
-                println!("{}", serde_json::json!({"stopped": [], "already_gone": []}));
-            } else {
-                println!("nothing to stop: no stack is recorded for this project");
-            }
-            return Ok(ExitCode::SUCCESS);
         }
     }
     state::remove(&state_dir)?;

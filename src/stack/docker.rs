@@ -125,7 +125,7 @@ impl DockerRuntime {
             eprintln!("pulling {image} ...");
         }
         while let Some(event) = stream.next().await {
-            let info = event.map_err(|e| anyhow!("pulling {image}: {}", pull_error(&e)))?;
+            let info = event.map_err(|e| anyhow!("pulling {image}: {}", engine_error(&e)))?;
             if let Some(detail) = info.error_detail.as_ref().and_then(|d| d.message.clone()) {
                 return Err(anyhow!("pulling {image}: {detail}"));
             }
@@ -462,10 +462,6 @@ fn engine_error(error: &bollard::errors::Error) -> String {
         bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
         other => other.to_string(),
     }
-}
-
-fn pull_error(error: &bollard::errors::Error) -> String {
-    engine_error(error)
 }
 
 #[cfg(test)]

@@ -23,9 +23,9 @@ pub const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Something this invocation started.
 pub enum Started {
     Process(StartedProcess),
+    /// A container; its id is in `record.container`.
     Container {
         docker: DockerRuntime,
-        id: String,
         record: ServiceRecord,
     },
 }
@@ -43,7 +43,10 @@ impl Started {
     pub async fn check_alive(&mut self) -> Result<(), String> {
         match self {
             Started::Process(process) => process.check_alive(),
-            Started::Container { docker, id, record } => docker.check_alive(id, record.name).await,
+            Started::Container { docker, record } => {
+                let id = record.container.as_deref().unwrap_or_default();
+                docker.check_alive(id, record.name).await
+            }
         }
     }
 
@@ -58,7 +61,11 @@ impl Started {
     pub async fn stop(self) {
         match self {
             Started::Process(process) => process.stop(STOP_GRACE),
-            Started::Container { docker, id, .. } => docker.remove(&id).await,
+            Started::Container { docker, record } => {
+                docker
+                    .remove(record.container.as_deref().unwrap_or_default())
+                    .await
+            }
         }
     }
 }
@@ -355,7 +362,6 @@ async fn start_containers(
         {
             Ok(record) => started.push(Started::Container {
                 docker: docker.clone(),
-                id: record.container.clone().unwrap_or_default(),
                 record,
             }),
             Err(e) => {
