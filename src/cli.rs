@@ -47,6 +47,9 @@ pub struct GlobalArgs {
     /// Redis port on 127.0.0.1 (default 6379; 0 picks a free port).
     #[arg(long, global = true, env = "INFRAMOCK_REDIS_PORT", value_name = "PORT")]
     pub redis_port: Option<u16>,
+    /// Port of the HTTP mock server on 127.0.0.1 (default 8080; 0 picks a free port).
+    #[arg(long, global = true, env = "INFRAMOCK_MOCK_PORT", value_name = "PORT")]
+    pub mock_port: Option<u16>,
     /// Region of the mocked stack.
     #[arg(long, global = true, env = "AWS_DEFAULT_REGION", value_name = "REGION")]
     pub region: Option<String>,
@@ -153,9 +156,90 @@ pub enum Command {
     /// Print `export` lines for the running stack: `eval "$(inframock env)"`.
     #[command(after_help = ENV_HELP)]
     Env,
-    /// Print a service's log (aws or redis).
+    /// Print a service's log (aws, redis or mock).
     #[command(after_help = ENV_HELP)]
     Logs(LogsArgs),
+    /// Run the HTTP mock/proxy server in the foreground, or ask a running one for its journal.
+    #[command(after_help = MOCK_HELP)]
+    Mock(MockArgs),
+}
+
+/// API summary printed after `inframock mock --help`.
+pub const MOCK_HELP: &str = "\
+Admin API (answers only to 127.0.0.1 unless --admin-any-host):
+  POST   /mocker/expectation   {path, path_match, method, query, request_headers, json_body,
+                                response_delay, status_code, body, headers, repeat_count, handler}
+  DELETE /mocker/expectation   {path} or {id}
+  GET    /mocker/expectations  the expectations in force
+  POST   /mocker/reset         back to the expectations of the mocks folder; clears journal and scenario
+  GET    /mocker/requests      the journal (?path=/x or a glob, &method=GET, &limit=N)
+  POST   /setscenario          [[\"BODY\", STATUS, DELAY_MS], ...] = the next responses of /
+  GET    /requests             arrival times of the requests to / since the scenario was set";
+
+/// `inframock mock`: serve (no subcommand) or query a running server.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MockArgs {
+    #[command(subcommand)]
+    pub action: Option<MockAction>,
+    #[command(flatten)]
+    pub serve: MockServeArgs,
+}
+
+/// Flags of the mock server (they override `[services.mock]` of inframock.toml).
+#[derive(Debug, Args, Clone, Default)]
+pub struct MockServeArgs {
+    /// Forward requests without a matching expectation to this http:// URL.
+    #[arg(long, env = "INFRAMOCK_MOCK_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Folder of *.json expectations loaded at start (default <project-dir>/mocks).
+    #[arg(long, env = "INFRAMOCK_MOCKS", value_name = "DIR")]
+    pub mocks: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1).
+    #[arg(long, env = "INFRAMOCK_MOCK_BIND", value_name = "ADDR")]
+    pub bind: Option<std::net::IpAddr>,
+    /// Answer admin routes from any address, not only 127.0.0.1.
+    #[arg(long)]
+    pub admin_any_host: bool,
+    /// Requests kept in the journal (default 10000).
+    #[arg(long, env = "INFRAMOCK_MOCK_JOURNAL_SIZE", value_name = "N")]
+    pub journal_size: Option<usize>,
+    /// Python interpreter of handlers (default: <project-dir>/.venv/bin/python3, then python3).
+    #[arg(long, env = "INFRAMOCK_PYTHON", value_name = "PATH")]
+    pub python: Option<PathBuf>,
+}
+
+/// Questions to a running mock server.
+#[derive(Debug, Subcommand)]
+pub enum MockAction {
+    /// Print the request journal.
+    Requests(MockRequestsArgs),
+    /// Print the expectations in force.
+    Expectations(MockUrlArgs),
+}
+
+/// Which mock server to ask.
+#[derive(Debug, Args, Clone)]
+pub struct MockUrlArgs {
+    /// Base URL of the mock server (default: the stack's mock service, else http://127.0.0.1:<mock-port>).
+    #[arg(long, env = "INFRAMOCK_MOCK_URL", value_name = "URL")]
+    pub url: Option<String>,
+}
+
+/// Flags of `mock requests`.
+#[derive(Debug, Args, Clone)]
+pub struct MockRequestsArgs {
+    #[command(flatten)]
+    pub target: MockUrlArgs,
+    /// Only requests to this path (a glob when it holds `*`).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Only requests with this method.
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Only the last N requests.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
 }
 
 /// Flags of `run`.

@@ -49,6 +49,22 @@ pub struct Settings {
     /// Container settings of each service (docker runtime).
     pub aws_container: ContainerSettings,
     pub redis_container: ContainerSettings,
+    /// The mock server (`[services.mock]`, `--mock-port`).
+    pub mock: MockSettings,
+}
+
+/// How the HTTP mock server runs (the `mock` command's flags override these).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MockSettings {
+    /// Started by `run`.
+    pub enabled: bool,
+    pub port: u16,
+    pub upstream: Option<String>,
+    pub mocks_dir: PathBuf,
+    /// Whether `mocks_dir` was named explicitly (then it must exist).
+    pub mocks_named: bool,
+    pub journal_size: usize,
+    pub python: Option<PathBuf>,
 }
 
 /// Default image of the aws service: the last LocalStack tag that runs without an auth token.
@@ -138,7 +154,30 @@ impl Settings {
                 .unwrap_or(DEFAULT_REDIS_PORT),
             env: stack.services.redis.env.clone().into_iter().collect(),
         };
+        let mock_section = &stack.services.mock;
+        let mock = MockSettings {
+            enabled: mock_section.enabled,
+            port: args
+                .mock_port
+                .or(mock_section.port)
+                .unwrap_or(crate::mock::DEFAULT_PORT),
+            upstream: non_empty(mock_section.upstream.clone()),
+            mocks_dir: mock_section
+                .mocks
+                .as_ref()
+                .map(|dir| absolute(&project_dir, dir))
+                .unwrap_or_else(|| project_dir.join("mocks")),
+            mocks_named: mock_section.mocks.is_some(),
+            journal_size: mock_section
+                .journal_size
+                .unwrap_or(crate::mock::journal::DEFAULT_CAPACITY),
+            python: mock_section
+                .python
+                .as_ref()
+                .map(|p| absolute(&project_dir, p)),
+        };
         Ok(Settings {
+            mock,
             aws_container,
             redis_container,
             aws_port: args
@@ -185,7 +224,9 @@ impl Settings {
     pub fn container(&self, service: crate::stack::ServiceName) -> &ContainerSettings {
         match service {
             crate::stack::ServiceName::Aws => &self.aws_container,
-            crate::stack::ServiceName::Redis => &self.redis_container,
+            crate::stack::ServiceName::Redis | crate::stack::ServiceName::Mock => {
+                &self.redis_container
+            }
         }
     }
 

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod config;
 mod data;
+mod mock;
 mod output;
 mod resources;
 mod stack;
@@ -60,6 +61,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status => commands::status::execute(&settings).await,
         Command::Env => commands::env::execute(&settings),
         Command::Logs(args) => commands::logs::execute(&settings, args).await,
+        Command::Mock(args) => commands::mock::execute(&settings, args, &reporter).await,
     }
 }
 

@@ -47,6 +47,27 @@ pub struct ServicesSection {
     pub aws: ServiceSection,
     #[serde(default)]
     pub redis: ServiceSection,
+    #[serde(default)]
+    pub mock: MockSection,
+}
+
+/// `[services.mock]`: the HTTP mock/proxy server, started by `run` when enabled.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MockSection {
+    /// Start the mock server with the stack.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Port on 127.0.0.1 (default 8080; 0 = a free port).
+    pub port: Option<u16>,
+    /// Where requests without a matching expectation are forwarded.
+    pub upstream: Option<String>,
+    /// Folder of `*.json` expectations loaded at start (default `mocks`, relative to the project).
+    pub mocks: Option<std::path::PathBuf>,
+    /// Requests kept in the journal (default 10000).
+    pub journal_size: Option<usize>,
+    /// Python interpreter of handlers (default: the project's .venv, then python3).
+    pub python: Option<std::path::PathBuf>,
 }
 
 /// One service's settings.

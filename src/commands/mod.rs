@@ -2,6 +2,7 @@
 
 pub mod env;
 pub mod logs;
+pub mod mock;
 pub mod reload_data;
 pub mod run;
 pub mod status;

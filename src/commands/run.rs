@@ -194,6 +194,7 @@ fn print_banner(
         let what = match service.name {
             ServiceName::Aws => "S3, DynamoDB, SQS, SNS",
             ServiceName::Redis => "Redis",
+            ServiceName::Mock => "HTTP mock/proxy (admin: /mocker/)",
         };
         println!(
             "  {:<6} {:<26} {:<10} {what}",

@@ -36,28 +36,10 @@ pub async fn execute(settings: &Settings, reporter: &Reporter) -> Result<ExitCod
             if stopped.is_empty() {
                 reporter.info("the recorded containers were already gone; record cleaned up");
             }
+            // The mock server is a process in every runtime.
+            stop_processes(recorded.as_ref(), reporter, &mut stopped, &mut gone);
         }
-        Some(_) => {
-            for record in recorded.iter().flat_map(|s| s.services.iter().rev()) {
-                if record.runtime != RuntimeKind::Local {
-                    continue;
-                }
-                let pid = record.pid.unwrap_or(0);
-                match stop_recorded(record, STOP_GRACE) {
-                    StopOutcome::Stopped => {
-                        reporter.info(format!("stopped {} (pid {pid})", record.name));
-                        stopped.push(record.name.to_string());
-                    }
-                    StopOutcome::AlreadyGone => {
-                        reporter.info(format!(
-                            "{} (pid {pid}) had already exited; its record is cleaned up",
-                            record.name
-                        ));
-                        gone.push(record.name.to_string());
-                    }
-                }
-            }
-        }
+        Some(_) => stop_processes(recorded.as_ref(), reporter, &mut stopped, &mut gone),
         None => {
             // No record, but containers of this project may exist (a run interrupted while it
             // created them): remove those too.
@@ -91,4 +73,32 @@ pub async fn execute(settings: &Settings, reporter: &Reporter) -> Result<ExitCod
         println!("stack stopped");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stops the recorded processes (local runtime services, and the mock server in any runtime).
+fn stop_processes(
+    recorded: Option<&state::StackState>,
+    reporter: &Reporter,
+    stopped: &mut Vec<String>,
+    gone: &mut Vec<String>,
+) {
+    for record in recorded.iter().flat_map(|s| s.services.iter().rev()) {
+        if record.runtime != RuntimeKind::Local {
+            continue;
+        }
+        let pid = record.pid.unwrap_or(0);
+        match stop_recorded(record, STOP_GRACE) {
+            StopOutcome::Stopped => {
+                reporter.info(format!("stopped {} (pid {pid})", record.name));
+                stopped.push(record.name.to_string());
+            }
+            StopOutcome::AlreadyGone => {
+                reporter.info(format!(
+                    "{} (pid {pid}) had already exited; its record is cleaned up",
+                    record.name
+                ));
+                gone.push(record.name.to_string());
+            }
+        }
+    }
 }

@@ -97,6 +97,11 @@ pub fn find_program(
     project_dir: &Path,
 ) -> Result<PathBuf> {
     let (name, flag, hint) = match service {
+        ServiceName::Mock => {
+            // The mock server is this very binary (`inframock mock`).
+            return std::env::current_exe()
+                .context("cannot find the inframock executable to start the mock server");
+        }
         ServiceName::Aws => (
             "moto_server",
             "--moto-server",
@@ -152,11 +157,13 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// Starts a service's process on 127.0.0.1:`port`, logging to `log_dir/<service>.log`.
+/// `extra_args` go before the mock server's subcommand (its global flags); others ignore them.
 pub fn spawn(
     service: ServiceName,
     program: &Path,
     port: u16,
     state_dir: &Path,
+    extra_args: &[std::ffi::OsString],
 ) -> Result<StartedProcess> {
     let log = state_dir.join("logs").join(format!("{service}.log"));
     let log_file = std::fs::File::create(&log)
@@ -179,6 +186,11 @@ pub fn spawn(
             command.args(["--bind", "127.0.0.1", "--port", &port.to_string()]);
             command.args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
             command.arg("--dir").arg(&data_dir);
+        }
+        ServiceName::Mock => {
+            command
+                .args(extra_args)
+                .args(["--mock-port", &port.to_string(), "mock"]);
         }
     }
     command

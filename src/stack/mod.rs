@@ -17,23 +17,28 @@ pub enum ServiceName {
     Aws,
     /// Redis.
     Redis,
+    /// The HTTP mock/proxy server (our own binary, as a process, in every runtime).
+    Mock,
 }
 
 impl ServiceName {
-    /// Every service, in start order.
+    /// The services a runtime starts (processes or containers), in start order.
     pub const ALL: [ServiceName; 2] = [ServiceName::Aws, ServiceName::Redis];
+    /// Every service, including the mock server that `run` starts when enabled.
+    pub const EVERY: [ServiceName; 3] = [ServiceName::Aws, ServiceName::Redis, ServiceName::Mock];
 
     /// The name used in flags, state and output.
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceName::Aws => "aws",
             ServiceName::Redis => "redis",
+            ServiceName::Mock => "mock",
         }
     }
 
     /// Parses a name given on the command line.
     pub fn parse(name: &str) -> Option<ServiceName> {
-        ServiceName::ALL.into_iter().find(|s| s.as_str() == name)
+        ServiceName::EVERY.into_iter().find(|s| s.as_str() == name)
     }
 }
 
@@ -48,5 +53,6 @@ pub fn local_url(service: ServiceName, port: u16) -> String {
     match service {
         ServiceName::Aws => format!("http://localhost:{port}"),
         ServiceName::Redis => format!("redis://localhost:{port}"),
+        ServiceName::Mock => format!("http://localhost:{port}"),
     }
 }

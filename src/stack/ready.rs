@@ -18,6 +18,8 @@ pub enum Probe {
     },
     /// PING against a Redis URL.
     Redis { url: String },
+    /// `GET <url>/mocker/health` of the mock server answers 200.
+    Mock { url: String },
 }
 
 impl Probe {
@@ -33,6 +35,7 @@ impl Probe {
                 probe_aws(&clients).await
             }
             Probe::Redis { url } => probe_redis(url).await,
+            Probe::Mock { url } => probe_mock(url).await,
         }
     }
 }
@@ -49,6 +52,25 @@ async fn probe_aws(clients: &AwsClients) -> Result<(), String> {
     sqs.map_err(|e| format!("SQS ListQueues: {}", describe_error(&e)))?;
     sns.map_err(|e| format!("SNS ListTopics: {}", describe_error(&e)))?;
     Ok(())
+}
+
+async fn probe_mock(url: &str) -> Result<(), String> {
+    use http_body_util::Empty;
+    let health = format!("{url}/mocker/health");
+    let uri: http::Uri = health
+        .parse()
+        .map_err(|e| format!("bad mock URL {health}: {e}"))?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes::Bytes>>();
+    match tokio::time::timeout(Duration::from_secs(2), client.get(uri)).await {
+        Ok(Ok(response)) if response.status().is_success() => Ok(()),
+        Ok(Ok(response)) => Err(format!("GET {health} answered {}", response.status())),
+        Ok(Err(e)) => Err(format!(
+            "GET {health}: {}",
+            crate::mock::proxy::error_chain(&e)
+        )),
+        Err(_) => Err(format!("GET {health}: no answer within 2 s")),
+    }
 }
 
 async fn probe_redis(url: &str) -> Result<(), String> {

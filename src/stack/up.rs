@@ -181,7 +181,11 @@ pub async fn bring_up(
     let runtime = choose_runtime(settings, reporter).await?;
     let state_dir = settings.ensure_state_dir()?;
     let previous = state::read(&state_dir)?;
-    match runtime {
+    let previous_mock = previous
+        .as_ref()
+        .and_then(|p| p.service(ServiceName::Mock))
+        .cloned();
+    let mut stack = match runtime {
         Runtime::External => bring_up_external(settings, reporter, began).await,
         Runtime::Local => {
             if let Some(p) = previous
@@ -206,7 +210,88 @@ pub async fn bring_up(
             }
             bring_up_docker(settings, reporter, began, previous, docker, fresh).await
         }
+    }?;
+    if let Err(e) = ensure_mock(settings, reporter, previous_mock, &mut stack).await {
+        stack.stop_started(&state_dir).await?;
+        return Err(e);
     }
+    stack.ready_after = began.elapsed();
+    Ok(stack)
+}
+
+/// The mock server runs as a process of this binary in every runtime: reused when the recorded one
+/// is ours and answers, started when `[services.mock] enabled = true`, stopped when it was disabled.
+async fn ensure_mock(
+    settings: &Settings,
+    reporter: &Reporter,
+    previous: Option<ServiceRecord>,
+    stack: &mut RunningStack,
+) -> Result<()> {
+    let running = previous.filter(local::is_running);
+    if !settings.mock.enabled {
+        if let Some(record) = running {
+            local::stop_recorded(&record, STOP_GRACE);
+            reporter.info(format!(
+                "mock: stopped the server of an earlier run (pid {}): [services.mock] is not enabled",
+                record.pid.unwrap_or(0)
+            ));
+        }
+        return Ok(());
+    }
+    let mut records = Vec::new();
+    if let Some(record) = running {
+        reuse_if_healthy(
+            settings,
+            reporter,
+            &record,
+            "process",
+            &mut records,
+            &mut stack.reused,
+        )
+        .await?;
+    } else {
+        let program = local::find_program(ServiceName::Mock, None, &settings.project_dir)?;
+        let port = claim_port(settings, ServiceName::Mock, true)?;
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--project-dir".into(),
+            settings.project_dir.clone().into_os_string(),
+        ];
+        if std::path::Path::new(&settings.stack_origin).is_file() {
+            args.push("--config".into());
+            args.push(settings.stack_origin.clone().into());
+        }
+        let process = local::spawn(
+            ServiceName::Mock,
+            &program,
+            port,
+            &settings.state_dir(),
+            &args,
+        )?;
+        let mut started = Started::Process(process);
+        let url = started.record().url.clone();
+        let probe = probe_for(settings, ServiceName::Mock, &url);
+        let step = reporter.step(format!("waiting for mock on port {port}"));
+        let hint = format!(
+            "read {}",
+            settings.state_dir().join("logs/mock.log").display()
+        );
+        let cell = tokio::sync::Mutex::new(&mut started);
+        let ready = wait_until_ready("mock", &probe, settings.ready_timeout, &hint, || async {
+            cell.lock().await.check_alive().await
+        })
+        .await;
+        if let Err(e) = ready {
+            step.fail("the mock server did not become ready");
+            started.stop().await;
+            return Err(e.into());
+        }
+        step.done(format!("ready: mock on port {port}"));
+        records.push(started.record().clone());
+        stack.started.push(started);
+    }
+    stack.state.services.extend(records);
+    stack.state.services.sort_by_key(|r| r.name);
+    state::write(&settings.state_dir(), &stack.state)
 }
 
 async fn bring_up_local(
@@ -252,6 +337,7 @@ async fn bring_up_local(
         let explicit = match service {
             ServiceName::Aws => settings.moto_server.as_deref(),
             ServiceName::Redis => settings.redis_server.as_deref(),
+            ServiceName::Mock => None,
         };
         let program = local::find_program(*service, explicit, &settings.project_dir)?;
         let port = claim_port(settings, *service, true)?;
@@ -259,7 +345,7 @@ async fn bring_up_local(
     }
     let mut started = Vec::new();
     for (service, program, port) in plans {
-        match local::spawn(service, &program, port, &state_dir) {
+        match local::spawn(service, &program, port, &state_dir, &[]) {
             Ok(process) => started.push(Started::Process(process)),
             Err(e) => {
                 stop_all(started).await;
@@ -425,6 +511,7 @@ fn claim_port(settings: &Settings, service: ServiceName, pick_free: bool) -> Res
     let (wanted, flag) = match service {
         ServiceName::Aws => (settings.aws_port, "--aws-port"),
         ServiceName::Redis => (settings.redis_port, "--redis-port"),
+        ServiceName::Mock => (settings.mock.port, "--mock-port"),
     };
     if wanted == 0 && !pick_free {
         return Ok(0);
@@ -578,6 +665,9 @@ pub fn probe_for(settings: &Settings, service: ServiceName, url: &str) -> Probe 
             test_credentials: settings.runtime != RuntimeKind::External,
         },
         ServiceName::Redis => Probe::Redis {
+            url: url.to_string(),
+        },
+        ServiceName::Mock => Probe::Mock {
             url: url.to_string(),
         },
     }

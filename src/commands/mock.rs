@@ -1,0 +1,237 @@
+//! `inframock mock`: run the HTTP mock/proxy server in the foreground; `inframock mock requests` and
+//! `inframock mock expectations` ask a running one.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+use crate::cli::{MockAction, MockArgs, MockRequestsArgs, MockServeArgs, MockUrlArgs};
+use crate::config::Settings;
+use crate::mock::handler::HandlerRunner;
+use crate::mock::{MockOptions, MockServer};
+use crate::output::{human_bytes, Reporter};
+use crate::stack::ServiceName;
+
+/// Runs `inframock mock [...]`.
+pub async fn execute(
+    settings: &Settings,
+    args: &MockArgs,
+    reporter: &Reporter,
+) -> Result<ExitCode> {
+    match &args.action {
+        None => serve(settings, &args.serve, reporter).await,
+        Some(MockAction::Requests(query)) => print_requests(settings, query).await,
+        Some(MockAction::Expectations(target)) => print_expectations(settings, target).await,
+    }
+}
+
+/// The server options: `mock` flags over `[services.mock]` over defaults.
+pub fn options(settings: &Settings, args: &MockServeArgs) -> MockOptions {
+    let mock = &settings.mock;
+    let (mocks_dir, mocks_required) = match &args.mocks {
+        Some(dir) => (settings.project_dir.join(dir), true),
+        None => (mock.mocks_dir.clone(), mock.mocks_named),
+    };
+    let python = args.python.clone().or(mock.python.clone());
+    MockOptions {
+        bind: args.bind.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        port: mock.port,
+        port_flag: "--mock-port",
+        upstream: args.upstream.clone().or(mock.upstream.clone()),
+        mocks_dir,
+        mocks_required,
+        journal_capacity: args.journal_size.unwrap_or(mock.journal_size),
+        admin_any_host: args.admin_any_host,
+        python: HandlerRunner::find_python(python.as_deref(), &settings.project_dir),
+    }
+}
+
+async fn serve(settings: &Settings, args: &MockServeArgs, reporter: &Reporter) -> Result<ExitCode> {
+    let options = options(settings, args);
+    let server = MockServer::start(options.clone()).await?;
+    let url = format!("http://{}", server.addr);
+    if settings.json {
+        println!(
+            "{}",
+            json!({
+                "url": url,
+                "port": server.addr.port(),
+                "expectations_loaded": server.loaded,
+                "mocks": options.mocks_dir,
+                "upstream": options.upstream,
+            })
+        );
+    } else {
+        let fallback = match &options.upstream {
+            Some(upstream) => format!("unmatched requests go to {upstream}"),
+            None => "unmatched requests get a 404 listing the closest expectations".to_string(),
+        };
+        reporter.info(format!(
+            "mock server listening on {url}: {} expectation(s) from {}; {fallback}",
+            server.loaded,
+            options.mocks_dir.display()
+        ));
+        reporter.info(format!(
+            "admin API on {url}/mocker/ (see `inframock mock --help`); Ctrl-C stops"
+        ));
+    }
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The base URL of the mock server to ask.
+fn target_url(settings: &Settings, target: &MockUrlArgs) -> Result<String> {
+    if let Some(url) = &target.url {
+        return Ok(url.trim_end_matches('/').to_string());
+    }
+    if let Some(stack) = crate::stack::state::read(&settings.state_dir())? {
+        if let Some(record) = stack.service(ServiceName::Mock) {
+            return Ok(record.url.clone());
+        }
+    }
+    Ok(format!("http://127.0.0.1:{}", settings.mock.port))
+}
+
+async fn get_json(base: &str, path_and_query: &str) -> Result<Value> {
+    let url = format!("{base}{path_and_query}");
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("--url {base:?} is not a URL"))?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let response = client.get(uri).await.map_err(|e| {
+        anyhow::anyhow!(
+            "no mock server answers at {base} ({}); start one with `inframock mock`, or enable [services.mock] and `inframock run`, or point --url at it",
+            crate::mock::proxy::error_chain(&e)
+        )
+    })?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .with_context(|| format!("{url}: the answer broke off"))?
+        .to_bytes();
+    let value: Value = serde_json::from_slice(&body).with_context(|| {
+        format!("{url} answered something that is not JSON; is it an inframock mock server?")
+    })?;
+    if !status.is_success() {
+        bail!(
+            "{url} answered {status}: {}",
+            value["error"].as_str().unwrap_or(&value.to_string())
+        );
+    }
+    Ok(value)
+}
+
+fn encode(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b'*' => {
+                out.push(byte as char)
+            }
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+async fn print_requests(settings: &Settings, args: &MockRequestsArgs) -> Result<ExitCode> {
+    let base = target_url(settings, &args.target)?;
+    let mut params = Vec::new();
+    if let Some(path) = &args.path {
+        params.push(format!("path={}", encode(path)));
+    }
+    if let Some(method) = &args.method {
+        params.push(format!("method={}", encode(method)));
+    }
+    if let Some(limit) = args.limit {
+        params.push(format!("limit={limit}"));
+    }
+    let query = if params.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", params.join("&"))
+    };
+    let journal = get_json(&base, &format!("/mocker/requests{query}")).await?;
+    let requests = journal["requests"].as_array().cloned().unwrap_or_default();
+    if settings.json {
+        for request in &requests {
+            println!("{request}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &requests {
+        let target = match r["query"].as_str() {
+            Some(q) => format!("{}?{q}", r["path"].as_str().unwrap_or("")),
+            None => r["path"].as_str().unwrap_or("").to_string(),
+        };
+        let answered_by = match (r["matched"].as_str(), r["expectation"].as_str()) {
+            (Some(kind), Some(id)) => format!("{kind} {id}"),
+            (Some(kind), None) => kind.to_string(),
+            _ => String::new(),
+        };
+        println!(
+            "{}  {:<6} {}  {}  {}  {:.1} ms  {}",
+            r["time"].as_str().unwrap_or(""),
+            r["method"].as_str().unwrap_or(""),
+            target,
+            r["status"],
+            answered_by,
+            r["latency_ms"].as_f64().unwrap_or(0.0),
+            human_bytes(r["body_size"].as_u64().unwrap_or(0)),
+        );
+    }
+    eprintln!(
+        "{} request(s) shown; {} kept of at most {}, {} dropped",
+        requests.len(),
+        journal["total"],
+        journal["capacity"],
+        journal["dropped"]
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn print_expectations(settings: &Settings, target: &MockUrlArgs) -> Result<ExitCode> {
+    let base = target_url(settings, target)?;
+    let list = get_json(&base, "/mocker/expectations").await?;
+    let items = list.as_array().cloned().unwrap_or_default();
+    if settings.json {
+        println!("{list}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in &items {
+        let answer = match (&e["status_code"], &e["handler"]) {
+            (Value::Null, Value::String(h)) => format!("handler {h}"),
+            (Value::Null, _) => "delay + proxy".to_string(),
+            (status, _) => format!("status {status}"),
+        };
+        println!(
+            "{:<12} {:<6} {} ({})  {}  hits {}{}  [{}]",
+            e["id"].as_str().unwrap_or(""),
+            e["method"].as_str().unwrap_or("*"),
+            e["path"].as_str().unwrap_or(""),
+            e["path_match"].as_str().unwrap_or("exact"),
+            answer,
+            e["hits"],
+            match e["remaining"].as_u64() {
+                Some(n) => format!(", {n} left"),
+                None => String::new(),
+            },
+            e["source"].as_str().unwrap_or("")
+        );
+    }
+    eprintln!("{} expectation(s) at {base}", items.len());
+    Ok(ExitCode::SUCCESS)
+}

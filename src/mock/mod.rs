@@ -1,0 +1,157 @@
+//! The HTTP mock and proxy server (`inframock mock`, and the stack's `mock` service).
+//!
+//! Requests to admin routes (`/mocker/*`, `/setscenario`, `/requests`) change or read the mock;
+//! every other request is answered by the scenario (for `/`), the newest matching expectation, the
+//! upstream (`--upstream`), or a 404 listing the closest expectations. Every answered request goes
+//! to the bounded journal.
+
+pub mod expectation;
+pub mod files;
+pub mod handler;
+pub mod journal;
+pub mod proxy;
+pub mod scenario;
+pub mod server;
+pub mod store;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::stack::ports::{find_listener, PortInUse};
+use handler::HandlerRunner;
+use journal::Journal;
+use proxy::Upstream;
+use scenario::Scenario;
+use server::MockState;
+use store::Store;
+
+/// Default port of the mock server.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// How to run the mock server.
+#[derive(Debug, Clone)]
+pub struct MockOptions {
+    /// Address to listen on (127.0.0.1 unless told otherwise).
+    pub bind: IpAddr,
+    /// Port (0 picks a free one).
+    pub port: u16,
+    /// The flag that sets the port, named when it is taken.
+    pub port_flag: &'static str,
+    /// Where unmatched requests go.
+    pub upstream: Option<String>,
+    /// Folder of `*.json` expectations loaded at start, also the base of handler paths.
+    pub mocks_dir: PathBuf,
+    /// Whether a missing mocks folder is an error (it was named explicitly).
+    pub mocks_required: bool,
+    /// Requests kept in the journal.
+    pub journal_capacity: usize,
+    /// Answer admin routes from any address.
+    pub admin_any_host: bool,
+    /// Python interpreter of handlers.
+    pub python: PathBuf,
+}
+
+/// A running mock server.
+pub struct MockServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Expectations loaded from the mocks folder.
+    pub loaded: usize,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockServer {
+    /// Loads the mocks folder, binds the port and starts serving in the background.
+    pub async fn start(options: MockOptions) -> Result<MockServer> {
+        let loaded = files::load_dir(&options.mocks_dir, options.mocks_required)
+            .map_err(anyhow::Error::msg)?;
+        let upstream = match &options.upstream {
+            Some(url) => Some(Upstream::parse(url).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        let count = loaded.len();
+        let store = Store::new(loaded, options.mocks_dir.clone()).map_err(anyhow::Error::msg)?;
+        let state = Arc::new(MockState {
+            store,
+            scenario: Scenario::default(),
+            journal: Journal::new(options.journal_capacity),
+            upstream,
+            handlers: HandlerRunner::new(options.python.clone()),
+            admin_any_host: options.admin_any_host,
+        });
+        let listener = match TcpListener::bind((options.bind, options.port)).await {
+            Ok(listener) => listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(PortInUse {
+                    port: options.port,
+                    flag: options.port_flag,
+                    holder: find_listener(options.port),
+                }
+                .into())
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot listen on {}:{} ({})",
+                        options.bind, options.port, options.port_flag
+                    )
+                })
+            }
+        };
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, state, stopped));
+        Ok(MockServer {
+            addr,
+            loaded: count,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops accepting connections and waits for the accept loop to end.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<MockState>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment instead of spinning.
+                    eprintln!("mock: accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let service =
+                service_fn(move |request| server::handle(Arc::clone(&state), peer, request));
+            // A client that goes away mid-request is not an error of the mock.
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
