@@ -1,0 +1,982 @@
+//! The HTTP mock/proxy server over real HTTP: `inframock mock` is started as a process on a free
+//! port of 127.0.0.1 and driven with reqwest; the proxy's upstream is a second server started by
+//! the test. Delays are asserted as lower bounds and orderings, never as tight timings.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// A running `inframock mock`, killed when dropped.
+struct Mock {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Mock {
+    /// Starts `inframock --mock-port 0 --json mock <args>` in a fresh folder prepared by `prepare`.
+    fn start_in(prepare: impl FnOnce(&Path), args: &[&str]) -> Mock {
+        let dir = tempfile::Builder::new()
+            .prefix("inframock-mock-")
+            .tempdir()
+            .expect("temp dir");
+        prepare(dir.path());
+        let mut child = mock_command(dir.path(), args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("inframock starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("read banner");
+        let banner: Value = match serde_json::from_str(&line) {
+            Ok(banner) => banner,
+            Err(e) => {
+                let _ = child.kill();
+                let output = child.wait_with_output().expect("output");
+                panic!(
+                    "no JSON banner ({e}): {line:?}; stderr: {}",
+                    support::text(&output.stderr)
+                )
+            }
+        };
+        let url = banner["url"].as_str().expect("url").to_string();
+        Mock { child, url, dir }
+    }
+
+    fn start(args: &[&str]) -> Mock {
+        Mock::start_in(|_| {}, args)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mock_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_inframock"));
+    command
+        .current_dir(dir)
+        .env_remove("INFRAMOCK_MOCK_PORT")
+        .env_remove("INFRAMOCK_MOCK_UPSTREAM")
+        .env_remove("INFRAMOCK_MOCKS")
+        .args(["--mock-port", "0", "--json", "mock"])
+        .args(args);
+    command
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
+    let response = client.post(url).json(body).send().await.expect("POST");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> (u16, String) {
+    let response = client.get(url).send().await.expect("GET");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+async fn expectations(client: &reqwest::Client, mock: &Mock) -> Vec<Value> {
+    let (status, body) = get(client, &mock.url("/mocker/expectations")).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Value>(&body)
+        .expect("JSON")
+        .as_array()
+        .cloned()
+        .expect("list")
+}
+
+#[test]
+fn expectations_api_is_compatible_with_the_mockserver_seed() {
+    let mock = Mock::start(&[]);
+    let client = reqwest::Client::new();
+    runtime().block_on(async {
+        // The seed's example, as written there.
+        let (status, created) = post(
+            &client,
+            &mock.url("/mocker/expectation"),
+            &json!({"path": "/abc/test", "response_delay": 300, "status_code": 404,
+                    "body": {"reason": "mocked"}, "headers": {"x-mocked": "yes"}, "repeat_count": 2}),
+        )
+        .await;
+        assert_eq!(status, 200, "{created}");
+        assert_eq!(created["remaining"], 2);
+        for _ in 0..2 {
+            let began = Instant::now();
+            let response = client.get(mock.url("/abc/test")).send().await.unwrap();
+            assert!(began.elapsed() >= Duration::from_millis(300), "the delay is applied");
+            assert_eq!(response.status(), 404);
+            assert_eq!(response.headers()["x-mocked"], "yes");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body, json!({"reason": "mocked"}));
+        }
+        // Used up: forgotten, so the request is now unmatched (no upstream): the 404 explains.
+        let (status, body) = get(&client, &mock.url("/abc/test")).await;
+        assert_eq!(status, 404);
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert!(body["error"].as_str().unwrap().contains("no expectation matches GET /abc/test"));
+        assert!(expectations(&client, &mock).await.is_empty());
+
+        // List, delete by path, reset.
+        for path in ["/one", "/two"] {
+            let (status, _) = post(
+                &client,
+                &mock.url("/mocker/expectation"),
+                &json!({"path": path, "status_code": 200, "body": path}),
+            )
+            .await;
+            assert_eq!(status, 200);
+        }
+        let listed = expectations(&client, &mock).await;
+        let paths: Vec<&str> = listed.iter().map(|e| e["path"].as_str().unwrap()).collect();
+        assert_eq!(paths, ["/one", "/two"]);
+        let response = client
+            .delete(mock.url("/mocker/expectation"))
+            .json(&json!({"path": "/one"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.json::<Value>().await.unwrap()["deleted"], 1);
+        assert_eq!(get(&client, &mock.url("/one")).await.0, 404);
+        assert_eq!(get(&client, &mock.url("/two")).await, (200, "/two".to_string()));
+        let (status, _) = post(&client, &mock.url("/mocker/reset"), &json!({})).await;
+        assert_eq!(status, 200);
+        assert!(expectations(&client, &mock).await.is_empty());
+        assert_eq!(get(&client, &mock.url("/two")).await.0, 404);
+    });
+}
+
+#[test]
+fn matches_on_method_path_query_headers_and_json_body_newest_first() {
+    let mock = Mock::start(&[]);
+    let client = reqwest::Client::new();
+    runtime().block_on(async {
+        let add = |spec: Value| {
+            let client = client.clone();
+            let url = mock.url("/mocker/expectation");
+            async move {
+                let (status, body) = post(&client, &url, &spec).await;
+                assert_eq!(status, 200, "{spec}: {body}");
+            }
+        };
+        add(json!({"path": "/users/*", "path_match": "glob", "status_code": 200, "body": "any user"})).await;
+        add(json!({"path": "^/users/\\d+$", "path_match": "regex", "method": "DELETE", "status_code": 204})).await;
+        add(json!({"path": "/users/7", "query": {"fields": "name email"}, "status_code": 200, "body": "user 7 fields"})).await;
+        add(json!({"path": "/users/7", "request_headers": {"Authorization": "Bearer t"}, "status_code": 200, "body": "user 7 authorised"})).await;
+        add(json!({"path": "/orders", "method": "POST", "json_body": {"order": {"sku": "A1"}}, "status_code": 201, "body": {"created": "A1"}})).await;
+
+        assert_eq!(get(&client, &mock.url("/users/3")).await, (200, "any user".into()));
+        assert_eq!(get(&client, &mock.url("/users/3/x")).await.0, 404, "glob * stays in one segment");
+        let deleted = client.delete(mock.url("/users/12")).send().await.unwrap();
+        assert_eq!(deleted.status(), 204);
+        assert_eq!(
+            get(&client, &mock.url("/users/7?fields=name%20email&x=1")).await,
+            (200, "user 7 fields".into())
+        );
+        let authorised = client
+            .get(mock.url("/users/7"))
+            .header("authorization", "Bearer t")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(authorised.text().await.unwrap(), "user 7 authorised");
+        let created = client
+            .post(mock.url("/orders"))
+            .json(&json!({"order": {"sku": "A1", "qty": 2}, "note": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        assert_eq!(created.json::<Value>().await.unwrap(), json!({"created": "A1"}));
+        let other = client
+            .post(mock.url("/orders"))
+            .json(&json!({"order": {"sku": "B2"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(other.status(), 404, "body predicate not met");
+        let unmatched: Value = other.json().await.unwrap();
+        assert_eq!(unmatched["closest"][0]["path"], "/orders", "{unmatched}");
+        assert!(unmatched["closest"][0]["mismatches"].as_array().is_some());
+
+        // The newest matching expectation answers.
+        add(json!({"path": "/users/*", "path_match": "glob", "method": "GET", "status_code": 200, "body": "newer"})).await;
+        assert_eq!(get(&client, &mock.url("/users/3")).await, (200, "newer".into()));
+    });
+}
+
+#[test]
+fn bad_admin_input_is_a_400_with_the_reason_and_changes_nothing() {
+    let mock = Mock::start(&[]);
+    let client = reqwest::Client::new();
+    runtime().block_on(async {
+        let (status, _) = post(
+            &client,
+            &mock.url("/mocker/expectation"),
+            &json!({"path": "/kept", "status_code": 200}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let before = expectations(&client, &mock).await;
+        let cases: Vec<(String, &str)> = vec![
+            ("{\"path\": ".into(), "not valid JSON"),
+            (
+                r#"{"path": "/x", "status": 200}"#.into(),
+                "unknown field `status`",
+            ),
+            (
+                r#"{"path": "/x", "response_delay": -5, "status_code": 200}"#.into(),
+                "must not be negative",
+            ),
+            (
+                r#"{"path": "([", "path_match": "regex", "status_code": 200}"#.into(),
+                "invalid regex",
+            ),
+            (r#"{"status_code": 200}"#.into(), "missing field `path`"),
+            (
+                r#"[{"path": "/ok", "status_code": 200}, {"path": "/bad", "repeat_count": -1}]"#
+                    .into(),
+                "expectation 1",
+            ),
+        ];
+        for (body, reason) in cases {
+            let response = client
+                .post(mock.url("/mocker/expectation"))
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 400, "{body}");
+            let error: Value = response.json().await.unwrap();
+            let message = error["error"].as_str().unwrap_or_default();
+            assert!(message.contains(reason), "{body}: {message}");
+            assert_eq!(
+                expectations(&client, &mock).await,
+                before,
+                "{body} changed the state"
+            );
+        }
+        let response = client
+            .delete(mock.url("/mocker/expectation"))
+            .json(&json!({"paht": "/kept"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        let response = client
+            .post(mock.url("/setscenario"))
+            .body("[[\"a\", 200]]")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        assert!(response.text().await.unwrap().contains("step 0"));
+        let response = client
+            .get(mock.url("/mocker/requests?limit=-1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        let response = client.put(mock.url("/mocker/reset")).send().await.unwrap();
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()["allow"], "POST");
+        assert_eq!(expectations(&client, &mock).await, before);
+    });
+}
+
+#[test]
+fn scenario_api_serves_the_next_responses_of_root_and_lists_request_times() {
+    let mock = Mock::start(&[]);
+    let client = reqwest::Client::new();
+    runtime().block_on(async {
+        // As in the seed's sample code: POST the JSON list, expect `OK`.
+        let scenario = json!([
+            ["{\"time\":50}", 200, 300],
+            ["busy", 503, 0],
+            ["third", 200, 0]
+        ]);
+        let response = client
+            .post(mock.url("/setscenario"))
+            .body(scenario.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.text().await.unwrap(), "OK");
+        let began = Instant::now();
+        let first = client.get(mock.url("/")).send().await.unwrap();
+        assert!(began.elapsed() >= Duration::from_millis(300));
+        assert_eq!(first.status(), 200);
+        assert_eq!(first.text().await.unwrap(), r#"{"time":50}"#);
+        assert_eq!(get(&client, &mock.url("/")).await, (503, "busy".into()));
+        assert_eq!(get(&client, &mock.url("/")).await, (200, "third".into()));
+        assert_eq!(
+            get(&client, &mock.url("/")).await.0,
+            404,
+            "scenario used up"
+        );
+        let (_, times) = get(&client, &mock.url("/requests")).await;
+        let times: Vec<f64> = serde_json::from_str(&times).unwrap();
+        assert_eq!(times.len(), 4);
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+        assert!(
+            times[1] - times[0] >= 0.3,
+            "second request came after the 300 ms delay"
+        );
+        let response = client
+            .post(mock.url("/setscenario"))
+            .body("[]")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(get(&client, &mock.url("/requests")).await.1, "[]");
+    });
+}
+
+/// A second local server: echoes what it received as JSON, or streams `/big?bytes=N`.
+async fn start_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(upstream_answer);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+type UpstreamBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+async fn upstream_answer(
+    request: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<UpstreamBody>, hyper::Error> {
+    if request.uri().path().ends_with("/big") {
+        let bytes: usize = request
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("bytes="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let chunks = (0..bytes.div_ceil(65536)).map(move |i| {
+            let size = 65536.min(bytes - i * 65536);
+            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![(i % 251) as u8; size])))
+        });
+        let body = StreamBody::new(futures::stream::iter(chunks)).boxed();
+        return Ok(http::Response::new(body));
+    }
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().map(str::to_string);
+    let headers: serde_json::Map<String, Value> = request
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+        .collect();
+    let body = request.into_body().collect().await?.to_bytes();
+    let echo = json!({
+        "method": method, "path": path, "query": query, "headers": headers,
+        "body_len": body.len(), "body_sha256": hex::encode(Sha256::digest(&body)),
+    });
+    let mut response = http::Response::new(Full::new(Bytes::from(echo.to_string())).boxed());
+    *response.status_mut() = http::StatusCode::ACCEPTED;
+    response
+        .headers_mut()
+        .insert("x-upstream", "echo".parse().unwrap());
+    Ok(response)
+}
+
+#[test]
+fn proxies_unmatched_requests_to_the_upstream_streaming_both_ways() {
+    let rt = runtime();
+    let upstream = rt.block_on(start_upstream());
+    let mock = Mock::start(&["--upstream", &format!("http://{upstream}/base")]);
+    let client = reqwest::Client::new();
+    rt.block_on(async {
+        let payload: Vec<u8> = (0..20 * 1024 * 1024)
+            .map(|i: u32| (i % 241) as u8)
+            .collect();
+        let digest = hex::encode(Sha256::digest(&payload));
+        let response = client
+            .put(mock.url("/items/9?x=1&y=two"))
+            .header("x-custom", "kept")
+            .header("connection", "keep-alive")
+            .body(payload.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        assert_eq!(response.headers()["x-upstream"], "echo");
+        let echo: Value = response.json().await.unwrap();
+        assert_eq!(echo["method"], "PUT");
+        assert_eq!(echo["path"], "/base/items/9");
+        assert_eq!(echo["query"], "x=1&y=two");
+        assert_eq!(echo["headers"]["x-custom"], "kept");
+        assert_eq!(echo["headers"]["host"], upstream.to_string());
+        assert_eq!(echo["headers"]["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(echo["body_len"], payload.len());
+        assert_eq!(echo["body_sha256"], digest);
+
+        // A large streamed answer arrives whole.
+        let response = client
+            .get(mock.url("/big?bytes=31457287"))
+            .send()
+            .await
+            .unwrap();
+        let mut stream = response.bytes_stream();
+        let mut received = 0usize;
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            received += chunk.unwrap().len();
+        }
+        assert_eq!(received, 31_457_287);
+
+        // An expectation without status_code only delays the proxied request.
+        let (status, _) = post(
+            &client,
+            &mock.url("/mocker/expectation"),
+            &json!({"path": "/slow", "response_delay": 300}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let began = Instant::now();
+        let response = client.get(mock.url("/slow")).send().await.unwrap();
+        assert!(began.elapsed() >= Duration::from_millis(300));
+        assert_eq!(response.status(), 202, "answered by the upstream");
+
+        // An expectation still wins over the upstream.
+        post(
+            &client,
+            &mock.url("/mocker/expectation"),
+            &json!({"path": "/items/9", "status_code": 200, "body": "mocked"}),
+        )
+        .await;
+        assert_eq!(
+            get(&client, &mock.url("/items/9")).await,
+            (200, "mocked".into())
+        );
+
+        // The journal says what happened, with the streamed body's size.
+        let (_, journal) = get(&client, &mock.url("/mocker/requests?method=PUT")).await;
+        let journal: Value = serde_json::from_str(&journal).unwrap();
+        let put = &journal["requests"][0];
+        assert_eq!(put["matched"], "proxied");
+        assert_eq!(put["status"], 202);
+        assert_eq!(put["body_size"], payload.len());
+        let (_, slow) = get(&client, &mock.url("/mocker/requests?path=/slow")).await;
+        let slow: Value = serde_json::from_str(&slow).unwrap();
+        assert_eq!(slow["requests"][0]["matched"], "proxied");
+        assert!(slow["requests"][0]["expectation"].is_string());
+        assert!(slow["requests"][0]["latency_ms"].as_f64().unwrap() >= 300.0);
+    });
+}
+
+#[test]
+fn an_upstream_that_does_not_answer_is_a_502_naming_it() {
+    let port = support_free_port();
+    let mock = Mock::start(&["--upstream", &format!("http://127.0.0.1:{port}")]);
+    let client = reqwest::Client::new();
+    runtime().block_on(async {
+        let (status, body) = get(&client, &mock.url("/anything")).await;
+        assert_eq!(status, 502);
+        assert!(
+            body.contains(&format!("upstream http://127.0.0.1:{port} did not answer")),
+            "{body}"
+        );
+        assert!(body.to_lowercase().contains("refused"), "{body}");
+    });
+}
+
+fn support_free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const HANDLER: &str = r#"
+import time
+
+def handler(body, headers):
+    kind = (body or {}).get("kind") if isinstance(body, dict) else body
+    if kind == "crash":
+        raise RuntimeError("handler exploded on purpose")
+    if kind == "hang":
+        time.sleep(30)
+    if kind == "escape":
+        return 200, {}, open("/etc/hostname").read()
+    if kind == "dict":
+        return {"echo": body, "agent": headers.get("x-agent")}
+    with open("calls.txt", "a") as f:
+        f.write("call\n")
+    return 201, {"x-handled": "yes"}, {"got": body}
+"#;
+
+#[test]
+fn python_handlers_answer_and_crashes_or_timeouts_are_502s() {
+    let mock = Mock::start_in(
+        |dir| {
+            std::fs::create_dir_all(dir.join("mocks/handlers")).unwrap();
+            std::fs::write(dir.join("mocks/handlers/api.py"), HANDLER).unwrap();
+        },
+        &[],
+    );
+    let client = reqwest::Client::new();
+    runtime().block_on(async {
+        let (status, body) = post(
+            &client,
+            &mock.url("/mocker/expectation"),
+            &json!({"path": "/dyn", "handler": "handlers/api.py", "handler_timeout_ms": 1500}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let answer = client
+            .post(mock.url("/dyn"))
+            .json(&json!({"kind": "plain", "n": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201);
+        assert_eq!(answer.headers()["x-handled"], "yes");
+        assert_eq!(
+            answer.json::<Value>().await.unwrap(),
+            json!({"got": {"kind": "plain", "n": 1}})
+        );
+        assert!(
+            mock.dir.path().join("mocks/handlers/calls.txt").is_file(),
+            "writes inside its folder work"
+        );
+        let answer = client
+            .post(mock.url("/dyn"))
+            .header("x-agent", "tests")
+            .json(&json!({"kind": "dict"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.json::<Value>().await.unwrap()["agent"], "tests");
+
+        let crash = client
+            .post(mock.url("/dyn"))
+            .json(&json!({"kind": "crash"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(crash.status(), 502);
+        let text = crash.text().await.unwrap();
+        assert!(text.contains("handler exploded on purpose"), "{text}");
+
+        let began = Instant::now();
+        let hang = client
+            .post(mock.url("/dyn"))
+            .json(&json!({"kind": "hang"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(hang.status(), 502);
+        assert!(began.elapsed() >= Duration::from_millis(1500));
+        assert!(
+            began.elapsed() < Duration::from_secs(25),
+            "the handler was killed, not awaited"
+        );
+        assert!(hang
+            .text()
+            .await
+            .unwrap()
+            .contains("timed out after 1500 ms"));
+
+        let escape = client
+            .post(mock.url("/dyn"))
+            .json(&json!({"kind": "escape"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(escape.status(), 502);
+        assert!(escape
+            .text()
+            .await
+            .unwrap()
+            .contains("/etc/hostname is refused"));
+
+        // The server keeps serving after all of that.
+        let again = client
+            .post(mock.url("/dyn"))
+            .json(&json!({"kind": "plain"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 201);
+        let (status, body) = post(
+            &client,
+            &mock.url("/mocker/expectation"),
+            &json!({"path": "/x", "handler": "handlers/missing.py"}),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert!(body["error"].as_str().unwrap().contains("no such file"));
+    });
+}
+
+#[test]
+fn journal_is_bounded_filterable_and_printed_by_mock_requests() {
+    let mock = Mock::start(&["--journal-size", "5"]);
+    let client = reqwest::Client::new();
+    runtime().block_on(async {
+        post(
+            &client,
+            &mock.url("/mocker/expectation"),
+            &json!({"path": "/a/1", "status_code": 200}),
+        )
+        .await;
+        for i in 0..8 {
+            client
+                .post(mock.url(&format!("/a/{}", i % 3)))
+                .body("abc")
+                .send()
+                .await
+                .unwrap();
+        }
+        let (_, journal) = get(&client, &mock.url("/mocker/requests")).await;
+        let journal: Value = serde_json::from_str(&journal).unwrap();
+        assert_eq!(journal["capacity"], 5);
+        assert_eq!(journal["total"], 5);
+        assert_eq!(journal["dropped"], 3);
+        let requests = journal["requests"].as_array().unwrap();
+        let paths: Vec<&str> = requests
+            .iter()
+            .map(|r| r["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            paths,
+            ["/a/0", "/a/1", "/a/2", "/a/0", "/a/1"],
+            "oldest dropped first"
+        );
+        let matched = &requests[1];
+        assert_eq!(matched["matched"], "expectation");
+        assert_eq!(matched["status"], 200);
+        assert_eq!(matched["method"], "POST");
+        assert_eq!(matched["body_size"], 3);
+        assert!(matched["time"].as_str().unwrap().ends_with('Z'));
+        assert!(matched["headers"]["content-length"].is_string());
+        assert_eq!(requests[0]["matched"], "unmatched");
+        let (_, filtered) = get(&client, &mock.url("/mocker/requests?path=/a/1")).await;
+        let filtered: Value = serde_json::from_str(&filtered).unwrap();
+        assert_eq!(filtered["requests"].as_array().unwrap().len(), 2);
+    });
+    // The CLI prints it: JSON lines for scripts, a line per request for people.
+    let output = Command::new(env!("CARGO_BIN_EXE_inframock"))
+        .args([
+            "--json",
+            "mock",
+            "requests",
+            "--url",
+            &mock.url(""),
+            "--path",
+            "/a/*",
+            "--limit",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", support::text(&output.stderr));
+    let lines: Vec<Value> = support::text(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["path"], "/a/1");
+    let output = Command::new(env!("CARGO_BIN_EXE_inframock"))
+        .args(["mock", "requests", "--url", &mock.url("")])
+        .output()
+        .unwrap();
+    let human = support::text(&output.stdout);
+    assert_eq!(human.lines().count(), 5, "{human}");
+    assert!(
+        human.contains("POST") && human.contains("/a/1") && human.contains("expectation"),
+        "{human}"
+    );
+    // No server there: one clear message, non-zero exit.
+    let output = Command::new(env!("CARGO_BIN_EXE_inframock"))
+        .args([
+            "mock",
+            "requests",
+            "--url",
+            &format!("http://127.0.0.1:{}", support_free_port()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(support::text(&output.stderr).contains("no mock server answers at"));
+}
+
+#[test]
+fn expectations_from_mock_files_survive_reset_and_bad_files_stop_the_start() {
+    let mock = Mock::start_in(
+        |dir| {
+            std::fs::create_dir_all(dir.join("mocks")).unwrap();
+            std::fs::write(
+                dir.join("mocks/health.json"),
+                r#"[{"id": "health", "path": "/health", "status_code": 200, "body": {"ok": true}},
+                    {"path": "/once", "status_code": 200, "repeat_count": 1}]"#,
+            )
+            .unwrap();
+        },
+        &[],
+    );
+    let client = reqwest::Client::new();
+    runtime().block_on(async {
+        assert_eq!(
+            get(&client, &mock.url("/health")).await,
+            (200, r#"{"ok":true}"#.into())
+        );
+        assert_eq!(get(&client, &mock.url("/once")).await.0, 200);
+        assert_eq!(get(&client, &mock.url("/once")).await.0, 404);
+        post(
+            &client,
+            &mock.url("/mocker/expectation"),
+            &json!({"path": "/api-added", "status_code": 200}),
+        )
+        .await;
+        client
+            .delete(mock.url("/mocker/expectation"))
+            .json(&json!({"id": "health"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(get(&client, &mock.url("/health")).await.0, 404);
+        post(&client, &mock.url("/mocker/reset"), &json!({})).await;
+        let listed = expectations(&client, &mock).await;
+        let paths: Vec<&str> = listed.iter().map(|e| e["path"].as_str().unwrap()).collect();
+        assert_eq!(
+            paths,
+            ["/health", "/once"],
+            "file expectations come back with fresh counts; API ones are gone"
+        );
+        assert!(listed[0]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("mocks/health.json"));
+        assert_eq!(get(&client, &mock.url("/once")).await.0, 200);
+        let (_, journal) = get(&client, &mock.url("/mocker/requests")).await;
+        assert_eq!(
+            serde_json::from_str::<Value>(&journal).unwrap()["total"],
+            1,
+            "reset cleared the journal"
+        );
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("mocks")).unwrap();
+    std::fs::write(
+        dir.path().join("mocks/broken.json"),
+        r#"{"path": "/x", "response_delay": -1}"#,
+    )
+    .unwrap();
+    let output = mock_command(dir.path(), &[]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = support::text(&output.stderr);
+    assert!(
+        stderr.contains("broken.json: expectation 0: `response_delay` must not be negative"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_taken_port_is_refused_with_the_flag_and_holder() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_inframock"))
+        .current_dir(dir.path())
+        .args(["--mock-port", &port.to_string(), "mock"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = support::text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("port {port} (--mock-port) is already in use")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn expectations_change_while_requests_are_served() {
+    let mock = Mock::start(&[]);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    runtime().block_on(async {
+        post(
+            &client,
+            &mock.url("/mocker/expectation"),
+            &json!({"path": "/c", "status_code": 200, "body": "A"}),
+        )
+        .await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let client = client.clone();
+            let url = mock.url("/mocker/expectation");
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let mut changes = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body = if changes % 2 == 0 { "B" } else { "A" };
+                    let (status, _) = post(
+                        &client,
+                        &url,
+                        &json!({"path": "/c", "status_code": 200, "body": body}),
+                    )
+                    .await;
+                    assert_eq!(status, 200);
+                    post(
+                        &client,
+                        &url,
+                        &json!({"path": format!("/other/{changes}"), "status_code": 200}),
+                    )
+                    .await;
+                    changes += 1;
+                }
+                changes
+            })
+        };
+        let readers: Vec<_> = (0..8)
+            .map(|_| {
+                let client = client.clone();
+                let url = mock.url("/c");
+                tokio::spawn(async move {
+                    let mut seen = std::collections::BTreeSet::new();
+                    for _ in 0..150 {
+                        let (status, body) = get(&client, &url).await;
+                        assert_eq!(
+                            status, 200,
+                            "a request failed while expectations changed: {body}"
+                        );
+                        assert!(body == "A" || body == "B", "{body}");
+                        seen.insert(body);
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for reader in readers {
+            seen.extend(reader.await.unwrap());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let changes = writer.await.unwrap();
+        assert!(
+            changes > 1,
+            "the writer changed the expectation while readers ran"
+        );
+        assert_eq!(seen.len(), 2, "both versions were served: {seen:?}");
+
+        // repeat_count stays exact under concurrent requests.
+        post(
+            &client,
+            &mock.url("/mocker/expectation"),
+            &json!({"path": "/limited", "status_code": 200, "repeat_count": 50}),
+        )
+        .await;
+        let requests: Vec<_> = (0..200)
+            .map(|_| {
+                let client = client.clone();
+                let url = mock.url("/limited");
+                tokio::spawn(async move { get(&client, &url).await.0 })
+            })
+            .collect();
+        let mut ok = 0;
+        for request in requests {
+            if request.await.unwrap() == 200 {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 50);
+    });
+}
+
+#[test]
+fn run_starts_the_mock_service_when_enabled_and_stop_stops_it() {
+    let project = support::Project::new();
+    project.write("inframock.toml", "[services.mock]\nenabled = true\n");
+    project.write(
+        "mocks/ping.json",
+        r#"{"path": "/ping", "status_code": 200, "body": "pong"}"#,
+    );
+    project.start(&["--mock-port", "0", "--no-populate"]);
+    let mock = project.state()["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "mock")
+        .cloned()
+        .expect("mock service recorded");
+    let url = mock["url"].as_str().unwrap().to_string();
+    let pid = mock["pid"].as_u64().unwrap() as u32;
+    assert!(url.starts_with("http://localhost:"), "{url}");
+    let client = reqwest::Client::new();
+    runtime().block_on(async {
+        assert_eq!(
+            get(&client, &format!("{url}/ping")).await,
+            (200, "pong".into())
+        );
+    });
+    let status = project.run_json(&["status", "--json"]);
+    let row = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "mock")
+        .cloned()
+        .expect("mock in status");
+    assert_eq!(row["health"], "healthy");
+    // `mock requests` finds the stack's mock server by itself.
+    let output = project.run(&["--json", "mock", "requests"]);
+    assert!(output.status.success(), "{}", support::text(&output.stderr));
+    assert!(support::text(&output.stdout).contains("\"/ping\""));
+    // A second run reuses it.
+    project.start(&["--mock-port", "0", "--no-populate"]);
+    assert!(
+        project.pids().contains(&pid),
+        "the running mock server is reused"
+    );
+    let stopped = project.run(&["stop"]);
+    assert!(stopped.status.success());
+    assert!(!support::alive(pid), "stop stops the mock server");
+}
