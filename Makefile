@@ -50,8 +50,13 @@ lint: ## formatting and clippy, as CI runs them
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
 
-bench: setup build ## benchmarks; results in bench/results/
-	$(VENV)/bin/python bench/run_bench.py
+bench: setup build ## benchmarks; results in bench/results/ (BENCH_ARGS="--only mock --runs 3")
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
+	  else echo "wrk is missing (the mock benchmark needs it): sudo apt-get install wrk"; exit 1; fi; }
+	$(VENV)/bin/python bench/run_bench.py $(BENCH_ARGS)
 
 clean:
 	cargo clean

@@ -7,11 +7,13 @@
            (a) first load, (b) reload with nothing changed, (c) the original tool's sequential boto3
            loader (bench/original_loader.py), and the raw endpoint limit (bench/raw_limit.py).
   memory   peak RSS of `inframock reload-data` loading one large r.rds.gz (default 2 GiB decompressed).
+  mock     the HTTP mock with wrk at 64 connections: a static expectation and proxying, next to a hyper
+           hello-world server and an aiohttp server (bench/mock_bench.py).
   docker   `run --detach` on the docker runtime (stand-in images): containers reused vs fresh, next to
            docker-compose of compose.yaml.
 
 Options: --runs N (5), --experiments N (50), --rds-mib N (40 decompressed ≈ 20 MB gzip),
---memory-gib N (2), --only startup,load,memory,docker (docker needs `make docker-images`).
+--memory-gib N (2), --only startup,load,memory,mock,docker (docker needs `make docker-images`).
 """
 import argparse
 import datetime
@@ -286,7 +288,7 @@ def main():
     parser.add_argument("--experiments", type=int, default=50)
     parser.add_argument("--rds-mib", type=int, default=40)
     parser.add_argument("--memory-gib", type=int, default=2)
-    parser.add_argument("--only", default="startup,load,memory,docker")
+    parser.add_argument("--only", default="startup,load,memory,mock,docker")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(RESULTS, exist_ok=True)
@@ -326,6 +328,11 @@ def main():
                   f"({result['gzip_bytes'] / 1e6:.0f} MB gzip)", "",
                   f"- peak RSS of `inframock reload-data`: {result['peak_rss_mib']} MiB (target < 100 MB); "
                   f"{result['elapsed_s']} s; uploaded {result['uploaded_bytes']} bytes, failed {result['failed']}", ""]
+    if "mock" in only:
+        import mock_bench
+        result = mock_bench.bench_mock(args.runs)
+        raw["mock"] = result
+        lines += mock_bench.report(result)
     images_present = subprocess.run(["docker", "image", "inspect", "inframock-test/aws", "inframock-test/redis"],
                                     capture_output=True).returncode == 0 if shutil.which("docker") else False
     if "docker" in only and not images_present:
