@@ -50,6 +50,14 @@ pub struct GlobalArgs {
     /// Port of the HTTP mock server on 127.0.0.1 (default 8080; 0 picks a free port).
     #[arg(long, global = true, env = "INFRAMOCK_MOCK_PORT", value_name = "PORT")]
     pub mock_port: Option<u16>,
+    /// Control port of the fault proxies on 127.0.0.1 (default 8474; 0 picks a free port).
+    #[arg(
+        long,
+        global = true,
+        env = "INFRAMOCK_FAULTS_PORT",
+        value_name = "PORT"
+    )]
+    pub faults_port: Option<u16>,
     /// Region of the mocked stack.
     #[arg(long, global = true, env = "AWS_DEFAULT_REGION", value_name = "REGION")]
     pub region: Option<String>,
@@ -162,6 +170,95 @@ pub enum Command {
     /// Run the HTTP mock/proxy server in the foreground, or ask a running one for its journal.
     #[command(after_help = MOCK_HELP)]
     Mock(MockArgs),
+    /// Disturb the stack's fault proxies (hiccup, truncate, failover, respawn, latency, reset), or
+    /// run fault proxies in the foreground (`faults serve`).
+    #[command(after_help = FAULTS_HELP)]
+    Faults(FaultsArgs),
+}
+
+/// Control API summary printed after `inframock faults --help`.
+pub const FAULTS_HELP: &str = "\
+The same commands over HTTP on the control port (default 8474) and as JSON lines:
+  curl 'localhost:8474/mock/hiccup?msecs=500&offset=10&service=redis'
+  echo '{\"command\": \"failover\", \"payload\": {\"service\": \"aws\"}}' | nc localhost 8474
+Enable proxies per service in inframock.toml: [services.redis] faults = true (faults_port = 16379).";
+
+/// `inframock faults ...`
+#[derive(Debug, Args)]
+pub struct FaultsArgs {
+    #[command(subcommand)]
+    pub action: FaultsAction,
+}
+
+/// A fault command, or `serve`.
+#[derive(Debug, Subcommand)]
+pub enum FaultsAction {
+    /// Stall every chunk a service sends for MSECS after OFFSET bytes (msecs 0 clears).
+    Hiccup {
+        #[arg(long)]
+        msecs: u64,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[command(flatten)]
+        target: FaultsTarget,
+    },
+    /// Cut the next chunk a service sends to LIMIT bytes, then close that connection.
+    Truncate {
+        #[arg(long)]
+        limit: u64,
+        #[command(flatten)]
+        target: FaultsTarget,
+    },
+    /// Drop every open connection and refuse new ones until `respawn`.
+    Failover {
+        #[command(flatten)]
+        target: FaultsTarget,
+    },
+    /// Accept connections again after `failover`.
+    Respawn {
+        #[command(flatten)]
+        target: FaultsTarget,
+    },
+    /// Delay every chunk a service sends by MS plus up to JITTER ms (0 clears).
+    Latency {
+        #[arg(long)]
+        ms: u64,
+        #[arg(long, default_value_t = 0)]
+        jitter: u64,
+        #[command(flatten)]
+        target: FaultsTarget,
+    },
+    /// Clear every fault.
+    Reset {
+        #[command(flatten)]
+        target: FaultsTarget,
+    },
+    /// Show the faults in force and the connections forwarded.
+    Status {
+        #[command(flatten)]
+        target: FaultsTarget,
+    },
+    /// Run fault proxies in the foreground (what `run` starts for services with `faults = true`).
+    Serve(FaultsServeArgs),
+}
+
+/// Which proxies a fault command addresses.
+#[derive(Debug, Args, Clone)]
+pub struct FaultsTarget {
+    /// Only this service's proxy (aws or redis; default: every proxied service).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Control URL (default: the stack's, else http://127.0.0.1:<faults-port>).
+    #[arg(long, env = "INFRAMOCK_FAULTS_URL", value_name = "URL")]
+    pub url: Option<String>,
+}
+
+/// Flags of `faults serve`.
+#[derive(Debug, Args, Clone)]
+pub struct FaultsServeArgs {
+    /// A proxy: NAME=LISTEN_PORT:TARGET_HOST:TARGET_PORT (listen port 0 picks a free one). Repeatable.
+    #[arg(long = "proxy", value_name = "SPEC", required = true)]
+    pub proxies: Vec<String>,
 }
 
 /// API summary printed after `inframock mock --help`.
@@ -254,6 +351,15 @@ pub struct RunArgs {
     /// Recreate the containers instead of reusing running ones (docker runtime; drops their data).
     #[arg(long, env = "INFRAMOCK_FRESH")]
     pub fresh: bool,
+    /// Connect to a test harness at HOST:PORT, send it the AWS edge port (ASCII, then NUL), take
+    /// fault commands as JSON lines from it, and stop the stack when it closes the connection.
+    #[arg(
+        long,
+        env = "INFRAMOCK_HARAKIRI_MONITOR",
+        value_name = "HOST:PORT",
+        conflicts_with = "detach"
+    )]
+    pub harakiri_monitor: Option<String>,
     #[command(flatten)]
     pub load: LoadArgs,
 }

@@ -51,6 +51,26 @@ pub struct Settings {
     pub redis_container: ContainerSettings,
     /// The mock server (`[services.mock]`, `--mock-port`).
     pub mock: MockSettings,
+    /// Control port of the fault proxies (`[services.faults] port`, `--faults-port`).
+    pub faults_port: u16,
+    /// Port of the fault proxy in front of aws/redis when `faults = true` (0 = a free port).
+    pub aws_faults: Option<u16>,
+    pub redis_faults: Option<u16>,
+}
+
+/// Default control port of the fault proxies (Toxiproxy's API port).
+pub const DEFAULT_FAULTS_PORT: u16 = 8474;
+
+/// The port of a service's fault proxy: `faults_port`, else the service port + 10000 (0 stays 0).
+fn fault_proxy_port(section: &crate::stack_file::ServiceSection, service_port: u16) -> Option<u16> {
+    if !section.faults {
+        return None;
+    }
+    Some(section.faults_port.unwrap_or(if service_port == 0 {
+        0
+    } else {
+        service_port.saturating_add(10_000)
+    }))
 }
 
 /// How the HTTP mock server runs (the `mock` command's flags override these).
@@ -176,18 +196,26 @@ impl Settings {
                 .as_ref()
                 .map(|p| absolute(&project_dir, p)),
         };
+        let aws_port = args
+            .aws_port
+            .or(stack.services.aws.port)
+            .unwrap_or(DEFAULT_AWS_PORT);
+        let redis_port = args
+            .redis_port
+            .or(stack.services.redis.port)
+            .unwrap_or(DEFAULT_REDIS_PORT);
         Ok(Settings {
+            aws_faults: fault_proxy_port(&stack.services.aws, aws_port),
+            redis_faults: fault_proxy_port(&stack.services.redis, redis_port),
+            faults_port: args
+                .faults_port
+                .or(stack.services.faults.port)
+                .unwrap_or(DEFAULT_FAULTS_PORT),
             mock,
             aws_container,
             redis_container,
-            aws_port: args
-                .aws_port
-                .or(stack.services.aws.port)
-                .unwrap_or(DEFAULT_AWS_PORT),
-            redis_port: args
-                .redis_port
-                .or(stack.services.redis.port)
-                .unwrap_or(DEFAULT_REDIS_PORT),
+            aws_port,
+            redis_port,
             ready_timeout: args
                 .ready_timeout
                 .map(Duration::from_secs)
@@ -224,9 +252,7 @@ impl Settings {
     pub fn container(&self, service: crate::stack::ServiceName) -> &ContainerSettings {
         match service {
             crate::stack::ServiceName::Aws => &self.aws_container,
-            crate::stack::ServiceName::Redis | crate::stack::ServiceName::Mock => {
-                &self.redis_container
-            }
+            _ => &self.redis_container,
         }
     }
 

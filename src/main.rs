@@ -5,6 +5,9 @@ mod cli;
 mod commands;
 mod config;
 mod data;
+mod faults;
+mod harakiri;
+mod http_client;
 mod mock;
 mod output;
 mod resources;
@@ -62,6 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Env => commands::env::execute(&settings),
         Command::Logs(args) => commands::logs::execute(&settings, args).await,
         Command::Mock(args) => commands::mock::execute(&settings, args, &reporter).await,
+        Command::Faults(args) => commands::faults::execute(&settings, args, &reporter).await,
     }
 }
 

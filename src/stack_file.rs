@@ -49,6 +49,16 @@ pub struct ServicesSection {
     pub redis: ServiceSection,
     #[serde(default)]
     pub mock: MockSection,
+    #[serde(default)]
+    pub faults: FaultsSection,
+}
+
+/// `[services.faults]`: the control port of the fault proxies.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsSection {
+    /// Control port on 127.0.0.1 (default 8474; 0 = a free port).
+    pub port: Option<u16>,
 }
 
 /// `[services.mock]`: the HTTP mock/proxy server, started by `run` when enabled.
@@ -83,6 +93,11 @@ pub struct ServiceSection {
     /// Extra environment variables of the container.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Put the service behind a fault proxy owned by inframock (`inframock faults ...`).
+    #[serde(default)]
+    pub faults: bool,
+    /// Port of that proxy on 127.0.0.1 (default: the service port + 10000; 0 = a free port).
+    pub faults_port: Option<u16>,
 }
 
 /// A DynamoDB table (`[[tables]]`), billed per request.

@@ -742,7 +742,7 @@ fn journal_is_bounded_filterable_and_printed_by_mock_requests() {
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(support::text(&output.stderr).contains("no mock server answers at"));
+    assert!(support::text(&output.stderr).contains("no server answers at"));
 }
 
 #[test]

@@ -13,8 +13,8 @@ use crate::stack::ServiceName;
 /// The `export` lines for a stack.
 pub fn export_lines(stack: &StackState) -> Vec<String> {
     let mut lines = Vec::new();
-    if let Some(aws) = stack.service(ServiceName::Aws) {
-        lines.push(format!("export AWS_ENDPOINT_URL={}", aws.url));
+    if let Some(aws) = stack.client_url(ServiceName::Aws) {
+        lines.push(format!("export AWS_ENDPOINT_URL={aws}"));
     }
     lines.push(format!("export AWS_DEFAULT_REGION={}", stack.region));
     lines.push(format!("export AWS_REGION={}", stack.region));
@@ -22,8 +22,14 @@ pub fn export_lines(stack: &StackState) -> Vec<String> {
         lines.push(format!("export AWS_ACCESS_KEY_ID={TEST_ACCESS_KEY}"));
         lines.push(format!("export AWS_SECRET_ACCESS_KEY={TEST_SECRET_KEY}"));
     }
-    if let Some(redis) = stack.service(ServiceName::Redis) {
-        lines.push(format!("export REDIS_URL={}", redis.url));
+    if let Some(redis) = stack.client_url(ServiceName::Redis) {
+        lines.push(format!("export REDIS_URL={redis}"));
+    }
+    if let Some(mock) = stack.service(ServiceName::Mock) {
+        lines.push(format!("export INFRAMOCK_MOCK_URL={}", mock.url));
+    }
+    if let Some(faults) = stack.service(ServiceName::Faults) {
+        lines.push(format!("export INFRAMOCK_FAULTS_URL={}", faults.url));
     }
     lines.push(format!("export CLUSTER_ENV={}", stack.cluster_env));
     lines
@@ -79,6 +85,7 @@ mod tests {
                 record(ServiceName::Aws, "http://localhost:4566"),
                 record(ServiceName::Redis, "redis://localhost:6379"),
             ],
+            fault_proxies: Vec::new(),
         };
         let lines = export_lines(&stack);
         assert_eq!(
@@ -96,6 +103,26 @@ mod tests {
     }
 
     #[test]
+    fn a_fault_proxy_is_what_applications_use() {
+        let stack = StackState {
+            project: "p".into(),
+            runtime: RuntimeKind::Local,
+            started_at: 0,
+            region: "eu-west-1".into(),
+            cluster_env: "development".into(),
+            services: vec![record(ServiceName::Redis, "redis://localhost:6379")],
+            fault_proxies: vec![crate::stack::state::FaultProxyRecord {
+                service: ServiceName::Redis,
+                port: 16379,
+                target_port: 6379,
+            }],
+        };
+        assert!(
+            export_lines(&stack).contains(&"export REDIS_URL=redis://localhost:16379".to_string())
+        );
+    }
+
+    #[test]
     fn external_stack_keeps_the_users_credentials() {
         let stack = StackState {
             project: "p".into(),
@@ -104,6 +131,7 @@ mod tests {
             region: "us-east-1".into(),
             cluster_env: "staging".into(),
             services: vec![record(ServiceName::Aws, "https://example.test")],
+            fault_proxies: Vec::new(),
         };
         let lines = export_lines(&stack).join("\n");
         assert!(!lines.contains("AWS_ACCESS_KEY_ID"));

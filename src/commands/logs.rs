@@ -14,9 +14,10 @@ use crate::stack::ServiceName;
 /// Prints the last lines of each chosen service's log; with `--follow`, keeps printing.
 pub async fn execute(settings: &Settings, args: &LogsArgs) -> Result<ExitCode> {
     let services: Vec<ServiceName> = match &args.service {
-        Some(name) => vec![ServiceName::parse(name)
-            .with_context(|| format!("unknown service `{name}`; choose one of: aws, redis"))?],
-        None => ServiceName::ALL.to_vec(),
+        Some(name) => vec![ServiceName::parse(name).with_context(|| {
+            format!("unknown service `{name}`; choose one of: aws, redis, mock, faults")
+        })?],
+        None => ServiceName::EVERY.to_vec(),
     };
     if let Some(stack) = crate::stack::state::read(&settings.state_dir())? {
         if stack.runtime == crate::cli::RuntimeKind::Docker {

@@ -4,19 +4,18 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use anyhow::Result;
 use serde_json::{json, Value};
 
 use crate::cli::{MockAction, MockArgs, MockRequestsArgs, MockServeArgs, MockUrlArgs};
 use crate::config::Settings;
+use crate::http_client::get_json;
 use crate::mock::handler::HandlerRunner;
 use crate::mock::{MockOptions, MockServer};
 use crate::output::{human_bytes, Reporter};
 use crate::stack::ServiceName;
+
+const MOCK_HINT: &str = "start one with `inframock mock`, or enable [services.mock] and `inframock run`, or point --url at it";
 
 /// Runs `inframock mock [...]`.
 pub async fn execute(
@@ -103,38 +102,8 @@ fn target_url(settings: &Settings, target: &MockUrlArgs) -> Result<String> {
     Ok(format!("http://127.0.0.1:{}", settings.mock.port))
 }
 
-async fn get_json(base: &str, path_and_query: &str) -> Result<Value> {
-    let url = format!("{base}{path_and_query}");
-    let uri: http::Uri = url
-        .parse()
-        .with_context(|| format!("--url {base:?} is not a URL"))?;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let response = client.get(uri).await.map_err(|e| {
-        anyhow::anyhow!(
-            "no mock server answers at {base} ({}); start one with `inframock mock`, or enable [services.mock] and `inframock run`, or point --url at it",
-            crate::mock::proxy::error_chain(&e)
-        )
-    })?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .with_context(|| format!("{url}: the answer broke off"))?
-        .to_bytes();
-    let value: Value = serde_json::from_slice(&body).with_context(|| {
-        format!("{url} answered something that is not JSON; is it an inframock mock server?")
-    })?;
-    if !status.is_success() {
-        bail!(
-            "{url} answered {status}: {}",
-            value["error"].as_str().unwrap_or(&value.to_string())
-        );
-    }
-    Ok(value)
-}
-
-fn encode(value: &str) -> String {
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
     let mut out = String::new();
     for byte in value.bytes() {
         match byte {
@@ -164,7 +133,7 @@ async fn print_requests(settings: &Settings, args: &MockRequestsArgs) -> Result<
     } else {
         format!("?{}", params.join("&"))
     };
-    let journal = get_json(&base, &format!("/mocker/requests{query}")).await?;
+    let journal = get_json(&base, MOCK_HINT, &format!("/mocker/requests{query}")).await?;
     let requests = journal["requests"].as_array().cloned().unwrap_or_default();
     if settings.json {
         for request in &requests {
@@ -205,7 +174,7 @@ async fn print_requests(settings: &Settings, args: &MockRequestsArgs) -> Result<
 
 async fn print_expectations(settings: &Settings, target: &MockUrlArgs) -> Result<ExitCode> {
     let base = target_url(settings, target)?;
-    let list = get_json(&base, "/mocker/expectations").await?;
+    let list = get_json(&base, MOCK_HINT, "/mocker/expectations").await?;
     let items = list.as_array().cloned().unwrap_or_default();
     if settings.json {
         println!("{list}");

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod env;
+pub mod faults;
 pub mod logs;
 pub mod mock;
 pub mod reload_data;

@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::output::Reporter;
 use crate::resources::{ensure_all, Ensured};
 use crate::stack::up::{bring_up, RunningStack};
-use crate::stack::ServiceName;
+use crate::stack::{state, ServiceName};
 
 /// Runs the stack.
 pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -> Result<ExitCode> {
@@ -82,12 +82,48 @@ pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -
         }
         return Ok(exit);
     }
-    let stopped_because = wait_for_shutdown(&mut stack, &mut interrupt).await;
+    let monitor = match &args.harakiri_monitor {
+        Some(address) => {
+            let edge_port = stack
+                .state
+                .client_url(ServiceName::Aws)
+                .and_then(|url| url.rsplit(':').next().and_then(|p| p.parse().ok()))
+                .unwrap_or(0);
+            match crate::harakiri::connect(address, edge_port).await {
+                Ok(stream) => {
+                    reporter.info(format!(
+                        "harakiri monitor {address}: sent port {edge_port}; the stack stops when it closes the connection"
+                    ));
+                    let control = stack
+                        .state
+                        .service(ServiceName::Faults)
+                        .map(|f| std::net::SocketAddr::from(([127, 0, 0, 1], f.port)));
+                    Some(tokio::spawn(crate::harakiri::serve(stream, control)))
+                }
+                Err(e) => {
+                    stack.stop_started(&state_dir).await?;
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
+    let stopped_because = wait_for_shutdown(&mut stack, &mut interrupt, monitor).await;
     match &stopped_because {
         Shutdown::Signal => reporter.info("stopping the stack"),
         Shutdown::ServiceDied(why) => reporter.warn(why),
+        Shutdown::MonitorClosed => {
+            reporter.info("the harakiri monitor closed its connection: stopping the whole stack")
+        }
     }
     stack.stop_started(&state_dir).await?;
+    if matches!(stopped_because, Shutdown::MonitorClosed) {
+        // The harness owns the whole stack, also what an earlier run left running.
+        if state::read(&state_dir)?.is_some() {
+            super::stop::execute(settings, reporter).await?;
+        }
+        return Ok(exit);
+    }
     if !stack.reused.is_empty() {
         reporter.info(format!(
             "left running what an earlier `run --detach` started ({}); `inframock stop` stops it",
@@ -95,7 +131,7 @@ pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -
         ));
     }
     match stopped_because {
-        Shutdown::Signal => Ok(exit),
+        Shutdown::Signal | Shutdown::MonitorClosed => Ok(exit),
         Shutdown::ServiceDied(_) => Ok(ExitCode::FAILURE),
     }
 }
@@ -103,11 +139,13 @@ pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -
 enum Shutdown {
     Signal,
     ServiceDied(String),
+    MonitorClosed,
 }
 
 async fn wait_for_shutdown(
     stack: &mut RunningStack,
     interrupt: &mut tokio::signal::unix::Signal,
+    mut monitor: Option<tokio::task::JoinHandle<()>>,
 ) -> Shutdown {
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -120,7 +158,16 @@ async fn wait_for_shutdown(
                 None => std::future::pending::<()>().await,
             }
         };
+        let monitor_closed = async {
+            match monitor.as_mut() {
+                Some(task) => {
+                    let _ = task.await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
+            _ = monitor_closed => return Shutdown::MonitorClosed,
             _ = interrupt.recv() => return Shutdown::Signal,
             _ = sigterm => return Shutdown::Signal,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
@@ -195,6 +242,7 @@ fn print_banner(
             ServiceName::Aws => "S3, DynamoDB, SQS, SNS",
             ServiceName::Redis => "Redis",
             ServiceName::Mock => "HTTP mock/proxy (admin: /mocker/)",
+            ServiceName::Faults => "fault proxies' control (/mock/<command>)",
         };
         println!(
             "  {:<6} {:<26} {:<10} {what}",

@@ -97,7 +97,7 @@ pub fn find_program(
     project_dir: &Path,
 ) -> Result<PathBuf> {
     let (name, flag, hint) = match service {
-        ServiceName::Mock => {
+        ServiceName::Mock | ServiceName::Faults => {
             // The mock server is this very binary (`inframock mock`).
             return std::env::current_exe()
                 .context("cannot find the inframock executable to start the mock server");
@@ -157,7 +157,7 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// Starts a service's process on 127.0.0.1:`port`, logging to `log_dir/<service>.log`.
-/// `extra_args` go before the mock server's subcommand (its global flags); others ignore them.
+/// `extra_args` is the command line of our own helpers (mock, faults); the other services ignore it.
 pub fn spawn(
     service: ServiceName,
     program: &Path,
@@ -187,10 +187,9 @@ pub fn spawn(
             command.args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
             command.arg("--dir").arg(&data_dir);
         }
-        ServiceName::Mock => {
-            command
-                .args(extra_args)
-                .args(["--mock-port", &port.to_string(), "mock"]);
+        ServiceName::Mock | ServiceName::Faults => {
+            // Our own binary: the caller gives the whole command line (port included).
+            command.args(extra_args);
         }
     }
     command

@@ -19,13 +19,20 @@ pub enum ServiceName {
     Redis,
     /// The HTTP mock/proxy server (our own binary, as a process, in every runtime).
     Mock,
+    /// The fault proxies' control port (our own binary, as a process, in every runtime).
+    Faults,
 }
 
 impl ServiceName {
     /// The services a runtime starts (processes or containers), in start order.
     pub const ALL: [ServiceName; 2] = [ServiceName::Aws, ServiceName::Redis];
     /// Every service, including the mock server that `run` starts when enabled.
-    pub const EVERY: [ServiceName; 3] = [ServiceName::Aws, ServiceName::Redis, ServiceName::Mock];
+    pub const EVERY: [ServiceName; 4] = [
+        ServiceName::Aws,
+        ServiceName::Redis,
+        ServiceName::Mock,
+        ServiceName::Faults,
+    ];
 
     /// The name used in flags, state and output.
     pub fn as_str(self) -> &'static str {
@@ -33,6 +40,7 @@ impl ServiceName {
             ServiceName::Aws => "aws",
             ServiceName::Redis => "redis",
             ServiceName::Mock => "mock",
+            ServiceName::Faults => "faults",
         }
     }
 
@@ -53,6 +61,6 @@ pub fn local_url(service: ServiceName, port: u16) -> String {
     match service {
         ServiceName::Aws => format!("http://localhost:{port}"),
         ServiceName::Redis => format!("redis://localhost:{port}"),
-        ServiceName::Mock => format!("http://localhost:{port}"),
+        ServiceName::Mock | ServiceName::Faults => format!("http://localhost:{port}"),
     }
 }

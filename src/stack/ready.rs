@@ -18,8 +18,8 @@ pub enum Probe {
     },
     /// PING against a Redis URL.
     Redis { url: String },
-    /// `GET <url>/mocker/health` of the mock server answers 200.
-    Mock { url: String },
+    /// `GET <url>` answers 2xx (the health routes of our own helpers).
+    Http { url: String },
 }
 
 impl Probe {
@@ -35,7 +35,7 @@ impl Probe {
                 probe_aws(&clients).await
             }
             Probe::Redis { url } => probe_redis(url).await,
-            Probe::Mock { url } => probe_mock(url).await,
+            Probe::Http { url } => probe_http(url).await,
         }
     }
 }
@@ -54,9 +54,8 @@ async fn probe_aws(clients: &AwsClients) -> Result<(), String> {
     Ok(())
 }
 
-async fn probe_mock(url: &str) -> Result<(), String> {
+async fn probe_http(health: &str) -> Result<(), String> {
     use http_body_util::Empty;
-    let health = format!("{url}/mocker/health");
     let uri: http::Uri = health
         .parse()
         .map_err(|e| format!("bad mock URL {health}: {e}"))?;

@@ -22,6 +22,18 @@ pub struct StackState {
     pub region: String,
     pub cluster_env: String,
     pub services: Vec<ServiceRecord>,
+    /// Fault proxies in front of services (`faults = true`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fault_proxies: Vec<FaultProxyRecord>,
+}
+
+/// A fault proxy: clients connect to `port`, which forwards to the service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FaultProxyRecord {
+    pub service: ServiceName,
+    pub port: u16,
+    /// The service's own port it forwards to.
+    pub target_port: u16,
 }
 
 /// One running service.
@@ -57,6 +69,15 @@ impl StackState {
             (None, None) => String::new(),
         };
         Some(format!("{}@{}#{process}", aws.url, self.started_at))
+    }
+
+    /// The URL applications should use for a service: its fault proxy's when it has one.
+    pub fn client_url(&self, name: ServiceName) -> Option<String> {
+        let record = self.service(name)?;
+        match self.fault_proxies.iter().find(|p| p.service == name) {
+            Some(proxy) => Some(super::local_url(name, proxy.port)),
+            None => Some(record.url.clone()),
+        }
     }
 
     /// The record of one service, if it was started.
@@ -135,6 +156,7 @@ mod tests {
                 log: None,
                 container: None,
             }],
+            fault_proxies: Vec::new(),
         };
         write(dir.path(), &state).unwrap();
         assert_eq!(read(dir.path()).unwrap(), Some(state.clone()));

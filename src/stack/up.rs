@@ -11,7 +11,7 @@ use super::docker::{engine_address, DockerRuntime};
 use super::local::{self, StartedProcess};
 use super::ports;
 use super::ready::{wait_until_ready, Probe};
-use super::state::{self, ServiceRecord, StackState};
+use super::state::{self, FaultProxyRecord, ServiceRecord, StackState};
 use super::ServiceName;
 use crate::cli::RuntimeKind;
 use crate::config::Settings;
@@ -181,10 +181,20 @@ pub async fn bring_up(
     let runtime = choose_runtime(settings, reporter).await?;
     let state_dir = settings.ensure_state_dir()?;
     let previous = state::read(&state_dir)?;
-    let previous_mock = previous
+    let previous_proxies = previous
         .as_ref()
-        .and_then(|p| p.service(ServiceName::Mock))
-        .cloned();
+        .map(|p| p.fault_proxies.clone())
+        .unwrap_or_default();
+    let previous_helpers: Vec<ServiceRecord> = previous
+        .as_ref()
+        .map(|p| {
+            p.services
+                .iter()
+                .filter(|s| matches!(s.name, ServiceName::Mock | ServiceName::Faults))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     let mut stack = match runtime {
         Runtime::External => bring_up_external(settings, reporter, began).await,
         Runtime::Local => {
@@ -211,7 +221,15 @@ pub async fn bring_up(
             bring_up_docker(settings, reporter, began, previous, docker, fresh).await
         }
     }?;
-    if let Err(e) = ensure_mock(settings, reporter, previous_mock, &mut stack).await {
+    if let Err(e) = ensure_helpers(
+        settings,
+        reporter,
+        previous_helpers,
+        previous_proxies,
+        &mut stack,
+    )
+    .await
+    {
         stack.stop_started(&state_dir).await?;
         return Err(e);
     }
@@ -219,79 +237,215 @@ pub async fn bring_up(
     Ok(stack)
 }
 
-/// The mock server runs as a process of this binary in every runtime: reused when the recorded one
-/// is ours and answers, started when `[services.mock] enabled = true`, stopped when it was disabled.
-async fn ensure_mock(
+/// Our own helpers (mock server, fault proxies) run as processes of this binary in every runtime.
+async fn ensure_helpers(
     settings: &Settings,
     reporter: &Reporter,
+    previous: Vec<ServiceRecord>,
+    previous_proxies: Vec<FaultProxyRecord>,
+    stack: &mut RunningStack,
+) -> Result<()> {
+    let recorded = |name: ServiceName| previous.iter().find(|r| r.name == name).cloned();
+    // Fault proxies point at the services' ports: decide before anything else is started.
+    let services_restarted = !stack.started.is_empty();
+    let mock = settings.mock.enabled.then(|| mock_command_line(settings));
+    ensure_helper(
+        settings,
+        reporter,
+        ServiceName::Mock,
+        mock,
+        recorded(ServiceName::Mock),
+        false,
+        stack,
+    )
+    .await?;
+    let mut faults_record = recorded(ServiceName::Faults).filter(local::is_running);
+    let wanted = wanted_fault_proxies(settings, stack);
+    let reusable = !services_restarted
+        && faults_record.is_some()
+        && !wanted.is_empty()
+        && wanted.len() == previous_proxies.len()
+        && wanted.iter().all(|(service, _, target)| {
+            previous_proxies
+                .iter()
+                .any(|p| p.service == *service && p.target_port == *target)
+        });
+    let proxies = if reusable {
+        previous_proxies
+    } else {
+        // The old process may hold the ports the new one wants: stop it first.
+        if let Some(record) = faults_record.take() {
+            local::stop_recorded(&record, STOP_GRACE);
+        }
+        let mut proxies = Vec::new();
+        for (service, wanted_port, target_port) in wanted {
+            let flag = match service {
+                ServiceName::Aws => "faults_port of [services.aws]",
+                _ => "faults_port of [services.redis]",
+            };
+            proxies.push(FaultProxyRecord {
+                service,
+                port: ports::claim(wanted_port, flag)?,
+                target_port,
+            });
+        }
+        proxies
+    };
+    let faults_line = (!proxies.is_empty()).then(|| faults_command_line(settings, &proxies));
+    ensure_helper(
+        settings,
+        reporter,
+        ServiceName::Faults,
+        faults_line,
+        faults_record,
+        false,
+        stack,
+    )
+    .await?;
+    stack.state.fault_proxies = proxies;
+    state::write(&settings.state_dir(), &stack.state)
+}
+
+/// (service, wanted proxy port, service port) for each service with `faults = true`.
+fn wanted_fault_proxies(settings: &Settings, stack: &RunningStack) -> Vec<(ServiceName, u16, u16)> {
+    [
+        (ServiceName::Aws, settings.aws_faults),
+        (ServiceName::Redis, settings.redis_faults),
+    ]
+    .into_iter()
+    .filter_map(|(service, wanted)| {
+        let record = stack.state.service(service)?;
+        (record.runtime != RuntimeKind::External).then_some((service, wanted?, record.port))
+    })
+    .collect()
+}
+
+fn base_command_line(settings: &Settings) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--project-dir".into(),
+        settings.project_dir.clone().into_os_string(),
+    ];
+    if std::path::Path::new(&settings.stack_origin).is_file() {
+        args.push("--config".into());
+        args.push(settings.stack_origin.clone().into());
+    }
+    args
+}
+
+fn mock_command_line(settings: &Settings) -> Box<dyn Fn(u16) -> Vec<std::ffi::OsString>> {
+    let base = base_command_line(settings);
+    Box::new(move |port| {
+        let mut args = base.clone();
+        args.extend(["--mock-port".into(), port.to_string().into(), "mock".into()]);
+        args
+    })
+}
+
+fn faults_command_line(
+    settings: &Settings,
+    proxies: &[FaultProxyRecord],
+) -> Box<dyn Fn(u16) -> Vec<std::ffi::OsString>> {
+    let base = base_command_line(settings);
+    let specs: Vec<String> = proxies
+        .iter()
+        .map(|p| format!("{}={}:127.0.0.1:{}", p.service, p.port, p.target_port))
+        .collect();
+    Box::new(move |port| {
+        let mut args = base.clone();
+        args.extend([
+            "--faults-port".into(),
+            port.to_string().into(),
+            "faults".into(),
+            "serve".into(),
+        ]);
+        for spec in &specs {
+            args.extend(["--proxy".into(), spec.into()]);
+        }
+        args
+    })
+}
+
+/// Starts, reuses or stops one helper. `command_line` is `None` when it is not wanted.
+async fn ensure_helper(
+    settings: &Settings,
+    reporter: &Reporter,
+    service: ServiceName,
+    command_line: Option<Box<dyn Fn(u16) -> Vec<std::ffi::OsString>>>,
     previous: Option<ServiceRecord>,
+    restart: bool,
     stack: &mut RunningStack,
 ) -> Result<()> {
     let running = previous.filter(local::is_running);
-    if !settings.mock.enabled {
+    let Some(command_line) = command_line else {
         if let Some(record) = running {
             local::stop_recorded(&record, STOP_GRACE);
             reporter.info(format!(
-                "mock: stopped the server of an earlier run (pid {}): [services.mock] is not enabled",
+                "{service}: stopped the process of an earlier run (pid {}): it is no longer enabled in inframock.toml",
                 record.pid.unwrap_or(0)
             ));
         }
         return Ok(());
-    }
+    };
     let mut records = Vec::new();
-    if let Some(record) = running {
-        reuse_if_healthy(
-            settings,
-            reporter,
-            &record,
-            "process",
-            &mut records,
-            &mut stack.reused,
-        )
-        .await?;
-    } else {
-        let program = local::find_program(ServiceName::Mock, None, &settings.project_dir)?;
-        let port = claim_port(settings, ServiceName::Mock, true)?;
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "--project-dir".into(),
-            settings.project_dir.clone().into_os_string(),
-        ];
-        if std::path::Path::new(&settings.stack_origin).is_file() {
-            args.push("--config".into());
-            args.push(settings.stack_origin.clone().into());
+    match running {
+        Some(record) if !restart => {
+            reuse_if_healthy(
+                settings,
+                reporter,
+                &record,
+                "process",
+                &mut records,
+                &mut stack.reused,
+            )
+            .await?;
         }
-        let process = local::spawn(
-            ServiceName::Mock,
-            &program,
-            port,
-            &settings.state_dir(),
-            &args,
-        )?;
-        let mut started = Started::Process(process);
-        let url = started.record().url.clone();
-        let probe = probe_for(settings, ServiceName::Mock, &url);
-        let step = reporter.step(format!("waiting for mock on port {port}"));
-        let hint = format!(
-            "read {}",
-            settings.state_dir().join("logs/mock.log").display()
-        );
-        let cell = tokio::sync::Mutex::new(&mut started);
-        let ready = wait_until_ready("mock", &probe, settings.ready_timeout, &hint, || async {
-            cell.lock().await.check_alive().await
-        })
-        .await;
-        if let Err(e) = ready {
-            step.fail("the mock server did not become ready");
-            started.stop().await;
-            return Err(e.into());
+        other => {
+            if let Some(record) = other {
+                local::stop_recorded(&record, STOP_GRACE);
+            }
+            let program = local::find_program(service, None, &settings.project_dir)?;
+            let port = claim_port(settings, service, true)?;
+            let process = local::spawn(
+                service,
+                &program,
+                port,
+                &settings.state_dir(),
+                &command_line(port),
+            )?;
+            let mut started = Started::Process(process);
+            let url = started.record().url.clone();
+            let probe = probe_for(settings, service, &url);
+            let step = reporter.step(format!("waiting for {service} on port {port}"));
+            let hint = format!(
+                "read {}",
+                settings
+                    .state_dir()
+                    .join(format!("logs/{service}.log"))
+                    .display()
+            );
+            let cell = tokio::sync::Mutex::new(&mut started);
+            let ready = wait_until_ready(
+                service.as_str(),
+                &probe,
+                settings.ready_timeout,
+                &hint,
+                || async { cell.lock().await.check_alive().await },
+            )
+            .await;
+            if let Err(e) = ready {
+                step.fail(format!("{service} did not become ready"));
+                started.stop().await;
+                return Err(e.into());
+            }
+            step.done(format!("ready: {service} on port {port}"));
+            records.push(started.record().clone());
+            stack.started.push(started);
         }
-        step.done(format!("ready: mock on port {port}"));
-        records.push(started.record().clone());
-        stack.started.push(started);
     }
+    stack.state.services.retain(|r| r.name != service);
     stack.state.services.extend(records);
     stack.state.services.sort_by_key(|r| r.name);
-    state::write(&settings.state_dir(), &stack.state)
+    Ok(())
 }
 
 async fn bring_up_local(
@@ -337,7 +491,7 @@ async fn bring_up_local(
         let explicit = match service {
             ServiceName::Aws => settings.moto_server.as_deref(),
             ServiceName::Redis => settings.redis_server.as_deref(),
-            ServiceName::Mock => None,
+            ServiceName::Mock | ServiceName::Faults => None,
         };
         let program = local::find_program(*service, explicit, &settings.project_dir)?;
         let port = claim_port(settings, *service, true)?;
@@ -512,6 +666,7 @@ fn claim_port(settings: &Settings, service: ServiceName, pick_free: bool) -> Res
         ServiceName::Aws => (settings.aws_port, "--aws-port"),
         ServiceName::Redis => (settings.redis_port, "--redis-port"),
         ServiceName::Mock => (settings.mock.port, "--mock-port"),
+        ServiceName::Faults => (settings.faults_port, "--faults-port"),
     };
     if wanted == 0 && !pick_free {
         return Ok(0);
@@ -582,6 +737,7 @@ async fn finish_bring_up(
         region: settings.region.clone(),
         cluster_env: settings.cluster_env.clone(),
         services: records,
+        fault_proxies: Vec::new(),
     };
     if let Err(e) = state::write(&settings.state_dir(), &state) {
         stop_all(started).await;
@@ -646,6 +802,7 @@ async fn bring_up_external(
         region: settings.region.clone(),
         cluster_env: settings.cluster_env.clone(),
         services: records,
+        fault_proxies: Vec::new(),
     };
     state::write(&settings.state_dir(), &state)?;
     Ok(RunningStack {
@@ -667,8 +824,11 @@ pub fn probe_for(settings: &Settings, service: ServiceName, url: &str) -> Probe 
         ServiceName::Redis => Probe::Redis {
             url: url.to_string(),
         },
-        ServiceName::Mock => Probe::Mock {
-            url: url.to_string(),
+        ServiceName::Mock => Probe::Http {
+            url: format!("{url}/mocker/health"),
+        },
+        ServiceName::Faults => Probe::Http {
+            url: format!("{url}/mock/health"),
         },
     }
 }

@@ -1,0 +1,41 @@
+//! A small HTTP client for the CLI's questions to our own servers (mock admin, fault control).
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// `GET base + path_and_query`, expecting JSON. `hint` says how to get a server there when none
+/// answers; a non-2xx answer is an error carrying the server's `error` message.
+pub async fn get_json(base: &str, hint: &str, path_and_query: &str) -> Result<Value> {
+    let url = format!("{base}{path_and_query}");
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("--url {base:?} is not a URL"))?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let response = client.get(uri).await.map_err(|e| {
+        anyhow::anyhow!(
+            "no server answers at {base} ({}); {hint}",
+            crate::mock::proxy::error_chain(&e)
+        )
+    })?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .with_context(|| format!("{url}: the answer broke off"))?
+        .to_bytes();
+    let value: Value = serde_json::from_slice(&body).with_context(|| {
+        format!("{url} answered something that is not JSON; is it an inframock server?")
+    })?;
+    if !status.is_success() {
+        bail!(
+            "{url} answered {status}: {}",
+            value["error"].as_str().unwrap_or(&value.to_string())
+        );
+    }
+    Ok(value)
+}

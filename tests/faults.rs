@@ -1,0 +1,376 @@
+//! Fault proxies and the harakiri monitor against the real stack (moto_server, redis-server started
+//! by `inframock run`): each fault is observed with a real Redis client and an AWS SDK client.
+//! Delays are asserted as lower bounds only.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_credential_types::Credentials;
+use serde_json::Value;
+use support::Project;
+
+const FAULTY_STACK: &str = "[services.aws]\nfaults = true\n\n[services.redis]\nfaults = true\n";
+
+/// A project whose aws and redis run behind fault proxies, all on free ports.
+fn faulty_project() -> Project {
+    let project = Project::new();
+    project.write("inframock.toml", FAULTY_STACK);
+    project.start(&["--no-populate", "--faults-port", "0"]);
+    project
+}
+
+fn proxy_port(project: &Project, service: &str) -> u16 {
+    project.state()["fault_proxies"]
+        .as_array()
+        .expect("fault proxies recorded")
+        .iter()
+        .find(|p| p["service"] == service)
+        .and_then(|p| p["port"].as_u64())
+        .expect("proxy of the service") as u16
+}
+
+fn faults(project: &Project, args: &[&str]) {
+    let mut all = vec!["faults"];
+    all.extend_from_slice(args);
+    let output = project.run(&all);
+    assert!(
+        output.status.success(),
+        "inframock {all:?}: {}",
+        support::text(&output.stderr)
+    );
+}
+
+fn redis_connection(port: u16) -> redis::RedisResult<redis::Connection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+    client.get_connection_with_timeout(Duration::from_secs(5))
+}
+
+fn redis_get(connection: &mut redis::Connection) -> redis::RedisResult<String> {
+    redis::cmd("GET").arg("greeting").query(connection)
+}
+
+#[test]
+fn redis_through_the_proxy_sees_each_fault() {
+    let project = faulty_project();
+    let port = proxy_port(&project, "redis");
+    let mut connection = redis_connection(port).expect("connect through the proxy");
+    redis::cmd("SET")
+        .arg("greeting")
+        .arg("hello world")
+        .query::<()>(&mut connection)
+        .unwrap();
+    assert_eq!(redis_get(&mut connection).unwrap(), "hello world");
+
+    // hiccup: the answer stalls after `offset` bytes.
+    faults(
+        &project,
+        &[
+            "hiccup",
+            "--msecs",
+            "400",
+            "--offset",
+            "3",
+            "--service",
+            "redis",
+        ],
+    );
+    let began = Instant::now();
+    assert_eq!(redis_get(&mut connection).unwrap(), "hello world");
+    assert!(began.elapsed() >= Duration::from_millis(400));
+
+    // latency: every answer waits.
+    faults(&project, &["reset"]);
+    faults(&project, &["latency", "--ms", "300", "--service", "redis"]);
+    let began = Instant::now();
+    assert_eq!(redis_get(&mut connection).unwrap(), "hello world");
+    assert!(began.elapsed() >= Duration::from_millis(300));
+    faults(&project, &["latency", "--ms", "0"]);
+
+    // truncate: the next answer is cut and the connection closed -> the client sees an error.
+    faults(
+        &project,
+        &["truncate", "--limit", "4", "--service", "redis"],
+    );
+    let error = redis_get(&mut connection).expect_err("a cut answer is an error");
+    assert!(
+        !format!("{error}").contains("hello world"),
+        "not the whole answer: {error}"
+    );
+    let mut connection = redis_connection(port).expect("new connections work again");
+    assert_eq!(redis_get(&mut connection).unwrap(), "hello world");
+
+    // failover: open connections are dropped, new ones refused, until respawn.
+    faults(&project, &["failover", "--service", "redis"]);
+    assert!(
+        redis_get(&mut connection).is_err(),
+        "the open connection was dropped"
+    );
+    let refused = redis_connection(port).and_then(|mut c| redis_get(&mut c));
+    assert!(
+        refused.is_err(),
+        "new connections are refused while failed over"
+    );
+    faults(&project, &["respawn", "--service", "redis"]);
+    let mut connection = redis_connection(port).expect("respawn: connections work again");
+    assert_eq!(redis_get(&mut connection).unwrap(), "hello world");
+    // The service behind the proxy never lost its data.
+    let direct = project.state()["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "redis")
+        .and_then(|s| s["port"].as_u64())
+        .unwrap() as u16;
+    assert_ne!(direct, port);
+    assert_eq!(
+        redis_get(&mut redis_connection(direct).unwrap()).unwrap(),
+        "hello world"
+    );
+}
+
+fn s3_without_retries(runtime: &tokio::runtime::Runtime, port: u16) -> aws_sdk_s3::Client {
+    let shared = runtime.block_on(
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load(),
+    );
+    let config = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+#[test]
+fn the_aws_sdk_through_the_proxy_sees_each_fault() {
+    let project = faulty_project();
+    let port = proxy_port(&project, "aws");
+    let runtime = support::runtime();
+    let s3 = s3_without_retries(&runtime, port);
+    let list = || runtime.block_on(s3.list_buckets().send()).map_err(Box::new);
+    runtime
+        .block_on(
+            s3.create_bucket()
+                .bucket("through-the-proxy")
+                .create_bucket_configuration(
+                    aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+                        .build(),
+                )
+                .send(),
+        )
+        .expect("S3 through the proxy");
+    let listed = list().expect("list through the proxy");
+    assert_eq!(listed.buckets()[0].name(), Some("through-the-proxy"));
+
+    faults(&project, &["latency", "--ms", "300", "--service", "aws"]);
+    let began = Instant::now();
+    list().expect("slow but fine");
+    assert!(began.elapsed() >= Duration::from_millis(300));
+    faults(&project, &["reset", "--service", "aws"]);
+
+    faults(&project, &["truncate", "--limit", "20", "--service", "aws"]);
+    let error = list().expect_err("a cut HTTP answer is an error for the SDK");
+    let text = format!(
+        "{}",
+        aws_smithy_types::error::display::DisplayErrorContext(&error)
+    );
+    assert!(!text.is_empty());
+    list().expect("the next request works");
+
+    faults(&project, &["failover", "--service", "aws"]);
+    assert!(list().is_err(), "refused while failed over");
+    faults(&project, &["respawn", "--service", "aws"]);
+    list().expect("respawn: works again");
+
+    // Control as JSON lines on the same port: {"command", "payload"} -> {"status": "ok"}.
+    let control = project.state()["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "faults")
+        .and_then(|s| s["port"].as_u64())
+        .unwrap() as u16;
+    let mut stream = TcpStream::connect(("127.0.0.1", control)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut ask = |line: &str| -> Value {
+        stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        reader.read_line(&mut answer).unwrap();
+        serde_json::from_str(&answer).unwrap()
+    };
+    assert_eq!(
+        ask(r#"{"command": "failover", "payload": {"service": "aws"}}"#),
+        serde_json::json!({"status": "ok"})
+    );
+    assert!(list().is_err());
+    assert_eq!(
+        ask(r#"{"command": "respawn", "payload": {}}"#)["status"],
+        "ok"
+    );
+    list().expect("back");
+    let bad = ask(r#"{"command": "hiccup", "payload": {"msecs": "soon"}}"#);
+    assert_eq!(bad["status"], "fail");
+    assert!(bad["error"].as_str().unwrap().contains("msecs"));
+    // And over HTTP, with the reason on bad input.
+    let answer = support::http_get(
+        &format!("http://127.0.0.1:{control}"),
+        "/mock/latency?ms=abc",
+    );
+    assert!(answer.contains("non-negative"), "{answer}");
+}
+
+#[test]
+fn harakiri_monitor_gets_the_port_sends_commands_and_owns_the_lifetime() {
+    let project = Project::new();
+    project.write("inframock.toml", FAULTY_STACK);
+    let harness = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = harness.local_addr().unwrap().to_string();
+    let mut child = project
+        .command(&[
+            "run",
+            "--no-populate",
+            "--aws-port",
+            "0",
+            "--redis-port",
+            "0",
+            "--faults-port",
+            "0",
+            "--harakiri-monitor",
+            &address,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    harness.set_nonblocking(false).unwrap();
+    let (mut connection, _) = harness.accept().expect("inframock connects to the harness");
+    connection
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    // The AWS edge port as ASCII, then NUL.
+    let mut port_text = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        connection.read_exact(&mut byte).unwrap();
+        if byte[0] == 0 {
+            break;
+        }
+        port_text.push(byte[0]);
+    }
+    let port: u16 = String::from_utf8(port_text)
+        .unwrap()
+        .parse()
+        .expect("a port number");
+    assert_eq!(
+        port,
+        proxy_port(&project, "aws"),
+        "the edge port clients should use"
+    );
+    let runtime = support::runtime();
+    let s3 = s3_without_retries(&runtime, port);
+    runtime
+        .block_on(s3.list_buckets().send())
+        .expect("the stack answers on that port");
+
+    // Fault commands on the same connection.
+    let mut reader = BufReader::new(connection.try_clone().unwrap());
+    connection
+        .write_all(b"{\"command\": \"failover\", \"payload\": {\"service\": \"aws\"}}\n")
+        .unwrap();
+    let mut answer = String::new();
+    reader.read_line(&mut answer).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["status"],
+        "ok"
+    );
+    assert!(runtime.block_on(s3.list_buckets().send()).is_err());
+    connection
+        .write_all(b"{\"command\": \"respawn\"}\n")
+        .unwrap();
+    answer.clear();
+    reader.read_line(&mut answer).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["status"],
+        "ok"
+    );
+    runtime
+        .block_on(s3.list_buckets().send())
+        .expect("back after respawn");
+    connection.write_all(b"not json\n").unwrap();
+    answer.clear();
+    reader.read_line(&mut answer).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["status"],
+        "fail"
+    );
+
+    // Closing the connection stops the whole stack.
+    let pids = project.pids();
+    assert_eq!(pids.len(), 3, "aws, redis, faults");
+    drop(reader);
+    drop(connection);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run did not stop after the monitor closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("harakiri monitor"), "{stderr}");
+    for pid in pids {
+        assert!(!support::alive(pid), "pid {pid} still runs");
+    }
+    assert!(!project.path().join(".inframock/state.json").exists());
+}
+
+#[test]
+fn a_harakiri_monitor_that_does_not_listen_is_a_clear_error() {
+    let project = Project::new();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = project.run(&[
+        "run",
+        "--no-populate",
+        "--aws-port",
+        "0",
+        "--redis-port",
+        "0",
+        "--harakiri-monitor",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    assert!(!output.status.success());
+    let stderr = support::text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "--harakiri-monitor 127.0.0.1:{port}: cannot connect"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !project.path().join(".inframock/state.json").exists(),
+        "what it started is stopped"
+    );
+}
