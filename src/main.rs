@@ -10,6 +10,7 @@ mod harakiri;
 mod http_client;
 mod mock;
 mod output;
+mod python;
 mod resources;
 mod stack;
 mod stack_file;

@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 use crate::cli::{MockAction, MockArgs, MockRequestsArgs, MockServeArgs, MockUrlArgs};
 use crate::config::Settings;
 use crate::http_client::get_json;
-use crate::mock::handler::HandlerRunner;
 use crate::mock::{MockOptions, MockServer};
 use crate::output::{human_bytes, Reporter};
 use crate::stack::ServiceName;
@@ -47,7 +46,7 @@ pub fn options(settings: &Settings, args: &MockServeArgs) -> MockOptions {
         mocks_required,
         journal_capacity: args.journal_size.unwrap_or(mock.journal_size),
         admin_any_host: args.admin_any_host,
-        python: HandlerRunner::find_python(python.as_deref(), &settings.project_dir),
+        python: crate::python::find_python(python.as_deref(), &settings.project_dir),
     }
 }
 

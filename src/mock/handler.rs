@@ -3,7 +3,6 @@
 //! handler costs the caller a 502 and never the server.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -12,12 +11,11 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The Python program that loads a handler file, calls it and prints its response.
-const RUNNER: &str = include_str!("handler_runner.py");
+const RUNNER: &str = concat!(
+    include_str!("../python/sandbox.py"),
+    include_str!("../python/handler_main.py")
+);
 
-/// Address space a handler process may use.
-const MEMORY_LIMIT: u64 = 1 << 30;
-/// Largest file a handler may write (inside its folder).
-const FILE_SIZE_LIMIT: u64 = 64 << 20;
 /// Most of the handler's stderr kept for the 502 body.
 const STDERR_KEPT: usize = 4096;
 
@@ -57,18 +55,6 @@ impl HandlerRunner {
         HandlerRunner { python }
     }
 
-    /// The interpreter: `explicit`, else the project's `.venv`, else `python3` on PATH.
-    pub fn find_python(explicit: Option<&Path>, project_dir: &Path) -> PathBuf {
-        if let Some(path) = explicit {
-            return path.to_path_buf();
-        }
-        let venv = project_dir.join(".venv/bin/python3");
-        if venv.is_file() {
-            return venv;
-        }
-        PathBuf::from("python3")
-    }
-
     /// Calls `handler` of `file`. The error is the message for the 502 body.
     pub async fn call(
         &self,
@@ -77,35 +63,8 @@ impl HandlerRunner {
         request: &HandlerRequest<'_>,
     ) -> Result<HandlerResponse, String> {
         let name = file.display();
-        let folder = file.parent().unwrap_or(Path::new("/"));
         let input = request_json(request).to_string();
-        let mut command = tokio::process::Command::new(&self.python);
-        command
-            .arg("-I")
-            .arg("-c")
-            .arg(RUNNER)
-            .arg(file)
-            .current_dir(folder)
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", folder)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("PYTHONIOENCODING", "utf-8")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        // SAFETY: only async-signal-safe calls (setsid, setrlimit) between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                libc::setsid();
-                limit(libc::RLIMIT_AS, MEMORY_LIMIT);
-                limit(libc::RLIMIT_FSIZE, FILE_SIZE_LIMIT);
-                limit(libc::RLIMIT_CORE, 0);
-                limit(libc::RLIMIT_NOFILE, 64);
-                Ok(())
-            });
-        }
+        let mut command = crate::python::confined_command(&self.python, RUNNER, file);
         let mut child = command.spawn().map_err(|e| {
             format!(
                 "cannot start {} for handler {name}: {e}; install Python 3 or point --python (INFRAMOCK_PYTHON) at it",
@@ -144,12 +103,7 @@ impl HandlerRunner {
         let (status, out, err) = match tokio::time::timeout(timeout, run).await {
             Ok(finished) => finished,
             Err(_) => {
-                if let Some(pid) = pid {
-                    // SAFETY: kills the handler's own process group (it called setsid).
-                    unsafe {
-                        libc::kill(-(pid as i32), libc::SIGKILL);
-                    }
-                }
+                crate::python::kill_group(pid);
                 return Err(format!(
                     "handler {name} timed out after {} ms and was killed",
                     timeout.as_millis()
@@ -172,17 +126,6 @@ impl HandlerRunner {
             )
         })?;
         to_response(output).map_err(|e| format!("handler {name}: {e}"))
-    }
-}
-
-fn limit(resource: libc::__rlimit_resource_t, value: u64) {
-    let bound = libc::rlimit {
-        rlim_cur: value,
-        rlim_max: value,
-    };
-    // SAFETY: setrlimit with a valid pointer; failure only leaves the limit as it was.
-    unsafe {
-        libc::setrlimit(resource, &bound);
     }
 }
 
@@ -241,16 +184,6 @@ fn to_response(output: RunnerOutput) -> Result<HandlerResponse, String> {
     })
 }
 
-/// The last lines of a handler's stderr (its traceback), cut to a readable size.
 fn stderr_tail(err: &[u8]) -> String {
-    let text = String::from_utf8_lossy(err);
-    let text = text.trim();
-    if text.is_empty() {
-        return "no output on stderr".to_string();
-    }
-    let start = text.len().saturating_sub(STDERR_KEPT);
-    let start = (start..text.len())
-        .find(|i| text.is_char_boundary(*i))
-        .unwrap_or(text.len());
-    text[start..].to_string()
+    crate::python::stderr_tail(err, STDERR_KEPT)
 }

@@ -1,10 +1,6 @@
-"""Runs one inframock mock handler in its own process.
-
-argv[1] is the handler file. The request arrives as JSON on stdin: {"body", "headers", "method",
-"path", "query"}. The file must define handler(body, headers) returning (status, headers, body) or a
-dict (sent as a 200 JSON response). The response leaves as JSON on the original stdout; whatever the
-handler prints goes to stderr. Files outside the handler's folder (but for reading Python's own
-library), processes, sockets and other file-system changes are refused.
+"""The sandbox shared by inframock's Python helpers (mock handlers, queue mappers): an audit hook
+that refuses files outside the helper's folder (but for reading Python's own library), processes,
+sockets and other file-system changes. It is the first part of each helper's program text.
 """
 import base64
 import json
@@ -65,60 +61,24 @@ def guard_factory(folder, readable):
     return guard
 
 
-def to_bytes(body):
-    if body is None:
-        return b"", None
-    if isinstance(body, (bytes, bytearray)):
-        return bytes(body), "application/octet-stream"
-    if isinstance(body, str):
-        return body.encode("utf-8"), "text/plain; charset=utf-8"
-    return json.dumps(body).encode("utf-8"), "application/json"
 
 
-def normalise(result):
-    if isinstance(result, dict):
-        status, headers, body = 200, {}, result
-    elif isinstance(result, (tuple, list)) and len(result) == 3:
-        status, headers, body = result
-    elif isinstance(result, (tuple, list)) and len(result) == 2:
-        status, body = result
-        headers = {}
-    else:
-        fail(f"handler returned {type(result).__name__}; return (status, headers, body) or a dict")
-    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 999:
-        fail(f"handler returned status {status!r}; it must be an int between 100 and 999")
-    if headers is None:
-        headers = {}
-    if not isinstance(headers, dict):
-        fail(f"handler returned headers of type {type(headers).__name__}; use a dict")
-    data, content_type = to_bytes(body)
-    headers = {str(k): str(v) for k, v in headers.items()}
-    if content_type and not any(k.lower() == "content-type" for k in headers):
-        headers["content-type"] = content_type
-    return {"status": status, "headers": headers, "body_b64": base64.b64encode(data).decode("ascii")}
-
-
-def main():
-    handler_path = os.path.realpath(sys.argv[1])
-    folder = os.path.dirname(handler_path)
-    request = json.loads(sys.stdin.buffer.read() or b"{}")
-    result_fd = os.dup(1)
+def load_confined(path, function_name):
+    """Loads `function_name` from the file at `path`, then confines the process to its folder.
+    Returns (function, result_stream): the stream is the original stdout; print() goes to stderr."""
+    path = os.path.realpath(path)
+    folder = os.path.dirname(path)
+    result_stream = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     readable = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)})
-    with open(handler_path, "rb") as f:
+    with open(path, "rb") as f:
         source = f.read()
-    code = compile(source, handler_path, "exec")
+    code = compile(source, path, "exec")
     sys.addaudithook(guard_factory(folder, readable))
     sys.path.insert(0, folder)
-    namespace = {"__name__": "inframock_handler", "__file__": handler_path}
+    namespace = {"__name__": "inframock_helper", "__file__": path}
     exec(code, namespace)
-    handler = namespace.get("handler")
-    if not callable(handler):
-        fail(f"{handler_path} defines no handler(body, headers) function")
-    result = handler(request.get("body"), request.get("headers", {}))
-    response = normalise(result)
-    with os.fdopen(result_fd, "wb") as out:
-        out.write(json.dumps(response).encode("utf-8"))
-
-
-main()
+    function = namespace.get(function_name)
+    if not callable(function):
+        fail(f"{path} defines no {function_name}() function")
+    return function, result_stream
