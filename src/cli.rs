@@ -174,6 +174,63 @@ pub enum Command {
     /// run fault proxies in the foreground (`faults serve`).
     #[command(after_help = FAULTS_HELP)]
     Faults(FaultsArgs),
+    /// Queue mocks: tail a queue or topic, list recorded messages, bridge two queues/topics.
+    Queue(QueueArgs),
+}
+
+/// `inframock queue ...`
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    #[command(subcommand)]
+    pub action: QueueAction,
+}
+
+/// What to do with queues.
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// Print every message arriving on a queue or topic of the running stack until Ctrl-C.
+    /// A topic is read through a queue of its own (other subscribers still get everything); a
+    /// queue's messages are consumed, unless --peek.
+    Tail {
+        /// Queue or topic name (or queue URL, topic ARN).
+        name: String,
+        /// Queue tails: read without deleting, so other consumers still get the messages (sees the
+        /// messages that are visible when it polls).
+        #[arg(long)]
+        peek: bool,
+        /// Also append the messages to .inframock/messages/NAME.jsonl.
+        #[arg(long, value_name = "NAME")]
+        record: Option<String>,
+    },
+    /// Print the messages a tail recorded (.inframock/messages/NAME.jsonl).
+    Messages {
+        /// The tail's name ([[tails]] name, or `tail --record NAME`).
+        name: String,
+    },
+    /// Move every message of IN through `map(message)` of a Python file to OUT, deleting it from IN
+    /// only once OUT accepted it.
+    Bridge {
+        /// IN: a queue or topic.
+        #[arg(long)]
+        from: String,
+        /// OUT: a queue or topic.
+        #[arg(long)]
+        to: String,
+        /// Python file defining map(message): returns the new body, or None to drop the message.
+        #[arg(long, value_name = "FILE")]
+        mapper: PathBuf,
+        /// Time limit of one map() call, in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+        /// Seconds until a message that could not be delivered is tried again.
+        #[arg(long, default_value_t = 5)]
+        retry_after: i32,
+        /// Python interpreter (default: <project-dir>/.venv/bin/python3, then python3).
+        #[arg(long, env = "INFRAMOCK_PYTHON", value_name = "PATH")]
+        python: Option<PathBuf>,
+    },
+    /// Run the tails and bridges declared in inframock.toml (what `run` starts) in the foreground.
+    Run,
 }
 
 /// Control API summary printed after `inframock faults --help`.

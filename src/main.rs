@@ -11,6 +11,7 @@ mod http_client;
 mod mock;
 mod output;
 mod python;
+mod queues;
 mod resources;
 mod stack;
 mod stack_file;
@@ -67,6 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => commands::logs::execute(&settings, args).await,
         Command::Mock(args) => commands::mock::execute(&settings, args, &reporter).await,
         Command::Faults(args) => commands::faults::execute(&settings, args, &reporter).await,
+        Command::Queue(args) => commands::queue::execute(&settings, args, &reporter).await,
     }
 }
 

@@ -29,6 +29,40 @@ pub struct StackFile {
     pub topics: Vec<TopicDecl>,
     #[serde(default)]
     pub data: DataSection,
+    /// Queues/topics whose messages are recorded to `.inframock/messages/<name>.jsonl`.
+    #[serde(default)]
+    pub tails: Vec<TailDecl>,
+    /// Queue bridges (ESB): IN -> mapper -> OUT.
+    #[serde(default)]
+    pub bridges: Vec<BridgeDecl>,
+}
+
+/// `[[tails]]`: record every message of a queue or topic.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TailDecl {
+    /// Name of the record file (`.inframock/messages/<name>.jsonl`).
+    pub name: String,
+    pub queue: Option<String>,
+    pub topic: Option<String>,
+    /// Queue tails: read without deleting (other consumers still get the messages).
+    #[serde(default)]
+    pub peek: bool,
+}
+
+/// `[[bridges]]`: move messages from `from` to `to` through `map(message)` of `mapper`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeDecl {
+    pub name: Option<String>,
+    pub from: String,
+    pub to: String,
+    /// Python file defining `map(message)`, relative to the project folder.
+    pub mapper: std::path::PathBuf,
+    /// Time limit of one `map` call in milliseconds (default 5000).
+    pub timeout_ms: Option<u64>,
+    /// Seconds until a message that could not be delivered is tried again (default 5).
+    pub retry_after: Option<i32>,
 }
 
 /// `[project]`
@@ -323,6 +357,27 @@ impl StackFile {
                 }
             }
         }
+        for tail in &self.tails {
+            if tail.queue.is_some() == tail.topic.is_some() {
+                return Err(format!(
+                    "[[tails]] \"{}\": give exactly one of `queue` or `topic`",
+                    tail.name
+                ));
+            }
+            if tail.peek && tail.topic.is_some() {
+                return Err(format!(
+                    "[[tails]] \"{}\": `peek` applies to queue tails (a topic tail never takes messages from anyone)",
+                    tail.name
+                ));
+            }
+            if tail.name.is_empty() || tail.name.contains(['/', '\\']) {
+                return Err(format!(
+                    "[[tails]] \"{}\": the name must be a plain file name",
+                    tail.name
+                ));
+            }
+        }
+        check_unique("tail", self.tails.iter().map(|t| &t.name))?;
         check_unique("table", self.tables.iter().map(|t| &t.name))?;
         check_unique("bucket", self.buckets.iter().map(|b| &b.name))?;
         check_unique("queue", self.queues.iter().map(|q| &q.name))?;

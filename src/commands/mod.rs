@@ -4,6 +4,7 @@ pub mod env;
 pub mod faults;
 pub mod logs;
 pub mod mock;
+pub mod queue;
 pub mod reload_data;
 pub mod run;
 pub mod status;

@@ -51,6 +51,28 @@ pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -
             return Err(e);
         }
     };
+    let wants_queues = crate::queues::worker::any_declared(settings);
+    if wants_queues {
+        let step = reporter.step("preparing queue tails and bridges");
+        match crate::queues::worker::prepare(settings, &clients).await {
+            Ok((tails, bridges)) => step.done(format!(
+                "{} tail(s), {} bridge(s) ready",
+                tails.len(),
+                bridges.len()
+            )),
+            Err(e) => {
+                step.fail("queue tails and bridges could not be prepared");
+                stack.stop_started(&state_dir).await?;
+                return Err(e);
+            }
+        }
+    }
+    if let Err(e) =
+        crate::stack::up::ensure_queue_worker(settings, reporter, wants_queues, &mut stack).await
+    {
+        stack.stop_started(&state_dir).await?;
+        return Err(e);
+    }
     let mut exit = ExitCode::SUCCESS;
     let mut data_report = serde_json::Value::Null;
     if settings.populate && !args.no_populate {
@@ -243,6 +265,7 @@ fn print_banner(
             ServiceName::Redis => "Redis",
             ServiceName::Mock => "HTTP mock/proxy (admin: /mocker/)",
             ServiceName::Faults => "fault proxies' control (/mock/<command>)",
+            ServiceName::Queues => "queue tails and bridges of inframock.toml",
         };
         println!(
             "  {:<6} {:<26} {:<10} {what}",

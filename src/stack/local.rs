@@ -97,7 +97,7 @@ pub fn find_program(
     project_dir: &Path,
 ) -> Result<PathBuf> {
     let (name, flag, hint) = match service {
-        ServiceName::Mock | ServiceName::Faults => {
+        ServiceName::Mock | ServiceName::Faults | ServiceName::Queues => {
             // The mock server is this very binary (`inframock mock`).
             return std::env::current_exe()
                 .context("cannot find the inframock executable to start the mock server");
@@ -187,7 +187,7 @@ pub fn spawn(
             command.args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
             command.arg("--dir").arg(&data_dir);
         }
-        ServiceName::Mock | ServiceName::Faults => {
+        ServiceName::Mock | ServiceName::Faults | ServiceName::Queues => {
             // Our own binary: the caller gives the whole command line (port included).
             command.args(extra_args);
         }

@@ -21,17 +21,20 @@ pub enum ServiceName {
     Mock,
     /// The fault proxies' control port (our own binary, as a process, in every runtime).
     Faults,
+    /// The declared queue tails and bridges (our own binary, as a process, in every runtime).
+    Queues,
 }
 
 impl ServiceName {
     /// The services a runtime starts (processes or containers), in start order.
     pub const ALL: [ServiceName; 2] = [ServiceName::Aws, ServiceName::Redis];
     /// Every service, including the mock server that `run` starts when enabled.
-    pub const EVERY: [ServiceName; 4] = [
+    pub const EVERY: [ServiceName; 5] = [
         ServiceName::Aws,
         ServiceName::Redis,
         ServiceName::Mock,
         ServiceName::Faults,
+        ServiceName::Queues,
     ];
 
     /// The name used in flags, state and output.
@@ -41,6 +44,7 @@ impl ServiceName {
             ServiceName::Redis => "redis",
             ServiceName::Mock => "mock",
             ServiceName::Faults => "faults",
+            ServiceName::Queues => "queues",
         }
     }
 
@@ -62,5 +66,6 @@ pub fn local_url(service: ServiceName, port: u16) -> String {
         ServiceName::Aws => format!("http://localhost:{port}"),
         ServiceName::Redis => format!("redis://localhost:{port}"),
         ServiceName::Mock | ServiceName::Faults => format!("http://localhost:{port}"),
+        ServiceName::Queues => "(no port: records to .inframock/messages/)".to_string(),
     }
 }

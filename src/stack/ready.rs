@@ -20,6 +20,8 @@ pub enum Probe {
     Redis { url: String },
     /// `GET <url>` answers 2xx (the health routes of our own helpers).
     Http { url: String },
+    /// Nothing to ask: running is ready (the queue worker, which has no port).
+    Alive,
 }
 
 impl Probe {
@@ -36,6 +38,7 @@ impl Probe {
             }
             Probe::Redis { url } => probe_redis(url).await,
             Probe::Http { url } => probe_http(url).await,
+            Probe::Alive => Ok(()),
         }
     }
 }

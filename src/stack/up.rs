@@ -190,7 +190,12 @@ pub async fn bring_up(
         .map(|p| {
             p.services
                 .iter()
-                .filter(|s| matches!(s.name, ServiceName::Mock | ServiceName::Faults))
+                .filter(|s| {
+                    matches!(
+                        s.name,
+                        ServiceName::Mock | ServiceName::Faults | ServiceName::Queues
+                    )
+                })
                 .cloned()
                 .collect()
         })
@@ -303,6 +308,53 @@ async fn ensure_helpers(
     )
     .await?;
     stack.state.fault_proxies = proxies;
+    // The queue worker starts after the resources exist (`ensure_queue_worker`); until then the
+    // one of an earlier run stays recorded, so it is found and restarted or stopped.
+    if let Some(worker) = recorded(ServiceName::Queues).filter(local::is_running) {
+        stack
+            .state
+            .services
+            .retain(|r| r.name != ServiceName::Queues);
+        stack.state.services.push(worker);
+        stack.state.services.sort_by_key(|r| r.name);
+    }
+    state::write(&settings.state_dir(), &stack.state)
+}
+
+/// Starts the queue worker (`inframock queue run`) when tails or bridges are declared, replacing
+/// the one of an earlier run so it picks up the current inframock.toml; stops it when none are.
+pub async fn ensure_queue_worker(
+    settings: &Settings,
+    reporter: &Reporter,
+    wanted: bool,
+    stack: &mut RunningStack,
+) -> Result<()> {
+    let previous = stack.state.service(ServiceName::Queues).cloned();
+    let line: Option<Box<dyn Fn(u16) -> Vec<std::ffi::OsString>>> = wanted.then(|| {
+        let base = base_command_line(settings);
+        let boxed: Box<dyn Fn(u16) -> Vec<std::ffi::OsString>> = Box::new(move |_port| {
+            let mut args = base.clone();
+            args.extend(["queue".into(), "run".into()]);
+            args
+        });
+        boxed
+    });
+    if !wanted {
+        stack
+            .state
+            .services
+            .retain(|r| r.name != ServiceName::Queues);
+    }
+    ensure_helper(
+        settings,
+        reporter,
+        ServiceName::Queues,
+        line,
+        previous,
+        true,
+        stack,
+    )
+    .await?;
     state::write(&settings.state_dir(), &stack.state)
 }
 
@@ -329,6 +381,13 @@ fn base_command_line(settings: &Settings) -> Vec<std::ffi::OsString> {
         args.push("--config".into());
         args.push(settings.stack_origin.clone().into());
     }
+    // Names in inframock.toml expand with these: the helper must see the same values.
+    args.extend([
+        "--cluster-env".into(),
+        settings.cluster_env.clone().into(),
+        "--region".into(),
+        settings.region.clone().into(),
+    ]);
     args
 }
 
@@ -491,7 +550,7 @@ async fn bring_up_local(
         let explicit = match service {
             ServiceName::Aws => settings.moto_server.as_deref(),
             ServiceName::Redis => settings.redis_server.as_deref(),
-            ServiceName::Mock | ServiceName::Faults => None,
+            ServiceName::Mock | ServiceName::Faults | ServiceName::Queues => None,
         };
         let program = local::find_program(*service, explicit, &settings.project_dir)?;
         let port = claim_port(settings, *service, true)?;
@@ -667,6 +726,7 @@ fn claim_port(settings: &Settings, service: ServiceName, pick_free: bool) -> Res
         ServiceName::Redis => (settings.redis_port, "--redis-port"),
         ServiceName::Mock => (settings.mock.port, "--mock-port"),
         ServiceName::Faults => (settings.faults_port, "--faults-port"),
+        ServiceName::Queues => return Ok(0),
     };
     if wanted == 0 && !pick_free {
         return Ok(0);
@@ -830,6 +890,7 @@ pub fn probe_for(settings: &Settings, service: ServiceName, url: &str) -> Probe 
         ServiceName::Faults => Probe::Http {
             url: format!("{url}/mock/health"),
         },
+        ServiceName::Queues => Probe::Alive,
     }
 }
 

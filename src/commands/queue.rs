@@ -1,0 +1,194 @@
+//! `inframock queue tail|messages|bridge|run`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::aws::AwsClients;
+use crate::cli::{QueueAction, QueueArgs, RuntimeKind};
+use crate::config::Settings;
+use crate::output::Reporter;
+use crate::queues::bridge::Bridge;
+use crate::queues::mapper::Mapper;
+use crate::queues::record::{self, messages_file, Recorder};
+use crate::queues::tail::{self, Mode};
+use crate::queues::target::Target;
+use crate::queues::worker;
+use crate::stack::{state, ServiceName};
+
+/// Runs `inframock queue ...`.
+pub async fn execute(
+    settings: &Settings,
+    args: &QueueArgs,
+    reporter: &Reporter,
+) -> Result<ExitCode> {
+    if let QueueAction::Messages { name } = &args.action {
+        return print_messages(settings, name);
+    }
+    let clients = clients(settings).await?;
+    match &args.action {
+        QueueAction::Tail { name, peek, record } => {
+            tail_command(settings, &clients, name, *peek, record.as_deref(), reporter).await
+        }
+        QueueAction::Bridge {
+            from,
+            to,
+            mapper,
+            timeout_ms,
+            retry_after,
+            python,
+        } => {
+            let mapper_file = std::env::current_dir()?.join(mapper);
+            if !mapper_file.is_file() {
+                bail!("--mapper {}: no such file", mapper.display());
+            }
+            let source_target = Target::resolve(&clients, from).await.context("--from")?;
+            let name = worker::bridge_name(from, to);
+            let source =
+                tail::prepare(&clients, source_target, &format!("inframock-bridge-{name}")).await?;
+            let python = crate::python::find_python(
+                python.as_deref().or(settings.mock.python.as_deref()),
+                &settings.project_dir,
+            );
+            let mut bridge = Bridge {
+                name,
+                source,
+                to: to.clone(),
+                mapper: Mapper::new(python, mapper_file, Duration::from_millis(*timeout_ms)),
+                retry_after: *retry_after,
+                json: settings.json,
+            };
+            reporter.info(format!(
+                "bridge {}: {} -> {to} through {}; Ctrl-C stops",
+                bridge.name,
+                bridge.source.target.label(),
+                mapper.display()
+            ));
+            tokio::select! {
+                outcome = bridge.run(&clients, None) => { outcome?; }
+                _ = stop_signal() => {}
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QueueAction::Run => {
+            if !worker::any_declared(settings) {
+                bail!(
+                    "{} declares no [[tails]] or [[bridges]]",
+                    settings.stack_origin
+                );
+            }
+            worker::run(settings, clients).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        QueueAction::Messages { .. } => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// SDK clients for the running stack's aws service (or --endpoint-url).
+async fn clients(settings: &Settings) -> Result<AwsClients> {
+    if let Some(endpoint) = &settings.endpoint_url {
+        return Ok(AwsClients::new(
+            endpoint,
+            &settings.region,
+            settings.runtime != RuntimeKind::External,
+        )
+        .await);
+    }
+    let stack = state::read(&settings.state_dir())?
+        .context("no stack is running for this project; start one with `inframock run --detach` (or give --endpoint-url)")?;
+    let aws = stack
+        .service(ServiceName::Aws)
+        .context("the running stack has no aws service")?;
+    Ok(AwsClients::new(
+        &aws.url,
+        &stack.region,
+        stack.runtime != RuntimeKind::External,
+    )
+    .await)
+}
+
+async fn stop_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+async fn tail_command(
+    settings: &Settings,
+    clients: &AwsClients,
+    name: &str,
+    peek: bool,
+    record: Option<&str>,
+    reporter: &Reporter,
+) -> Result<ExitCode> {
+    let target = Target::resolve(clients, name).await?;
+    if peek && matches!(target, Target::Topic { .. }) {
+        bail!("--peek applies to queues; a topic tail never takes messages from the topic's subscribers");
+    }
+    let mode = if peek { Mode::Peek } else { Mode::Consume };
+    let queue_name = format!("inframock-tail-{}", std::process::id());
+    let source = tail::prepare(clients, target, &queue_name).await?;
+    let file = record.map(|n| messages_file(&settings.state_dir(), n));
+    let mut recorder = Recorder::new(file.clone(), settings.json, true)?;
+    let how = match (&source.target, mode) {
+        (Target::Topic { .. }, _) => "through a queue subscribed to it",
+        (_, Mode::Peek) => "peeking (messages are left for other consumers)",
+        (_, Mode::Consume) => "consuming (use --peek to leave messages for other consumers)",
+    };
+    reporter.info(format!(
+        "tailing {} {how}{}; Ctrl-C stops",
+        source.target.label(),
+        file.map(|f| format!(", recording to {}", f.display()))
+            .unwrap_or_default()
+    ));
+    let outcome = tokio::select! {
+        outcome = tail::run(clients, &source, &mut recorder, mode) => outcome,
+        _ = stop_signal() => Ok(()),
+    };
+    tail::remove(clients, &source).await;
+    outcome?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_messages(settings: &Settings, name: &str) -> Result<ExitCode> {
+    let path = messages_file(&settings.state_dir(), name);
+    if !path.is_file() {
+        let known: Vec<String> = std::fs::read_dir(record::messages_dir(&settings.state_dir()))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .strip_suffix(".jsonl")
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        bail!(
+            "no messages recorded for `{name}` ({} does not exist); recorded: {}",
+            path.display(),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
+    }
+    for message in record::read_file(&path)? {
+        if settings.json {
+            println!("{}", serde_json::to_string(&message)?);
+        } else {
+            println!("{}", record::human_line(&message));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
