@@ -9,11 +9,13 @@
   memory   peak RSS of `inframock reload-data` loading one large r.rds.gz (default 2 GiB decompressed).
   mock     the HTTP mock with wrk at 64 connections: a static expectation and proxying, next to a hyper
            hello-world server and an aiohttp server (bench/mock_bench.py).
+  faults   redis-benchmark through the fault proxy (no fault) vs direct (bench/queue_bench.py).
+  bridge   messages/s of `inframock queue bridge` vs a boto3 loop (bench/queue_bench.py).
   docker   `run --detach` on the docker runtime (stand-in images): containers reused vs fresh, next to
            docker-compose of compose.yaml.
 
 Options: --runs N (5), --experiments N (50), --rds-mib N (40 decompressed ≈ 20 MB gzip),
---memory-gib N (2), --only startup,load,memory,mock,docker (docker needs `make docker-images`).
+--memory-gib N (2), --only startup,load,memory,mock,faults,bridge,docker (docker needs `make docker-images`).
 """
 import argparse
 import datetime
@@ -288,7 +290,7 @@ def main():
     parser.add_argument("--experiments", type=int, default=50)
     parser.add_argument("--rds-mib", type=int, default=40)
     parser.add_argument("--memory-gib", type=int, default=2)
-    parser.add_argument("--only", default="startup,load,memory,mock,docker")
+    parser.add_argument("--only", default="startup,load,memory,mock,faults,bridge,docker")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(RESULTS, exist_ok=True)
@@ -333,6 +335,16 @@ def main():
         result = mock_bench.bench_mock(args.runs)
         raw["mock"] = result
         lines += mock_bench.report(result)
+    if "faults" in only:
+        import queue_bench
+        result = queue_bench.bench_faults(args.runs)
+        raw["faults"] = result
+        lines += queue_bench.report_faults(result)
+    if "bridge" in only:
+        import queue_bench
+        result = queue_bench.bench_bridge(args.runs)
+        raw["bridge"] = result
+        lines += queue_bench.report_bridge(result)
     images_present = subprocess.run(["docker", "image", "inspect", "inframock-test/aws", "inframock-test/redis"],
                                     capture_output=True).returncode == 0 if shutil.which("docker") else False
     if "docker" in only and not images_present:
