@@ -95,10 +95,6 @@ def fill(sqs, url, count):
         sqs.send_message_batch(QueueUrl=url, Entries=entries)
 
 
-def drain(sqs, url):
-    sqs.purge_queue(QueueUrl=url)
-
-
 def count(sqs, url):
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"])
@@ -126,17 +122,19 @@ def bench_bridge(runs, messages=1000):
     import boto3
     stack = Stack()
     try:
-        sqs = boto3.client("sqs", endpoint_url=stack.endpoint, region_name="eu-west-1")
-        in_url = sqs.get_queue_url(QueueName="in")["QueueUrl"]
-        out_url = sqs.get_queue_url(QueueName="out")["QueueUrl"]
+        sqs = boto3.client("sqs", endpoint_url=stack.endpoint, region_name="eu-west-1",
+                           aws_access_key_id="test", aws_secret_access_key="test")
         ours, theirs = [], []
-        for _ in range(runs):
-            drain(sqs, out_url)
-            fill(sqs, in_url, messages)
+        for run in range(runs):
+            # Fresh queues per run and side (moto allows one purge per minute).
+            in_a, out_a, in_b, out_b = (sqs.create_queue(QueueName=f"{n}-{run}")["QueueUrl"]
+                                        for n in ("in-a", "out-a", "in-b", "out-b"))
+            fill(sqs, in_a, messages)
             started = time.perf_counter()
             bridge = subprocess.Popen([BIN, "--json", "--endpoint-url", stack.endpoint, "queue", "bridge", "--from",
-                                       "in", "--to", "out", "--mapper", "identity.py"], cwd=stack.dir, env=env(),
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                       f"in-a-{run}", "--to", f"out-a-{run}", "--mapper", "identity.py"],
+                                      cwd=stack.dir, env=env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      text=True)
             forwarded = 0
             for line in bridge.stdout:
                 if '"forwarded"' in line:
@@ -146,12 +144,12 @@ def bench_bridge(runs, messages=1000):
             ours.append(time.perf_counter() - started)
             bridge.terminate()
             bridge.wait(10)
-            assert count(sqs, out_url) == messages, "every message reached OUT"
-            drain(sqs, out_url)
-            fill(sqs, in_url, messages)
-            out = subprocess.run([os.path.join(VENV_BIN, "python"), "-c", BOTO3_LOOP, stack.endpoint, in_url, out_url,
+            assert count(sqs, out_a) == messages, "every message reached OUT"
+            fill(sqs, in_b, messages)
+            out = subprocess.run([os.path.join(VENV_BIN, "python"), "-c", BOTO3_LOOP, stack.endpoint, in_b, out_b,
                                   str(messages)], env=env(), capture_output=True, text=True, check=True)
             theirs.append(float(out.stdout.strip()))
+            assert count(sqs, out_b) == messages
     finally:
         stack.stop()
     return {"messages": messages, "inframock_s": ours, "boto3_s": theirs,

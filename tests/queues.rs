@@ -435,3 +435,32 @@ fn bridge_command_waits_for_a_missing_out_and_then_delivers() {
     );
     interrupt(&mut child);
 }
+
+#[test]
+fn bridge_to_a_topic_publishes_to_its_subscribers() {
+    let (project, runtime, clients) = stack();
+    runtime
+        .block_on(clients.sqs.create_queue().queue_name("in3").send())
+        .expect("create in3");
+    let (mut child, out, err) = spawn_json(
+        &project,
+        &[
+            "--json",
+            "queue",
+            "bridge",
+            "--from",
+            "in3",
+            "--to",
+            "events-development",
+            "--mapper",
+            "mappers/upper.py",
+        ],
+    );
+    wait_for(&err, "bridge in3-to-events-development");
+    send(&runtime, &clients, "in3", "fan out");
+    let forwarded: Value = serde_json::from_str(&wait_for(&out, "\"forwarded\"")).unwrap();
+    assert_eq!(forwarded["to"], "topic events-development");
+    let events = recorded(&project, "events", 1);
+    assert_eq!(events[0]["body"], "FAN OUT");
+    interrupt(&mut child);
+}

@@ -20,7 +20,12 @@ pub async fn execute(settings: &Settings, args: &LogsArgs) -> Result<ExitCode> {
         None => ServiceName::EVERY.to_vec(),
     };
     if let Some(stack) = crate::stack::state::read(&settings.state_dir())? {
-        if stack.runtime == crate::cli::RuntimeKind::Docker {
+        // Containers print through the engine; our own helpers (mock, faults, queues) are
+        // processes with log files in every runtime.
+        let in_containers = services
+            .iter()
+            .any(|s| stack.service(*s).is_some_and(|r| r.container.is_some()));
+        if stack.runtime == crate::cli::RuntimeKind::Docker && in_containers {
             return docker_logs(settings, &stack, &services, args).await;
         }
     }

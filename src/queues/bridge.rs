@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName,
+    SendMessageBatchRequestEntry,
+};
 use serde_json::json;
 
 use super::mapper::{Mapped, Mapper};
@@ -70,48 +73,71 @@ impl Bridge {
                 })?
                 .messages
                 .unwrap_or_default();
-            for message in &received {
-                let recorded = super::record::from_sqs(message, "", from_topic);
-                let id = recorded.message_id.clone();
-                let outcome = match self.mapper.map(&recorded.body).await {
-                    Err(error) => Err(("mapper", error)),
-                    Ok(Mapped::Drop) => Ok(None),
+            if received.is_empty() {
+                continue;
+            }
+            // Map the whole batch, send what was mapped in one call, then delete from IN exactly
+            // the messages OUT accepted (and those the mapper dropped).
+            let mut outcomes: Vec<Outcome> = Vec::with_capacity(received.len());
+            let mut bodies: Vec<(usize, String)> = Vec::new();
+            for (index, message) in received.iter().enumerate() {
+                let id = super::record::from_sqs(message, "", from_topic);
+                match self.mapper.map(&id.body).await {
+                    Err(error) => outcomes.push(Outcome::Failed("mapper", error)),
+                    Ok(Mapped::Drop) => outcomes.push(Outcome::Dropped),
                     Ok(Mapped::Body(body)) => {
-                        if out.is_none() {
-                            out = Target::resolve(clients, &self.to).await.ok();
-                        }
-                        match &out {
-                            None => Err((
-                                "OUT",
-                                format!("no queue or topic named `{}` at the endpoint", self.to),
-                            )),
-                            Some(target) => {
-                                match send(clients, target, &body, message, &id).await {
-                                    Ok(()) => Ok(Some(target.label())),
-                                    Err(error) => {
-                                        out = None;
-                                        Err(("OUT", error))
-                                    }
-                                }
-                            }
-                        }
+                        outcomes.push(Outcome::Failed("OUT", "not sent".into()));
+                        bodies.push((index, body));
                     }
+                }
+            }
+            if !bodies.is_empty() {
+                if out.is_none() {
+                    out = Target::resolve(clients, &self.to).await.ok();
+                }
+                let results = match &out {
+                    None => vec![
+                        Err(format!(
+                            "no queue or topic named `{}` at the endpoint",
+                            self.to
+                        ));
+                        bodies.len()
+                    ],
+                    Some(target) => send_batch(clients, target, &bodies, &received).await,
                 };
+                for ((index, _), result) in bodies.iter().zip(results) {
+                    outcomes[*index] = match (result, &out) {
+                        (Ok(()), Some(target)) => Outcome::Forwarded(target.label()),
+                        (Ok(()), None) => Outcome::Failed("OUT", "no target".into()),
+                        (Err(error), _) => Outcome::Failed("OUT", error),
+                    };
+                }
+                if outcomes
+                    .iter()
+                    .any(|o| matches!(o, Outcome::Failed("OUT", _)))
+                {
+                    out = None; // resolve OUT again next time (it may have been created meanwhile)
+                }
+            }
+            let done: Vec<&Message> = received
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| !matches!(o, Outcome::Failed(..)))
+                .map(|(m, _)| m)
+                .collect();
+            self.delete_batch(clients, &done).await?;
+            for (message, outcome) in received.iter().zip(outcomes) {
+                let id = super::record::from_sqs(message, "", from_topic).message_id;
                 match outcome {
-                    Ok(to) => {
-                        self.delete(clients, message).await?;
-                        match &to {
-                            Some(_) => counts.forwarded += 1,
-                            None => counts.dropped += 1,
-                        }
-                        self.report(
-                            &id,
-                            if to.is_some() { "forwarded" } else { "dropped" },
-                            to.as_deref(),
-                            None,
-                        );
+                    Outcome::Forwarded(to) => {
+                        counts.forwarded += 1;
+                        self.report(&id, "forwarded", Some(&to), None);
                     }
-                    Err((stage, error)) => {
+                    Outcome::Dropped => {
+                        counts.dropped += 1;
+                        self.report(&id, "dropped", None, None);
+                    }
+                    Outcome::Failed(stage, error) => {
                         counts.failed += 1;
                         self.retry_later(clients, message).await;
                         self.report(&id, "failed", Some(stage), Some(&error));
@@ -121,25 +147,47 @@ impl Bridge {
         }
     }
 
-    async fn delete(&self, clients: &AwsClients, message: &Message) -> Result<()> {
-        let Some(handle) = message.receipt_handle() else {
+    /// Deletes delivered messages from IN (one call for the batch).
+    async fn delete_batch(&self, clients: &AwsClients, messages: &[&Message]) -> Result<()> {
+        let entries: Vec<DeleteMessageBatchRequestEntry> = messages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if entries.is_empty() {
             return Ok(());
-        };
-        clients
+        }
+        let output = clients
             .sqs
-            .delete_message()
+            .delete_message_batch()
             .queue_url(&self.source.queue_url)
-            .receipt_handle(handle)
+            .set_entries(Some(entries))
             .send()
             .await
-            .map(|_| ())
             .map_err(|e| {
                 anyhow!(
-                    "bridge {}: deleting a delivered message from IN: {}",
+                    "bridge {}: deleting delivered messages from IN: {}",
                     self.name,
                     describe_error(&e)
                 )
-            })
+            })?;
+        let failed = output.failed;
+        if !failed.is_empty() {
+            // They were delivered; IN will offer them again (at least once): say so.
+            eprintln!(
+                "bridge {}: {} delivered message(s) could not be deleted from IN and will be delivered again: {}",
+                self.name,
+                failed.len(),
+                failed.iter().filter_map(|f| f.message.clone()).collect::<Vec<_>>().join("; ")
+            );
+        }
+        Ok(())
     }
 
     async fn retry_later(&self, clients: &AwsClients, message: &Message) {
@@ -180,78 +228,173 @@ impl Bridge {
     }
 }
 
-/// Sends a mapped body to OUT, carrying the message attributes (and, for FIFO, its group and a
-/// deduplication id from IN's message id, so a redelivery after a crash is not sent twice).
-async fn send(
+/// What happened to one message of a batch.
+enum Outcome {
+    Forwarded(String),
+    Dropped,
+    Failed(&'static str, String),
+}
+
+/// Sends mapped bodies to OUT in one call, carrying each message's attributes (and, for FIFO, its
+/// group and a deduplication id from IN's message id, so a redelivery after a crash is not sent
+/// twice). Returns one result per body, in order.
+async fn send_batch(
     clients: &AwsClients,
     out: &Target,
-    body: &str,
-    message: &Message,
-    id: &str,
-) -> Result<(), String> {
-    let attributes: HashMap<String, MessageAttributeValue> =
-        message.message_attributes().cloned().unwrap_or_default();
+    bodies: &[(usize, String)],
+    received: &[Message],
+) -> Vec<Result<(), String>> {
+    let fifo = matches!(
+        out,
+        Target::Queue { fifo: true, .. } | Target::Topic { fifo: true, .. }
+    );
+    let mut results: Vec<Result<(), String>> = vec![Ok(()); bodies.len()];
+    let (accepted, refused): (Vec<String>, Vec<(String, String)>) = match out {
+        Target::Queue { url, name, .. } => {
+            let mut entries = Vec::new();
+            for (position, (index, body)) in bodies.iter().enumerate() {
+                let message = &received[*index];
+                let (group, dedup) = fifo_ids(message);
+                let mut entry = SendMessageBatchRequestEntry::builder()
+                    .id(position.to_string())
+                    .message_body(body)
+                    .set_message_attributes(
+                        message
+                            .message_attributes()
+                            .cloned()
+                            .filter(|a| !a.is_empty()),
+                    );
+                if fifo {
+                    entry = entry
+                        .message_group_id(group)
+                        .message_deduplication_id(dedup);
+                }
+                match entry.build() {
+                    Ok(entry) => entries.push(entry),
+                    Err(e) => results[position] = Err(e.to_string()),
+                }
+            }
+            match clients
+                .sqs
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(output) => (
+                    output.successful.iter().map(|s| s.id.clone()).collect(),
+                    output
+                        .failed
+                        .iter()
+                        .map(|f| {
+                            (
+                                f.id.clone(),
+                                f.message.clone().unwrap_or_else(|| f.code.clone()),
+                            )
+                        })
+                        .collect(),
+                ),
+                Err(e) => {
+                    let error = format!("queue {name} did not accept them: {}", describe_error(&e));
+                    return vec![Err(error); bodies.len()];
+                }
+            }
+        }
+        Target::Topic { arn, name, .. } => {
+            let mut entries = Vec::new();
+            for (position, (index, body)) in bodies.iter().enumerate() {
+                let message = &received[*index];
+                let (group, dedup) = fifo_ids(message);
+                let mut converted = HashMap::new();
+                for (key, value) in message.message_attributes().cloned().unwrap_or_default() {
+                    if let Ok(built) = aws_sdk_sns::types::MessageAttributeValue::builder()
+                        .data_type(value.data_type())
+                        .set_string_value(value.string_value().map(str::to_string))
+                        .set_binary_value(
+                            value
+                                .binary_value()
+                                .map(|b| aws_sdk_sns::primitives::Blob::new(b.as_ref().to_vec())),
+                        )
+                        .build()
+                    {
+                        converted.insert(key, built);
+                    }
+                }
+                let mut entry = aws_sdk_sns::types::PublishBatchRequestEntry::builder()
+                    .id(position.to_string())
+                    .message(body)
+                    .set_message_attributes((!converted.is_empty()).then_some(converted));
+                if fifo {
+                    entry = entry
+                        .message_group_id(group)
+                        .message_deduplication_id(dedup);
+                }
+                match entry.build() {
+                    Ok(entry) => entries.push(entry),
+                    Err(e) => results[position] = Err(e.to_string()),
+                }
+            }
+            match clients
+                .sns
+                .publish_batch()
+                .topic_arn(arn)
+                .set_publish_batch_request_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(output) => (
+                    output
+                        .successful()
+                        .iter()
+                        .filter_map(|s| s.id.clone())
+                        .collect(),
+                    output
+                        .failed()
+                        .iter()
+                        .map(|f| {
+                            (
+                                f.id.clone(),
+                                f.message.clone().unwrap_or_else(|| f.code.clone()),
+                            )
+                        })
+                        .collect(),
+                ),
+                Err(e) => {
+                    let error = format!("topic {name} did not accept them: {}", describe_error(&e));
+                    return vec![Err(error); bodies.len()];
+                }
+            }
+        }
+    };
+    for (position, result) in results.iter_mut().enumerate() {
+        if result.is_err() {
+            continue;
+        }
+        let id = position.to_string();
+        if let Some((_, reason)) = refused.iter().find(|(i, _)| *i == id) {
+            *result = Err(format!("{} refused it: {reason}", out.label()));
+        } else if !accepted.contains(&id) {
+            *result = Err(format!("{} did not confirm it", out.label()));
+        }
+    }
+    results
+}
+
+/// The FIFO group of an IN message (or a fixed one) and a deduplication id from its message id.
+fn fifo_ids(message: &Message) -> (String, String) {
     let group = message
         .attributes()
         .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId).cloned())
         .unwrap_or_else(|| "inframock-bridge".to_string());
-    let dedup: String = id
+    let dedup: String = message
+        .message_id()
+        .unwrap_or_default()
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .take(128)
         .collect();
-    match out {
-        Target::Queue { url, fifo, name } => {
-            let mut request = clients
-                .sqs
-                .send_message()
-                .queue_url(url)
-                .message_body(body)
-                .set_message_attributes((!attributes.is_empty()).then_some(attributes));
-            if *fifo {
-                request = request
-                    .message_group_id(group)
-                    .message_deduplication_id(dedup);
-            }
-            request
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("queue {name} did not accept it: {}", describe_error(&e)))
-        }
-        Target::Topic { arn, fifo, name } => {
-            let mut converted = HashMap::new();
-            for (key, value) in attributes {
-                let built = aws_sdk_sns::types::MessageAttributeValue::builder()
-                    .data_type(value.data_type())
-                    .set_string_value(value.string_value().map(str::to_string))
-                    .set_binary_value(
-                        value
-                            .binary_value()
-                            .map(|b| aws_sdk_sns::primitives::Blob::new(b.as_ref().to_vec())),
-                    )
-                    .build()
-                    .map_err(|e| format!("attribute {key}: {e}"))?;
-                converted.insert(key, built);
-            }
-            let mut request = clients
-                .sns
-                .publish()
-                .topic_arn(arn)
-                .message(body)
-                .set_message_attributes((!converted.is_empty()).then_some(converted));
-            if *fifo {
-                request = request
-                    .message_group_id(group)
-                    .message_deduplication_id(dedup);
-            }
-            request
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("topic {name} did not accept it: {}", describe_error(&e)))
-        }
-    }
+    (group, dedup)
 }
 
 /// Seconds until a failed message is tried again (default).
