@@ -2,7 +2,8 @@
 
   faults  redis-benchmark (SET and GET, 50 clients, 100,000 requests) straight at redis-server vs
           through inframock's fault proxy with no fault active. Target: >= 80% of direct.
-  bridge  messages/s moving N messages from queue `in` to queue `out` through an identity mapper:
+  bridge  messages/s moving a backlog of N (100 and 1000) messages from queue `in` to queue `out`
+          through an identity mapper:
           `inframock queue bridge` vs the equivalent boto3 loop (receive 10, map, send, delete).
 Both run against a stack started by `inframock run --detach` on free ports, stopped afterwards.
 """
@@ -127,12 +128,12 @@ def bench_bridge(runs, messages=1000):
         ours, theirs = [], []
         for run in range(runs):
             # Fresh queues per run and side (moto allows one purge per minute).
-            in_a, out_a, in_b, out_b = (sqs.create_queue(QueueName=f"{n}-{run}")["QueueUrl"]
+            in_a, out_a, in_b, out_b = (sqs.create_queue(QueueName=f"{n}-{messages}-{run}")["QueueUrl"]
                                         for n in ("in-a", "out-a", "in-b", "out-b"))
             fill(sqs, in_a, messages)
             started = time.perf_counter()
             bridge = subprocess.Popen([BIN, "--json", "--endpoint-url", stack.endpoint, "queue", "bridge", "--from",
-                                       f"in-a-{run}", "--to", f"out-a-{run}", "--mapper", "identity.py"],
+                                       f"in-a-{messages}-{run}", "--to", f"out-a-{messages}-{run}", "--mapper", "identity.py"],
                                       cwd=stack.dir, env=env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                       text=True)
             forwarded = 0
@@ -168,7 +169,8 @@ def report_faults(r):
 
 
 def report_bridge(r):
-    return [f"## Bridge: {r['messages']} messages `in` -> identity mapper -> `out` (moto_server, median)", "",
+    return [f"## Bridge: a backlog of {r['messages']} messages `in` -> identity mapper -> `out` (moto_server, median)",
+            "",
             f"- inframock queue bridge: {r['inframock_msgs_per_s']:.0f} msg/s (runs: "
             + ", ".join(f"{v:.2f} s" for v in r["inframock_s"]) + ")",
             f"- boto3 loop (receive 10, map, send_message, delete_message): {r['boto3_msgs_per_s']:.0f} msg/s (runs: "
