@@ -368,18 +368,23 @@ pub async fn queue_arn(clients: &AwsClients, name: &str) -> Result<String> {
         .map_err(|e| anyhow!("queue {name}: {}", describe_error(&e)))?
         .queue_url
         .ok_or_else(|| anyhow!("queue {name}: no URL returned"))?;
+    queue_arn_of_url(clients, &url).await
+}
+
+/// The ARN of a queue from its URL.
+pub async fn queue_arn_of_url(clients: &AwsClients, url: &str) -> Result<String> {
     let attributes = clients
         .sqs
         .get_queue_attributes()
-        .queue_url(&url)
+        .queue_url(url)
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(|e| anyhow!("queue {name}: {}", describe_error(&e)))?;
+        .map_err(|e| anyhow!("queue {url}: {}", describe_error(&e)))?;
     attributes
         .attributes
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .ok_or_else(|| anyhow!("queue {name}: no ARN returned"))
+        .ok_or_else(|| anyhow!("queue {url}: the endpoint returned no ARN"))
 }
 
 #[cfg(test)]

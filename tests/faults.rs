@@ -24,14 +24,26 @@ fn faulty_project() -> Project {
     project
 }
 
-fn proxy_port(project: &Project, service: &str) -> u16 {
-    project.state()["fault_proxies"]
+/// The port recorded for `name` in a list of state.json: `fault_proxies` (by `service`) or
+/// `services` (by `name`).
+fn recorded_port(project: &Project, list: &str, key: &str, name: &str) -> u16 {
+    project.state()[list]
         .as_array()
-        .expect("fault proxies recorded")
+        .unwrap_or_else(|| panic!("{list} recorded"))
         .iter()
-        .find(|p| p["service"] == service)
-        .and_then(|p| p["port"].as_u64())
-        .expect("proxy of the service") as u16
+        .find(|entry| entry[key] == name)
+        .and_then(|entry| entry["port"].as_u64())
+        .unwrap_or_else(|| panic!("{name} in {list}")) as u16
+}
+
+/// The port clients use: the service's fault proxy.
+fn proxy_port(project: &Project, service: &str) -> u16 {
+    recorded_port(project, "fault_proxies", "service", service)
+}
+
+/// The port a service of the stack listens on (its own, not its proxy's).
+fn service_port(project: &Project, service: &str) -> u16 {
+    recorded_port(project, "services", "name", service)
 }
 
 fn faults(project: &Project, args: &[&str]) {
@@ -119,13 +131,7 @@ fn redis_through_the_proxy_sees_each_fault() {
     let mut connection = redis_connection(port).expect("respawn: connections work again");
     assert_eq!(redis_get(&mut connection).unwrap(), "hello world");
     // The service behind the proxy never lost its data.
-    let direct = project.state()["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "redis")
-        .and_then(|s| s["port"].as_u64())
-        .unwrap() as u16;
+    let direct = service_port(&project, "redis");
     assert_ne!(direct, port);
     assert_eq!(
         redis_get(&mut redis_connection(direct).unwrap()).unwrap(),
@@ -191,13 +197,7 @@ fn the_aws_sdk_through_the_proxy_sees_each_fault() {
     list().expect("respawn: works again");
 
     // Control as JSON lines on the same port: {"command", "payload"} -> {"status": "ok"}.
-    let control = project.state()["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "faults")
-        .and_then(|s| s["port"].as_u64())
-        .unwrap() as u16;
+    let control = service_port(&project, "faults");
     let mut stream = TcpStream::connect(("127.0.0.1", control)).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut ask = |line: &str| -> Value {
@@ -346,11 +346,7 @@ fn harakiri_monitor_gets_the_port_sends_commands_and_owns_the_lifetime() {
 #[test]
 fn a_harakiri_monitor_that_does_not_listen_is_a_clear_error() {
     let project = Project::new();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let output = project.run(&[
         "run",
         "--no-populate",

@@ -508,7 +508,7 @@ fn proxies_unmatched_requests_to_the_upstream_streaming_both_ways() {
 
 #[test]
 fn an_upstream_that_does_not_answer_is_a_502_naming_it() {
-    let port = support_free_port();
+    let port = support::free_port();
     let mock = Mock::start(&["--upstream", &format!("http://127.0.0.1:{port}")]);
     let client = reqwest::Client::new();
     runtime().block_on(async {
@@ -520,14 +520,6 @@ fn an_upstream_that_does_not_answer_is_a_502_naming_it() {
         );
         assert!(body.to_lowercase().contains("refused"), "{body}");
     });
-}
-
-fn support_free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 const HANDLER: &str = r#"
@@ -737,7 +729,7 @@ fn journal_is_bounded_filterable_and_printed_by_mock_requests() {
             "mock",
             "requests",
             "--url",
-            &format!("http://127.0.0.1:{}", support_free_port()),
+            &format!("http://127.0.0.1:{}", support::free_port()),
         ])
         .output()
         .unwrap();

@@ -119,6 +119,27 @@ fn recorded(project: &Project, name: &str, count: usize) -> Vec<Value> {
     }
 }
 
+/// Up to 10 messages of a queue (waiting up to 5 s for the first).
+fn receive(
+    runtime: &tokio::runtime::Runtime,
+    clients: &Clients,
+    url: &str,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    runtime
+        .block_on(
+            clients
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(5)
+                .send(),
+        )
+        .expect("receive")
+        .messages
+        .unwrap_or_default()
+}
+
 /// Visible + in-flight messages of a queue.
 fn pending(runtime: &tokio::runtime::Runtime, clients: &Clients, queue: &str) -> u64 {
     let url = queue_url(runtime, clients, queue);
@@ -190,18 +211,7 @@ fn declared_tails_record_sdk_messages_and_sns_fan_out_without_stealing() {
 
     // The topic's own subscriber still got the message: the tail did not take it.
     let app = queue_url(&runtime, &clients, "app-development");
-    let received = runtime
-        .block_on(
-            clients
-                .sqs
-                .receive_message()
-                .queue_url(app)
-                .wait_time_seconds(5)
-                .send(),
-        )
-        .expect("receive")
-        .messages
-        .unwrap_or_default();
+    let received = receive(&runtime, &clients, &app);
     assert_eq!(received.len(), 1);
     assert!(received[0].body().unwrap().contains("created"));
 
@@ -286,6 +296,32 @@ fn spawn_json(
     (child, out_rx, err_rx)
 }
 
+/// `inframock --json queue bridge --from IN --to OUT --mapper mappers/upper.py [extra]`, started
+/// once it announced itself.
+fn start_bridge(project: &Project, from: &str, to: &str, extra: &[&str]) -> Spawned {
+    let mut args = vec![
+        "--json",
+        "queue",
+        "bridge",
+        "--from",
+        from,
+        "--to",
+        to,
+        "--mapper",
+        "mappers/upper.py",
+    ];
+    args.extend_from_slice(extra);
+    let spawned = spawn_json(project, &args);
+    wait_for(&spawned.2, &format!("bridge {from}-to-{to}"));
+    spawned
+}
+
+type Spawned = (
+    Child,
+    std::sync::mpsc::Receiver<String>,
+    std::sync::mpsc::Receiver<String>,
+);
+
 fn wait_for(lines: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -353,19 +389,7 @@ fn tail_command_prints_json_lines_and_cleans_up_its_topic_queue() {
     wait_for(&out, "for the app");
     interrupt(&mut child);
     let app = queue_url(&runtime, &clients, "app-development");
-    let received = runtime
-        .block_on(
-            clients
-                .sqs
-                .receive_message()
-                .queue_url(app)
-                .max_number_of_messages(10)
-                .wait_time_seconds(5)
-                .send(),
-        )
-        .unwrap()
-        .messages
-        .unwrap_or_default();
+    let received = receive(&runtime, &clients, &app);
     assert!(
         received.iter().any(|m| m.body() == Some("for the app")),
         "{received:?}"
@@ -382,23 +406,7 @@ fn bridge_command_waits_for_a_missing_out_and_then_delivers() {
     runtime
         .block_on(clients.sqs.create_queue().queue_name("in2").send())
         .expect("create in2");
-    let (mut child, out, err) = spawn_json(
-        &project,
-        &[
-            "--json",
-            "queue",
-            "bridge",
-            "--from",
-            "in2",
-            "--to",
-            "later",
-            "--mapper",
-            "mappers/upper.py",
-            "--retry-after",
-            "1",
-        ],
-    );
-    wait_for(&err, "bridge in2-to-later");
+    let (mut child, out, _err) = start_bridge(&project, "in2", "later", &["--retry-after", "1"]);
     send(&runtime, &clients, "in2", "keep me");
     let failed: Value = serde_json::from_str(&wait_for(&out, "\"failed\"")).unwrap();
     assert_eq!(failed["stage"], "OUT");
@@ -414,18 +422,7 @@ fn bridge_command_waits_for_a_missing_out_and_then_delivers() {
         .queue_url
         .unwrap();
     wait_for(&out, "\"forwarded\"");
-    let received = runtime
-        .block_on(
-            clients
-                .sqs
-                .receive_message()
-                .queue_url(later)
-                .wait_time_seconds(5)
-                .send(),
-        )
-        .unwrap()
-        .messages
-        .unwrap_or_default();
+    let received = receive(&runtime, &clients, &later);
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].body(), Some("KEEP ME"));
     assert_eq!(
@@ -442,21 +439,7 @@ fn bridge_to_a_topic_publishes_to_its_subscribers() {
     runtime
         .block_on(clients.sqs.create_queue().queue_name("in3").send())
         .expect("create in3");
-    let (mut child, out, err) = spawn_json(
-        &project,
-        &[
-            "--json",
-            "queue",
-            "bridge",
-            "--from",
-            "in3",
-            "--to",
-            "events-development",
-            "--mapper",
-            "mappers/upper.py",
-        ],
-    );
-    wait_for(&err, "bridge in3-to-events-development");
+    let (mut child, out, _err) = start_bridge(&project, "in3", "events-development", &[]);
     send(&runtime, &clients, "in3", "fan out");
     let forwarded: Value = serde_json::from_str(&wait_for(&out, "\"forwarded\"")).unwrap();
     assert_eq!(forwarded["to"], "topic events-development");

@@ -72,15 +72,12 @@ pub async fn execute(
 }
 
 fn control_url(settings: &Settings, target: &FaultsTarget) -> Result<String> {
-    if let Some(url) = &target.url {
-        return Ok(url.trim_end_matches('/').to_string());
-    }
-    if let Some(stack) = crate::stack::state::read(&settings.state_dir())? {
-        if let Some(record) = stack.service(ServiceName::Faults) {
-            return Ok(record.url.clone());
-        }
-    }
-    Ok(format!("http://127.0.0.1:{}", settings.faults_port))
+    crate::stack::state::helper_url(
+        &settings.state_dir(),
+        target.url.as_deref(),
+        ServiceName::Faults,
+        settings.faults_port,
+    )
 }
 
 /// Parses `NAME=LISTEN_PORT:TARGET_HOST:TARGET_PORT`.

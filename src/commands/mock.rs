@@ -90,15 +90,12 @@ async fn serve(settings: &Settings, args: &MockServeArgs, reporter: &Reporter) -
 
 /// The base URL of the mock server to ask.
 fn target_url(settings: &Settings, target: &MockUrlArgs) -> Result<String> {
-    if let Some(url) = &target.url {
-        return Ok(url.trim_end_matches('/').to_string());
-    }
-    if let Some(stack) = crate::stack::state::read(&settings.state_dir())? {
-        if let Some(record) = stack.service(ServiceName::Mock) {
-            return Ok(record.url.clone());
-        }
-    }
-    Ok(format!("http://127.0.0.1:{}", settings.mock.port))
+    crate::stack::state::helper_url(
+        &settings.state_dir(),
+        target.url.as_deref(),
+        ServiceName::Mock,
+        settings.mock.port,
+    )
 }
 
 /// Percent-encodes a query value.

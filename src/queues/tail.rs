@@ -10,8 +10,9 @@ use aws_sdk_sqs::types::{
 };
 
 use super::record::{from_sqs, Recorder};
-use super::target::{queue_arn_of_url, Target};
+use super::target::Target;
 use crate::aws::{describe_error, AwsClients};
+use crate::resources::queue_arn_of_url;
 
 /// Message ids remembered by a peeking tail, to record each message once.
 const PEEK_MEMORY: usize = 100_000;

@@ -1,7 +1,6 @@
 //! A queue or topic named on the command line or in inframock.toml, resolved at the endpoint.
 
 use anyhow::{anyhow, Result};
-use aws_sdk_sqs::types::QueueAttributeName;
 
 use crate::aws::{describe_error, AwsClients};
 use crate::resources::topic_arn;
@@ -67,20 +66,4 @@ impl Target {
             Target::Topic { name, .. } => format!("topic {name}"),
         }
     }
-}
-
-/// The ARN of a queue from its URL.
-pub async fn queue_arn_of_url(clients: &AwsClients, url: &str) -> Result<String> {
-    let attributes = clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|e| anyhow!("queue {url}: {}", describe_error(&e)))?;
-    attributes
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .ok_or_else(|| anyhow!("queue {url}: the endpoint returned no ARN"))
 }

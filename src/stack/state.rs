@@ -86,6 +86,23 @@ impl StackState {
     }
 }
 
+/// The base URL of one of our helper services (mock, faults): `explicit` (a `--url` flag), else the
+/// running stack's record, else 127.0.0.1 on the configured port.
+pub fn helper_url(
+    state_dir: &Path,
+    explicit: Option<&str>,
+    service: ServiceName,
+    port: u16,
+) -> Result<String> {
+    if let Some(url) = explicit {
+        return Ok(url.trim_end_matches('/').to_string());
+    }
+    if let Some(record) = read(state_dir)?.and_then(|s| s.service(service).cloned()) {
+        return Ok(record.url);
+    }
+    Ok(format!("http://127.0.0.1:{port}"))
+}
+
 /// Path of the state file for a state folder.
 pub fn state_path(state_dir: &Path) -> PathBuf {
     state_dir.join(STATE_FILE)
