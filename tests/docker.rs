@@ -463,3 +463,62 @@ fn foreground_run_removes_its_containers_on_interrupt() {
     assert!(!network_exists(&name), "and its network");
     assert!(!project.path().join(".inframock/state.json").exists());
 }
+
+#[test]
+fn mock_server_and_fault_proxy_run_beside_the_containers_and_stop_with_them() {
+    if !docker_ready() {
+        return;
+    }
+    let project = Project::new();
+    let name = project_name(&project);
+    let _cleanup = Cleanup(name.clone());
+    project.write(
+        "inframock.toml",
+        "[services.mock]\nenabled = true\n\n[services.redis]\nfaults = true\n",
+    );
+    project.write(
+        "mocks/ping.json",
+        r#"{"path": "/ping", "status_code": 200, "body": "pong"}"#,
+    );
+    project.start(&docker_args(&[
+        "--mock-port",
+        "0",
+        "--faults-port",
+        "0",
+        "--no-populate",
+    ]));
+    assert_eq!(containers_of(&name).len(), 2);
+    let state = project.state();
+    let services = state["services"].as_array().unwrap();
+    let record = |service: &str| {
+        services
+            .iter()
+            .find(|s| s["name"] == service)
+            .cloned()
+            .unwrap_or_else(|| panic!("{service} recorded: {state}"))
+    };
+    let mock = record("mock");
+    let faults = record("faults");
+    assert_eq!(mock["runtime"], "local", "our helpers are processes");
+    let response = support::http_get(mock["url"].as_str().unwrap(), "/ping");
+    assert!(response.ends_with("pong"), "{response}");
+    // Redis in its container, through the proxy.
+    let proxy = state["fault_proxies"][0]["port"].as_u64().unwrap();
+    let client = redis::Client::open(format!("redis://127.0.0.1:{proxy}/")).unwrap();
+    let mut connection = client.get_connection().expect("redis through the proxy");
+    let pong: String = redis::cmd("PING").query(&mut connection).unwrap();
+    assert_eq!(pong, "PONG");
+    let logs = project.run(&["logs", "mock", "-n", "5"]);
+    assert!(
+        support::text(&logs.stdout).contains("mock server listening"),
+        "{}",
+        support::text(&logs.stderr)
+    );
+    let stop = project.run(&["stop"]);
+    assert!(stop.status.success(), "{}", support::text(&stop.stderr));
+    assert!(containers_of(&name).is_empty());
+    for helper in [mock, faults] {
+        let pid = helper["pid"].as_u64().unwrap() as u32;
+        assert!(!support::alive(pid), "{} still runs", helper["name"]);
+    }
+}
