@@ -471,34 +471,13 @@ async fn ensure_helper(
                 &settings.state_dir(),
                 &command_line(port),
             )?;
-            let mut started = Started::Process(process);
-            let url = started.record().url.clone();
-            let probe = probe_for(settings, service, &url);
-            let step = reporter.step(format!("waiting for {service} on port {port}"));
-            let hint = format!(
-                "read {}",
-                settings
-                    .state_dir()
-                    .join(format!("logs/{service}.log"))
-                    .display()
-            );
-            let cell = tokio::sync::Mutex::new(&mut started);
-            let ready = wait_until_ready(
-                service.as_str(),
-                &probe,
-                settings.ready_timeout,
-                &hint,
-                || async { cell.lock().await.check_alive().await },
-            )
-            .await;
-            if let Err(e) = ready {
-                step.fail(format!("{service} did not become ready"));
-                started.stop().await;
-                return Err(e.into());
+            let mut started = vec![Started::Process(process)];
+            if let Err(e) = wait_for_started(settings, reporter, &mut started).await {
+                stop_all(started).await;
+                return Err(e);
             }
-            step.done(format!("ready: {service} on port {port}"));
-            records.push(started.record().clone());
-            stack.started.push(started);
+            records.extend(started.iter().map(|s| s.record().clone()));
+            stack.started.extend(started);
         }
     }
     stack.state.services.retain(|r| r.name != service);
@@ -734,6 +713,55 @@ fn claim_port(settings: &Settings, service: ServiceName, pick_free: bool) -> Res
     Ok(ports::claim(wanted, flag)?)
 }
 
+/// Waits until everything in `started` answers (each with its probe, all at once, one deadline);
+/// the error names each one that did not, with where to look. The caller stops them on failure.
+async fn wait_for_started(
+    settings: &Settings,
+    reporter: &Reporter,
+    started: &mut [Started],
+) -> Result<()> {
+    if started.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = started
+        .iter()
+        .map(|s| format!("{} on port {}", s.record().name, s.record().port))
+        .collect();
+    let step = reporter.step(format!("waiting for {}", names.join(", ")));
+    let deadline = settings.ready_timeout;
+    let waits = started.iter_mut().map(|item| {
+        let service = item.record().name;
+        let probe = probe_for(settings, service, &item.record().url);
+        let hint = match &item.record().log {
+            Some(log) => format!(
+                "raise --ready-timeout (INFRAMOCK_READY_TIMEOUT) or read {}",
+                log.display()
+            ),
+            None => format!(
+                "raise --ready-timeout (INFRAMOCK_READY_TIMEOUT) or see `inframock logs {service}`"
+            ),
+        };
+        async move {
+            let cell = tokio::sync::Mutex::new(item);
+            wait_until_ready(service.as_str(), &probe, deadline, &hint, || async {
+                cell.lock().await.check_alive().await
+            })
+            .await
+        }
+    });
+    let failures: Vec<String> = join_all(waits)
+        .await
+        .into_iter()
+        .filter_map(|o| o.err().map(|e| e.to_string()))
+        .collect();
+    if !failures.is_empty() {
+        step.fail(format!("{} did not become ready", names.join(", ")));
+        bail!("{}", failures.join("\n"));
+    }
+    step.done(format!("ready: {}", names.join(", ")));
+    Ok(())
+}
+
 /// Waits for what was started, then records the stack. Stops everything started on failure.
 #[allow(clippy::too_many_arguments)]
 async fn finish_bring_up(
@@ -746,44 +774,9 @@ async fn finish_bring_up(
     reused: Vec<ServiceName>,
     mut started: Vec<Started>,
 ) -> Result<RunningStack> {
-    if !started.is_empty() {
-        let names: Vec<String> = started
-            .iter()
-            .map(|s| format!("{} on port {}", s.record().name, s.record().port))
-            .collect();
-        let step = reporter.step(format!("waiting for {}", names.join(", ")));
-        let deadline = settings.ready_timeout;
-        let waits = started.iter_mut().map(|item| {
-            let service = item.record().name;
-            let probe = probe_for(settings, service, &item.record().url);
-            let hint = match &item.record().log {
-                Some(log) => format!(
-                    "raise --ready-timeout (INFRAMOCK_READY_TIMEOUT) or read {}",
-                    log.display()
-                ),
-                None => format!(
-                    "raise --ready-timeout (INFRAMOCK_READY_TIMEOUT) or see `inframock logs {service}`"
-                ),
-            };
-            async move {
-                let cell = tokio::sync::Mutex::new(item);
-                wait_until_ready(service.as_str(), &probe, deadline, &hint, || async {
-                    cell.lock().await.check_alive().await
-                })
-                .await
-            }
-        });
-        let outcomes = join_all(waits).await;
-        let failures: Vec<String> = outcomes
-            .into_iter()
-            .filter_map(|o| o.err().map(|e| e.to_string()))
-            .collect();
-        if !failures.is_empty() {
-            step.fail("the stack did not become ready");
-            stop_all(started).await;
-            bail!("{}", failures.join("\n"));
-        }
-        step.done(format!("ready: {}", names.join(", ")));
+    if let Err(e) = wait_for_started(settings, reporter, &mut started).await {
+        stop_all(started).await;
+        return Err(e);
     }
     records.extend(started.iter().map(|s| s.record().clone()));
     records.sort_by_key(|r| r.name);
