@@ -13,6 +13,7 @@ mod output;
 mod python;
 mod queues;
 mod resources;
+mod signals;
 mod stack;
 mod stack_file;
 

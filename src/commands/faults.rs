@@ -135,11 +135,7 @@ async fn serve(
             server.control
         ));
     }
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    crate::signals::stop_requested().await;
     drop(server);
     Ok(ExitCode::SUCCESS)
 }

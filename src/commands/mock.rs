@@ -79,11 +79,7 @@ async fn serve(settings: &Settings, args: &MockServeArgs, reporter: &Reporter) -
             "admin API on {url}/mocker/ (see `inframock mock --help`); Ctrl-C stops"
         ));
     }
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    crate::signals::stop_requested().await;
     server.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -67,7 +67,7 @@ pub async fn execute(
             ));
             tokio::select! {
                 outcome = bridge.run(&clients, None) => { outcome?; }
-                _ = stop_signal() => {}
+                _ = crate::signals::stop_requested() => {}
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -108,18 +108,6 @@ async fn clients(settings: &Settings) -> Result<AwsClients> {
     .await)
 }
 
-async fn stop_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => return std::future::pending().await,
-        };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-}
-
 async fn tail_command(
     settings: &Settings,
     clients: &AwsClients,
@@ -150,7 +138,7 @@ async fn tail_command(
     ));
     let outcome = tokio::select! {
         outcome = tail::run(clients, &source, &mut recorder, mode) => outcome,
-        _ = stop_signal() => Ok(()),
+        _ = crate::signals::stop_requested() => Ok(()),
     };
     tail::remove(clients, &source).await;
     outcome?;

@@ -148,11 +148,7 @@ pub async fn run(settings: &Settings, clients: AwsClients) -> Result<()> {
             }
         }));
     }
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    crate::signals::stop_requested().await;
     for task in tasks {
         task.abort();
     }
