@@ -347,25 +347,17 @@ impl Expectation {
         reasons
     }
 
-    /// A closeness score for the 404 listing (lower is closer).
-    pub fn distance(&self, request: &RequestView<'_>) -> usize {
+    /// For the 404 listing: a closeness score (lower is closer) and why the request does not match.
+    pub fn closeness(&self, request: &RequestView<'_>) -> (usize, Vec<String>) {
+        let mismatches = self.mismatches(request, None, true);
+        let path_missed = mismatches.iter().any(|m| m.starts_with("path"));
         let path_cost = match &self.path {
             PathMatcher::Exact(p) => edit_distance(p, request.path),
-            _ if self
-                .mismatches(request, None, true)
-                .iter()
-                .any(|m| m.starts_with("path")) =>
-            {
-                request.path.len().max(4)
-            }
+            _ if path_missed => request.path.len().max(4),
             _ => 0,
         };
-        let others = self
-            .mismatches(request, None, true)
-            .iter()
-            .filter(|m| !m.starts_with("path"))
-            .count();
-        path_cost + others * 3
+        let others = mismatches.len() - usize::from(path_missed);
+        (path_cost + others * 3, mismatches)
     }
 }
 
@@ -578,7 +570,7 @@ mod tests {
         let get = http::Method::GET;
         let h = http::HeaderMap::new();
         let request = view(&get, "/api/user", &[], &h);
-        assert!(near.distance(&request) < far.distance(&request));
+        assert!(near.closeness(&request).0 < far.closeness(&request).0);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

@@ -80,9 +80,13 @@ impl Bridge {
             // the messages OUT accepted (and those the mapper dropped).
             let mut outcomes: Vec<Outcome> = Vec::with_capacity(received.len());
             let mut bodies: Vec<(usize, String)> = Vec::new();
-            for (index, message) in received.iter().enumerate() {
-                let id = super::record::from_sqs(message, "", from_topic);
-                match self.mapper.map(&id.body).await {
+            // The IN message as the mapper sees it (an SNS envelope unwrapped), and its id.
+            let unwrapped: Vec<_> = received
+                .iter()
+                .map(|m| super::record::from_sqs(m, "", from_topic))
+                .collect();
+            for (index, message) in unwrapped.iter().enumerate() {
+                match self.mapper.map(&message.body).await {
                     Err(error) => outcomes.push(Outcome::Failed("mapper", error)),
                     Ok(Mapped::Drop) => outcomes.push(Outcome::Dropped),
                     Ok(Mapped::Body(body)) => {
@@ -126,21 +130,24 @@ impl Bridge {
                 .map(|(m, _)| m)
                 .collect();
             self.delete_batch(clients, &done).await?;
-            for (message, outcome) in received.iter().zip(outcomes) {
-                let id = super::record::from_sqs(message, "", from_topic).message_id;
+            for ((message, outcome), id) in received
+                .iter()
+                .zip(outcomes)
+                .zip(unwrapped.iter().map(|u| &u.message_id))
+            {
                 match outcome {
                     Outcome::Forwarded(to) => {
                         counts.forwarded += 1;
-                        self.report(&id, "forwarded", Some(&to), None);
+                        self.report(id, "forwarded", Some(&to), None);
                     }
                     Outcome::Dropped => {
                         counts.dropped += 1;
-                        self.report(&id, "dropped", None, None);
+                        self.report(id, "dropped", None, None);
                     }
                     Outcome::Failed(stage, error) => {
                         counts.failed += 1;
                         self.retry_later(clients, message).await;
-                        self.report(&id, "failed", Some(stage), Some(&error));
+                        self.report(id, "failed", Some(stage), Some(&error));
                     }
                 }
             }
