@@ -14,7 +14,7 @@ use hyper::body::{Body as _, Incoming};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::expectation::{Action, Expectation, ExpectationSpec, RequestView};
+use super::expectation::{Action, ExpectationSpec, RequestView};
 use super::handler::{HandlerRequest, HandlerRunner};
 use super::journal::{now_ms, Journal, JournalEntry, JournalQuery, Outcome};
 use super::proxy::{Body, BoxError, Upstream};
@@ -162,31 +162,24 @@ fn add_expectations(state: &MockState, value: Value) -> Response<Body> {
             )
         }
     };
-    let mut specs = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
-        let prefix = if single {
+    let prefix = |index: usize| {
+        if single {
             String::new()
         } else {
             format!("expectation {index}: ")
-        };
-        let spec: ExpectationSpec = match serde_json::from_value(item) {
-            Ok(spec) => spec,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("{prefix}{e}")),
-        };
-        if let Err(e) =
-            Expectation::compile(spec.clone(), String::new(), state.store.handlers_dir())
-        {
-            return error(StatusCode::BAD_REQUEST, format!("{prefix}{e}"));
         }
-        specs.push(spec);
-    }
-    let mut added = Vec::new();
-    for spec in specs {
-        match state.store.add(spec, Source::Api) {
-            Ok(description) => added.push(description),
-            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let mut specs = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match serde_json::from_value::<ExpectationSpec>(item) {
+            Ok(spec) => specs.push(spec),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("{}{e}", prefix(index))),
         }
     }
+    let mut added = match state.store.add_all(specs, Source::Api) {
+        Ok(added) => added,
+        Err((index, e)) => return error(StatusCode::BAD_REQUEST, format!("{}{e}", prefix(index))),
+    };
     let body = if single {
         added.remove(0)
     } else {

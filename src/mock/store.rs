@@ -62,23 +62,30 @@ impl Store {
         Ok(store)
     }
 
-    /// Folder that relative handler paths are resolved against.
-    pub fn handlers_dir(&self) -> &std::path::Path {
-        &self.handlers_dir
-    }
-
-    /// Validates and adds an expectation. One with the same id, or the same request predicates,
-    /// is replaced. Returns the stored expectation's description.
-    pub fn add(&self, spec: ExpectationSpec, source: Source) -> Result<Value, String> {
-        let entry = self.compile(spec, source)?;
-        let description = describe(&entry);
+    /// Adds expectations, all or none (one with the same id, or the same request predicates, is
+    /// replaced): each is validated before any is stored, and they
+    /// are stored under one lock (a request sees all of them or none). The error gives the index
+    /// of the first invalid one and why.
+    pub fn add_all(
+        &self,
+        specs: Vec<ExpectationSpec>,
+        source: Source,
+    ) -> Result<Vec<Value>, (usize, String)> {
+        let compiled = specs
+            .into_iter()
+            .enumerate()
+            .map(|(index, spec)| self.compile(spec, source.clone()).map_err(|e| (index, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let descriptions = compiled.iter().map(|e| describe(e)).collect();
         let mut entries = self.write();
-        entries.retain(|e| {
-            e.expectation.id != entry.expectation.id
-                && !same_request(&e.expectation.spec, &entry.expectation.spec)
-        });
-        entries.push(entry);
-        Ok(description)
+        for entry in compiled {
+            entries.retain(|e| {
+                e.expectation.id != entry.expectation.id
+                    && !same_request(&e.expectation.spec, &entry.expectation.spec)
+            });
+            entries.push(entry);
+        }
+        Ok(descriptions)
     }
 
     fn compile(&self, spec: ExpectationSpec, source: Source) -> Result<Arc<Entry>, String> {
@@ -178,17 +185,20 @@ impl Store {
     /// The `limit` expectations closest to a request, with why each did not match.
     pub fn closest(&self, request: &RequestView<'_>, limit: usize) -> Vec<Value> {
         let entries = self.read();
-        let mut scored: Vec<(usize, &Arc<Entry>)> = entries
+        let mut scored: Vec<(usize, Vec<String>, &Arc<Entry>)> = entries
             .iter()
-            .map(|e| (e.expectation.distance(request), e))
+            .map(|e| {
+                let (score, mismatches) = e.expectation.closeness(request);
+                (score, mismatches, e)
+            })
             .collect();
-        scored.sort_by_key(|(distance, _)| *distance);
+        scored.sort_by_key(|(score, _, _)| *score);
         scored
             .into_iter()
             .take(limit)
-            .map(|(_, e)| {
+            .map(|(_, mismatches, e)| {
                 let mut d = describe(e);
-                d["mismatches"] = json!(e.expectation.mismatches(request, None, true));
+                d["mismatches"] = json!(mismatches);
                 d
             })
             .collect()
@@ -261,8 +271,10 @@ mod tests {
     fn repeat_count_answers_n_times_then_forgets() {
         let store = Store::new(Vec::new(), PathBuf::from("/")).unwrap();
         store
-            .add(
-                spec(r#"{"id": "a", "path": "/x", "status_code": 200, "repeat_count": 2}"#),
+            .add_all(
+                vec![spec(
+                    r#"{"id": "a", "path": "/x", "status_code": 200, "repeat_count": 2}"#,
+                )],
                 Source::Api,
             )
             .unwrap();
@@ -280,21 +292,23 @@ mod tests {
         )];
         let store = Store::new(loaded, PathBuf::from("/")).unwrap();
         store
-            .add(
-                spec(r#"{"path": "/g/*", "path_match": "glob", "status_code": 200}"#),
+            .add_all(
+                vec![spec(
+                    r#"{"path": "/g/*", "path_match": "glob", "status_code": 200}"#,
+                )],
                 Source::Api,
             )
             .unwrap();
         store
-            .add(
-                spec(r#"{"id": "g1", "path": "/g/1", "status_code": 201}"#),
+            .add_all(
+                vec![spec(r#"{"id": "g1", "path": "/g/1", "status_code": 201}"#)],
                 Source::Api,
             )
             .unwrap();
         assert_eq!(lookup(&store, "/g/1").as_deref(), Some("g1"));
         store
-            .add(
-                spec(r#"{"id": "g1b", "path": "/g/1", "status_code": 202}"#),
+            .add_all(
+                vec![spec(r#"{"id": "g1b", "path": "/g/1", "status_code": 202}"#)],
                 Source::Api,
             )
             .unwrap();
@@ -309,11 +323,26 @@ mod tests {
     }
 
     #[test]
+    fn a_list_with_one_bad_expectation_adds_nothing() {
+        let store = Store::new(Vec::new(), PathBuf::from("/")).unwrap();
+        let specs = vec![
+            spec(r#"{"path": "/ok", "status_code": 200}"#),
+            spec(r#"{"id": " ", "path": "/blank-id", "status_code": 200}"#),
+        ];
+        let (index, reason) = store.add_all(specs, Source::Api).unwrap_err();
+        assert_eq!(index, 1);
+        assert!(reason.contains("`id` must not be empty"), "{reason}");
+        assert_eq!(store.len(), 0);
+    }
+
+    #[test]
     fn repeat_count_is_exact_under_concurrency() {
         let store = Arc::new(Store::new(Vec::new(), PathBuf::from("/")).unwrap());
         store
-            .add(
-                spec(r#"{"path": "/x", "status_code": 200, "repeat_count": 100}"#),
+            .add_all(
+                vec![spec(
+                    r#"{"path": "/x", "status_code": 200, "repeat_count": 100}"#,
+                )],
                 Source::Api,
             )
             .unwrap();
