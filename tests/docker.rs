@@ -89,6 +89,18 @@ fn docker_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// A fresh project for a docker test, its containers removed when the `Cleanup` drops; `None`
+/// when the tests cannot run here (see `docker_ready`).
+fn docker_project() -> Option<(Project, String, Cleanup)> {
+    if !docker_ready() {
+        return None;
+    }
+    let project = Project::new();
+    let name = project_name(&project);
+    let cleanup = Cleanup(name.clone());
+    Some((project, name, cleanup))
+}
+
 /// Stops the project's containers even when a test failed half-way.
 struct Cleanup(String);
 
@@ -116,12 +128,9 @@ fn network_exists(project: &str) -> bool {
 
 #[test]
 fn docker_runtime_runs_loads_reuses_and_stops() {
-    if !docker_ready() {
+    let Some((project, name, _cleanup)) = docker_project() else {
         return;
-    }
-    let project = Project::new();
-    let name = project_name(&project);
-    let _cleanup = Cleanup(name.clone());
+    };
     let rds = noise(200_000, 11);
     project.write("data/e1/r.rds.gz", gzip(&rds));
     project.write(
@@ -232,12 +241,9 @@ fn docker_runtime_runs_loads_reuses_and_stops() {
 
 #[test]
 fn a_container_that_exits_at_start_shows_its_code_and_logs() {
-    if !docker_ready() {
+    let Some((project, name, _cleanup)) = docker_project() else {
         return;
-    }
-    let project = Project::new();
-    let name = project_name(&project);
-    let _cleanup = Cleanup(name.clone());
+    };
     let output = project.start_output(&[
         "--no-populate",
         "--runtime",
@@ -267,12 +273,9 @@ fn a_container_that_exits_at_start_shows_its_code_and_logs() {
 
 #[test]
 fn a_taken_port_is_refused_before_any_container_starts() {
-    if !docker_ready() {
+    let Some((project, name, _cleanup)) = docker_project() else {
         return;
-    }
-    let project = Project::new();
-    let name = project_name(&project);
-    let _cleanup = Cleanup(name.clone());
+    };
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let output = project.run(&docker_args(&[
@@ -422,12 +425,9 @@ fn network_of(project: &str) -> String {
 
 #[test]
 fn foreground_run_removes_its_containers_on_interrupt() {
-    if !docker_ready() {
+    let Some((project, name, _cleanup)) = docker_project() else {
         return;
-    }
-    let project = Project::new();
-    let name = project_name(&project);
-    let _cleanup = Cleanup(name.clone());
+    };
     let mut args = docker_args(&[
         "run",
         "--no-populate",
@@ -466,12 +466,9 @@ fn foreground_run_removes_its_containers_on_interrupt() {
 
 #[test]
 fn mock_server_and_fault_proxy_run_beside_the_containers_and_stop_with_them() {
-    if !docker_ready() {
+    let Some((project, name, _cleanup)) = docker_project() else {
         return;
-    }
-    let project = Project::new();
-    let name = project_name(&project);
-    let _cleanup = Cleanup(name.clone());
+    };
     project.write(
         "inframock.toml",
         "[services.mock]\nenabled = true\n\n[services.redis]\nfaults = true\n",
