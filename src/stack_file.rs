@@ -8,8 +8,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-/// The stack file shipped in the repository, also used when a project has no `inframock.toml`.
-pub const BUILT_IN: &str = include_str!("../inframock.toml");
+/// The built-in default stack, used when a project has no `inframock.toml`. It lives in its own
+/// file so that editing the repository's `inframock.toml` (the README's example) recompiles nothing;
+/// a unit test checks the two declare the same stack.
+pub const BUILT_IN: &str = include_str!("default_stack.toml");
 
 /// Everything `inframock.toml` can declare.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -442,6 +444,18 @@ impl NameVars<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_repository_example_declares_the_built_in_stack() {
+        let example =
+            StackFile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("inframock.toml"))
+                .expect("the repository's inframock.toml parses");
+        let built_in = StackFile::parse(BUILT_IN, "built-in").expect("built-in parses");
+        assert_eq!(
+            example, built_in,
+            "inframock.toml and src/default_stack.toml must declare the same stack"
+        );
+    }
 
     #[test]
     fn built_in_stack_parses_and_declares_the_original_dev_stack() {
