@@ -1,18 +1,16 @@
 //! Data loading end to end against a real moto_server: every naming rule, plain and typed JSON,
 //! idempotent reload (0 bytes the second time, generated data kept), bad input, interrupted reload.
 
-mod support;
-
 use std::collections::HashMap;
 
+use crate::support::{clients, gzip, noise, object, runtime, text, Project};
 use aws_sdk_dynamodb::types::AttributeValue;
-use support::{clients, gzip, noise, object, runtime, text, Project};
 
 const E1: &str = "e52b39624588791a7889e39c617f669e";
 
 fn get_item(
     rt: &tokio::runtime::Runtime,
-    aws: &support::Clients,
+    aws: &crate::support::Clients,
     table: &str,
     key: &[(&str, &str)],
 ) -> Option<HashMap<String, AttributeValue>> {
@@ -28,7 +26,7 @@ fn get_item(
 /// The ETag of an S3 object (changes when the object is written again).
 fn etag(
     rt: &tokio::runtime::Runtime,
-    aws: &support::Clients,
+    aws: &crate::support::Clients,
     bucket: &str,
     key: &str,
 ) -> Option<String> {
@@ -534,7 +532,7 @@ fn large_and_multi_member_sources_stream_as_multipart_and_a_corrupt_one_keeps_th
     let first = noise(9 * 1024 * 1024, 6);
     project.write(
         "data/multi/r.rds.gz",
-        support::gzip_members(&[&first, b"tail"]),
+        crate::support::gzip_members(&[&first, b"tail"]),
     );
     let report = project.start(&[]);
     assert_eq!(report["data"]["total"]["failed"], 0, "{}", report["data"]);
@@ -676,7 +674,7 @@ fn many_large_files_load_concurrently_without_stalling() {
         let body = noise(9 * 1024 * 1024 + index as usize, 200 + index);
         // Half are multi-member (streamed multipart), half single-member (whole PutObject).
         let source = if index % 2 == 0 {
-            support::gzip_members(&[&body[..body.len() - 10], &body[body.len() - 10..]])
+            crate::support::gzip_members(&[&body[..body.len() - 10], &body[body.len() - 10..]])
         } else {
             gzip(&body)
         };

@@ -5,11 +5,9 @@
 //!
 //! Without a Docker engine these tests fail in CI (CI=true) and are skipped locally with a message.
 
-mod support;
-
 use std::process::{Command, Stdio};
 
-use support::{clients, gzip, noise, object, runtime, text, Project};
+use crate::support::{clients, gzip, noise, object, runtime, text, Project};
 
 const AWS_IMAGE: &str = "inframock-test/aws";
 const REDIS_IMAGE: &str = "inframock-test/redis";
@@ -497,7 +495,7 @@ fn mock_server_and_fault_proxy_run_beside_the_containers_and_stop_with_them() {
     let mock = record("mock");
     let faults = record("faults");
     assert_eq!(mock["runtime"], "local", "our helpers are processes");
-    let response = support::http_get(mock["url"].as_str().unwrap(), "/ping");
+    let response = crate::support::http_get(mock["url"].as_str().unwrap(), "/ping");
     assert!(response.ends_with("pong"), "{response}");
     // Redis in its container, through the proxy.
     let proxy = state["fault_proxies"][0]["port"].as_u64().unwrap();
@@ -507,15 +505,19 @@ fn mock_server_and_fault_proxy_run_beside_the_containers_and_stop_with_them() {
     assert_eq!(pong, "PONG");
     let logs = project.run(&["logs", "mock", "-n", "5"]);
     assert!(
-        support::text(&logs.stdout).contains("mock server listening"),
+        crate::support::text(&logs.stdout).contains("mock server listening"),
         "{}",
-        support::text(&logs.stderr)
+        crate::support::text(&logs.stderr)
     );
     let stop = project.run(&["stop"]);
-    assert!(stop.status.success(), "{}", support::text(&stop.stderr));
+    assert!(
+        stop.status.success(),
+        "{}",
+        crate::support::text(&stop.stderr)
+    );
     assert!(containers_of(&name).is_empty());
     for helper in [mock, faults] {
         let pid = helper["pid"].as_u64().unwrap() as u32;
-        assert!(!support::alive(pid), "{} still runs", helper["name"]);
+        assert!(!crate::support::alive(pid), "{} still runs", helper["name"]);
     }
 }

@@ -2,17 +2,15 @@
 //! by `inframock run`): each fault is observed with a real Redis client and an AWS SDK client.
 //! Delays are asserted as lower bounds only.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::Project;
 use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
 use serde_json::Value;
-use support::Project;
 
 const FAULTY_STACK: &str = "[services.aws]\nfaults = true\n\n[services.redis]\nfaults = true\n";
 
@@ -53,7 +51,7 @@ fn faults(project: &Project, args: &[&str]) {
     assert!(
         output.status.success(),
         "inframock {all:?}: {}",
-        support::text(&output.stderr)
+        crate::support::text(&output.stderr)
     );
 }
 
@@ -158,7 +156,7 @@ fn s3_without_retries(runtime: &tokio::runtime::Runtime, port: u16) -> aws_sdk_s
 fn the_aws_sdk_through_the_proxy_sees_each_fault() {
     let project = faulty_project();
     let port = proxy_port(&project, "aws");
-    let runtime = support::runtime();
+    let runtime = crate::support::runtime();
     let s3 = s3_without_retries(&runtime, port);
     let list = || runtime.block_on(s3.list_buckets().send()).map_err(Box::new);
     runtime
@@ -220,7 +218,7 @@ fn the_aws_sdk_through_the_proxy_sees_each_fault() {
     assert_eq!(bad["status"], "fail");
     assert!(bad["error"].as_str().unwrap().contains("msecs"));
     // And over HTTP, with the reason on bad input.
-    let answer = support::http_get(
+    let answer = crate::support::http_get(
         &format!("http://127.0.0.1:{control}"),
         "/mock/latency?ms=abc",
     );
@@ -274,7 +272,7 @@ fn harakiri_monitor_gets_the_port_sends_commands_and_owns_the_lifetime() {
         proxy_port(&project, "aws"),
         "the edge port clients should use"
     );
-    let runtime = support::runtime();
+    let runtime = crate::support::runtime();
     let s3 = s3_without_retries(&runtime, port);
     runtime
         .block_on(s3.list_buckets().send())
@@ -338,7 +336,7 @@ fn harakiri_monitor_gets_the_port_sends_commands_and_owns_the_lifetime() {
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("harakiri monitor"), "{stderr}");
     for pid in pids {
-        assert!(!support::alive(pid), "pid {pid} still runs");
+        assert!(!crate::support::alive(pid), "pid {pid} still runs");
     }
     assert!(!project.path().join(".inframock/state.json").exists());
 }
@@ -346,7 +344,7 @@ fn harakiri_monitor_gets_the_port_sends_commands_and_owns_the_lifetime() {
 #[test]
 fn a_harakiri_monitor_that_does_not_listen_is_a_clear_error() {
     let project = Project::new();
-    let port = support::free_port();
+    let port = crate::support::free_port();
     let output = project.run(&[
         "run",
         "--no-populate",
@@ -358,7 +356,7 @@ fn a_harakiri_monitor_that_does_not_listen_is_a_clear_error() {
         &format!("127.0.0.1:{port}"),
     ]);
     assert!(!output.status.success());
-    let stderr = support::text(&output.stderr);
+    let stderr = crate::support::text(&output.stderr);
     assert!(
         stderr.contains(&format!(
             "--harakiri-monitor 127.0.0.1:{port}: cannot connect"

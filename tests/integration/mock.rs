@@ -2,8 +2,6 @@
 //! port of 127.0.0.1 and driven with reqwest; the proxy's upstream is a second server started by
 //! the test. Delays are asserted as lower bounds and orderings, never as tight timings.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -47,7 +45,7 @@ impl Mock {
                 let output = child.wait_with_output().expect("output");
                 panic!(
                     "no JSON banner ({e}): {line:?}; stderr: {}",
-                    support::text(&output.stderr)
+                    crate::support::text(&output.stderr)
                 )
             }
         };
@@ -91,19 +89,19 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
+async fn post(client: &crate::support::http::Client, url: &str, body: &Value) -> (u16, Value) {
     let response = client.post(url).json(body).send().await.expect("POST");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn get(client: &reqwest::Client, url: &str) -> (u16, String) {
+async fn get(client: &crate::support::http::Client, url: &str) -> (u16, String) {
     let response = client.get(url).send().await.expect("GET");
     let status = response.status().as_u16();
     (status, response.text().await.expect("body"))
 }
 
-async fn expectations(client: &reqwest::Client, mock: &Mock) -> Vec<Value> {
+async fn expectations(client: &crate::support::http::Client, mock: &Mock) -> Vec<Value> {
     let (status, body) = get(client, &mock.url("/mocker/expectations")).await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str::<Value>(&body)
@@ -116,7 +114,7 @@ async fn expectations(client: &reqwest::Client, mock: &Mock) -> Vec<Value> {
 #[test]
 fn expectations_api_is_compatible_with_the_mockserver_seed() {
     let mock = Mock::start(&[]);
-    let client = reqwest::Client::new();
+    let client = crate::support::http::Client::new();
     runtime().block_on(async {
         // The seed's example, as written there.
         let (status, created) = post(
@@ -177,7 +175,7 @@ fn expectations_api_is_compatible_with_the_mockserver_seed() {
 #[test]
 fn matches_on_method_path_query_headers_and_json_body_newest_first() {
     let mock = Mock::start(&[]);
-    let client = reqwest::Client::new();
+    let client = crate::support::http::Client::new();
     runtime().block_on(async {
         let add = |spec: Value| {
             let client = client.clone();
@@ -236,7 +234,7 @@ fn matches_on_method_path_query_headers_and_json_body_newest_first() {
 #[test]
 fn bad_admin_input_is_a_400_with_the_reason_and_changes_nothing() {
     let mock = Mock::start(&[]);
-    let client = reqwest::Client::new();
+    let client = crate::support::http::Client::new();
     runtime().block_on(async {
         let (status, _) = post(
             &client,
@@ -316,7 +314,7 @@ fn bad_admin_input_is_a_400_with_the_reason_and_changes_nothing() {
 #[test]
 fn scenario_api_serves_the_next_responses_of_root_and_lists_request_times() {
     let mock = Mock::start(&[]);
-    let client = reqwest::Client::new();
+    let client = crate::support::http::Client::new();
     runtime().block_on(async {
         // As in the seed's sample code: POST the JSON list, expect `OK`.
         let scenario = json!([
@@ -427,7 +425,7 @@ fn proxies_unmatched_requests_to_the_upstream_streaming_both_ways() {
     let rt = runtime();
     let upstream = rt.block_on(start_upstream());
     let mock = Mock::start(&["--upstream", &format!("http://{upstream}/base")]);
-    let client = reqwest::Client::new();
+    let client = crate::support::http::Client::new();
     rt.block_on(async {
         let payload: Vec<u8> = (0..20 * 1024 * 1024)
             .map(|i: u32| (i % 241) as u8)
@@ -508,9 +506,9 @@ fn proxies_unmatched_requests_to_the_upstream_streaming_both_ways() {
 
 #[test]
 fn an_upstream_that_does_not_answer_is_a_502_naming_it() {
-    let port = support::free_port();
+    let port = crate::support::free_port();
     let mock = Mock::start(&["--upstream", &format!("http://127.0.0.1:{port}")]);
-    let client = reqwest::Client::new();
+    let client = crate::support::http::Client::new();
     runtime().block_on(async {
         let (status, body) = get(&client, &mock.url("/anything")).await;
         assert_eq!(status, 502);
@@ -549,7 +547,7 @@ fn python_handlers_answer_and_crashes_or_timeouts_are_502s() {
         },
         &[],
     );
-    let client = reqwest::Client::new();
+    let client = crate::support::http::Client::new();
     runtime().block_on(async {
         let (status, body) = post(
             &client,
@@ -648,7 +646,7 @@ fn python_handlers_answer_and_crashes_or_timeouts_are_502s() {
 #[test]
 fn journal_is_bounded_filterable_and_printed_by_mock_requests() {
     let mock = Mock::start(&["--journal-size", "5"]);
-    let client = reqwest::Client::new();
+    let client = crate::support::http::Client::new();
     runtime().block_on(async {
         post(
             &client,
@@ -706,8 +704,12 @@ fn journal_is_bounded_filterable_and_printed_by_mock_requests() {
         ])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", support::text(&output.stderr));
-    let lines: Vec<Value> = support::text(&output.stdout)
+    assert!(
+        output.status.success(),
+        "{}",
+        crate::support::text(&output.stderr)
+    );
+    let lines: Vec<Value> = crate::support::text(&output.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -717,7 +719,7 @@ fn journal_is_bounded_filterable_and_printed_by_mock_requests() {
         .args(["mock", "requests", "--url", &mock.url("")])
         .output()
         .unwrap();
-    let human = support::text(&output.stdout);
+    let human = crate::support::text(&output.stdout);
     assert_eq!(human.lines().count(), 5, "{human}");
     assert!(
         human.contains("POST") && human.contains("/a/1") && human.contains("expectation"),
@@ -729,12 +731,12 @@ fn journal_is_bounded_filterable_and_printed_by_mock_requests() {
             "mock",
             "requests",
             "--url",
-            &format!("http://127.0.0.1:{}", support::free_port()),
+            &format!("http://127.0.0.1:{}", crate::support::free_port()),
         ])
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(support::text(&output.stderr).contains("no server answers at"));
+    assert!(crate::support::text(&output.stderr).contains("no server answers at"));
 }
 
 #[test]
@@ -751,7 +753,7 @@ fn expectations_from_mock_files_survive_reset_and_bad_files_stop_the_start() {
         },
         &[],
     );
-    let client = reqwest::Client::new();
+    let client = crate::support::http::Client::new();
     runtime().block_on(async {
         assert_eq!(
             get(&client, &mock.url("/health")).await,
@@ -802,7 +804,7 @@ fn expectations_from_mock_files_survive_reset_and_bad_files_stop_the_start() {
     .unwrap();
     let output = mock_command(dir.path(), &[]).output().unwrap();
     assert!(!output.status.success());
-    let stderr = support::text(&output.stderr);
+    let stderr = crate::support::text(&output.stderr);
     assert!(
         stderr.contains("broken.json: expectation 0: `response_delay` must not be negative"),
         "{stderr}"
@@ -820,7 +822,7 @@ fn a_taken_port_is_refused_with_the_flag_and_holder() {
         .output()
         .unwrap();
     assert!(!output.status.success());
-    let stderr = support::text(&output.stderr);
+    let stderr = crate::support::text(&output.stderr);
     assert!(
         stderr.contains(&format!("port {port} (--mock-port) is already in use")),
         "{stderr}"
@@ -830,7 +832,7 @@ fn a_taken_port_is_refused_with_the_flag_and_holder() {
 #[test]
 fn expectations_change_while_requests_are_served() {
     let mock = Mock::start(&[]);
-    let client = reqwest::Client::builder()
+    let client = crate::support::http::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
         .unwrap();
@@ -925,7 +927,7 @@ fn expectations_change_while_requests_are_served() {
 
 #[test]
 fn run_starts_the_mock_service_when_enabled_and_stop_stops_it() {
-    let project = support::Project::new();
+    let project = crate::support::Project::new();
     project.write("inframock.toml", "[services.mock]\nenabled = true\n");
     project.write(
         "mocks/ping.json",
@@ -942,7 +944,7 @@ fn run_starts_the_mock_service_when_enabled_and_stop_stops_it() {
     let url = mock["url"].as_str().unwrap().to_string();
     let pid = mock["pid"].as_u64().unwrap() as u32;
     assert!(url.starts_with("http://localhost:"), "{url}");
-    let client = reqwest::Client::new();
+    let client = crate::support::http::Client::new();
     runtime().block_on(async {
         assert_eq!(
             get(&client, &format!("{url}/ping")).await,
@@ -960,8 +962,12 @@ fn run_starts_the_mock_service_when_enabled_and_stop_stops_it() {
     assert_eq!(row["health"], "healthy");
     // `mock requests` finds the stack's mock server by itself.
     let output = project.run(&["--json", "mock", "requests"]);
-    assert!(output.status.success(), "{}", support::text(&output.stderr));
-    assert!(support::text(&output.stdout).contains("\"/ping\""));
+    assert!(
+        output.status.success(),
+        "{}",
+        crate::support::text(&output.stderr)
+    );
+    assert!(crate::support::text(&output.stdout).contains("\"/ping\""));
     // A second run reuses it.
     project.start(&["--mock-port", "0", "--no-populate"]);
     assert!(
@@ -970,5 +976,5 @@ fn run_starts_the_mock_service_when_enabled_and_stop_stops_it() {
     );
     let stopped = project.run(&["stop"]);
     assert!(stopped.status.success());
-    assert!(!support::alive(pid), "stop stops the mock server");
+    assert!(!crate::support::alive(pid), "stop stops the mock server");
 }

@@ -2,15 +2,13 @@
 //! messages sent with the AWS SDK and fanned out by SNS are recorded; bridges map and forward,
 //! and lose nothing when the mapper raises or OUT does not exist.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::{Clients, Project};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
-use support::{Clients, Project};
 
 const STACK: &str = r#"
 [[queues]]
@@ -71,8 +69,8 @@ fn stack() -> (Project, tokio::runtime::Runtime, Clients) {
     project.write("inframock.toml", STACK);
     project.write("mappers/upper.py", MAPPER);
     project.start(&["--no-populate"]);
-    let runtime = support::runtime();
-    let clients = support::clients(&runtime, &project.endpoint());
+    let runtime = crate::support::runtime();
+    let clients = crate::support::clients(&runtime, &project.endpoint());
     (project, runtime, clients)
 }
 
@@ -108,7 +106,7 @@ fn recorded(project: &Project, name: &str, count: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let output = project.run(&["--json", "queue", "messages", name]);
-        let lines: Vec<Value> = support::text(&output.stdout)
+        let lines: Vec<Value> = crate::support::text(&output.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect();
@@ -216,11 +214,11 @@ fn declared_tails_record_sdk_messages_and_sns_fan_out_without_stealing() {
     assert!(received[0].body().unwrap().contains("created"));
 
     // Human output, and a clear message for an unknown tail.
-    let human = support::text(&project.run(&["queue", "messages", "orders"]).stdout);
+    let human = crate::support::text(&project.run(&["queue", "messages", "orders"]).stdout);
     assert!(human.contains("queue orders  plain text order"), "{human}");
     let unknown = project.run(&["queue", "messages", "nope"]);
     assert!(!unknown.status.success());
-    assert!(support::text(&unknown.stderr).contains("no messages recorded for `nope`"));
+    assert!(crate::support::text(&unknown.stderr).contains("no messages recorded for `nope`"));
 }
 
 #[test]
@@ -397,7 +395,9 @@ fn tail_command_prints_json_lines_and_cleans_up_its_topic_queue() {
 
     let missing = project.run(&["queue", "tail", "no-such-queue"]);
     assert!(!missing.status.success());
-    assert!(support::text(&missing.stderr).contains("no queue or topic named `no-such-queue`"));
+    assert!(
+        crate::support::text(&missing.stderr).contains("no queue or topic named `no-such-queue`")
+    );
 }
 
 #[test]

@@ -2,12 +2,10 @@
 //! declared resource checked through the AWS SDK, idempotent second run, status, env, stop, and
 //! the error paths (port in use, missing program, a service that dies at start, bad stack file).
 
-mod support;
-
 use std::net::TcpListener;
 
+use crate::support::{alive, clients, runtime, text, Project};
 use aws_sdk_sqs::types::QueueAttributeName;
-use support::{alive, clients, runtime, text, Project};
 
 #[test]
 fn run_creates_every_declared_resource_and_a_second_run_reuses_the_stack() {
@@ -105,7 +103,7 @@ fn run_creates_every_declared_resource_and_a_second_run_reuses_the_stack() {
                 "worker-results-development"
             ]
         );
-        let versioning = support::http_get(
+        let versioning = crate::support::http_get(
             &project.endpoint(),
             "/biomage-source-development?versioning",
         );
@@ -185,7 +183,7 @@ fn run_creates_every_declared_resource_and_a_second_run_reuses_the_stack() {
     );
     assert_eq!(project.pids(), pids, "the same processes are reused");
     assert_eq!(
-        support::object(&rt, &aws, "worker-results-development", "generated"),
+        crate::support::object(&rt, &aws, "worker-results-development", "generated"),
         b"keep"
     );
 

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -287,6 +289,23 @@ pub fn http_get(endpoint: &str, path: &str) -> String {
         .replace("localhost", "127.0.0.1");
     let mut stream = std::net::TcpStream::connect(&address).expect("connect");
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+/// A plain HTTP/1.0 POST with an empty body (moto's `/moto-api/reset`); the whole answer.
+pub fn http_post(endpoint: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let address = endpoint
+        .trim_start_matches("http://")
+        .replace("localhost", "127.0.0.1");
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: {address}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("send");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
     response

@@ -1,0 +1,11 @@
+//! The integration tests, against real servers (moto_server, redis-server, the Docker engine): one
+//! test binary with a module per area, so the AWS SDK is linked once, not once per area.
+
+mod support;
+
+mod data;
+mod docker;
+mod faults;
+mod mock;
+mod queues;
+mod stack;
