@@ -6,6 +6,8 @@
   load     50 generated experiments (~20 MB r.rds.gz each, 10,000 items in all), against moto_server:
            (a) first load, (b) reload with nothing changed, (c) the original tool's sequential boto3
            loader (bench/original_loader.py), and the raw endpoint limit (bench/raw_limit.py).
+  reset    `inframock reset` (engine state wiped, Redis flushed, resources and the repository's data/
+           loaded again, nothing restarted) vs `inframock stop` + `inframock run --detach` doing the same.
   memory   peak RSS of `inframock reload-data` loading one large r.rds.gz (default 2 GiB decompressed).
   mock     the HTTP mock with wrk at 64 connections: a static expectation and proxying, next to a hyper
            hello-world server and an aiohttp server (bench/mock_bench.py).
@@ -15,7 +17,7 @@
            docker-compose of compose.yaml.
 
 Options: --runs N (5), --experiments N (50), --rds-mib N (40 decompressed ≈ 20 MB gzip),
---memory-gib N (2), --only startup,load,memory,mock,faults,bridge,docker (docker needs `make docker-images`).
+--memory-gib N (2), --only startup,load,reset,memory,mock,faults,bridge,docker (docker needs `make docker-images`).
 """
 import argparse
 import datetime
@@ -280,6 +282,27 @@ def bench_docker(runs):
             "compose_up_healthy_plus_resources_s": compose_and_resources, "compose": tool}
 
 
+def bench_reset(runs):
+    """`reset` vs `stop` + `run --detach`, both loading the repository's data folder, same project."""
+    project = tempfile.mkdtemp(dir=WORK, prefix="reset-")
+    data = os.path.join(ROOT, "data")
+    start = ["run", "--detach", "--runtime", "local", "--aws-port", "0", "--redis-port", "0", "--data", data]
+    resets, restarts = [], []
+    try:
+        inframock(start, project)
+        for _ in range(runs):
+            elapsed, result = inframock(["reset", "--json", "--data", data], project)
+            resets.append(elapsed)
+            assert json.loads(result.stdout)["data"]["total"]["failed"] == 0, result.stdout
+            started = time.perf_counter()
+            inframock(["stop"], project)
+            inframock(start, project)
+            restarts.append(time.perf_counter() - started)
+    finally:
+        inframock(["stop"], project, check=False)
+    return {"reset_s": resets, "stop_plus_run_s": restarts}
+
+
 def fmt(values):
     return f"{median(values):.3f} s (runs: {', '.join(f'{v:.2f}' for v in values)})" if values else "n/a"
 
@@ -290,7 +313,7 @@ def main():
     parser.add_argument("--experiments", type=int, default=50)
     parser.add_argument("--rds-mib", type=int, default=40)
     parser.add_argument("--memory-gib", type=int, default=2)
-    parser.add_argument("--only", default="startup,load,memory,mock,faults,bridge,docker")
+    parser.add_argument("--only", default="startup,load,reset,memory,mock,faults,bridge,docker")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(RESULTS, exist_ok=True)
@@ -323,6 +346,14 @@ def main():
                   f"- raw endpoint limit (16-thread put loop, data pre-decompressed in memory, put phase only): {fmt(r)}",
                   f"- (c)/(a) = {median(c) / median(a):.2f}x faster (target >= 3x); "
                   f"(a)/raw = {median(a) / median(r):.2f}x (target <= 2x); (b) target < 1 s", ""]
+    if "reset" in only:
+        result = bench_reset(args.runs)
+        raw["reset"] = result
+        a, b = result["reset_s"], result["stop_plus_run_s"]
+        lines += ["## Reset: back to the declared state with the repository's data/ (local runtime)", "",
+                  f"- `inframock reset` (moto-api/reset, FLUSHALL, 12 resources, data loaded): {fmt(a)} (target < 1 s)",
+                  f"- `inframock stop` + `inframock run --detach` (new processes, same resources and data): {fmt(b)}",
+                  f"- (stop + run) / reset = {median(b) / median(a):.2f}x, measured alternately in one run", ""]
     if "memory" in only:
         result = bench_memory(args.memory_gib)
         raw["memory"] = result

@@ -14,6 +14,154 @@ pub const TEST_ACCESS_KEY: &str = "test";
 /// See [`TEST_ACCESS_KEY`].
 pub const TEST_SECRET_KEY: &str = "test";
 
+/// Where AWS is, for every command: the URL, the region, how requests are signed and how long
+/// one operation may take. [`Endpoint::resolve`] is the one answer to "which endpoint".
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub url: String,
+    pub region: String,
+    /// Sign with the dummy `test`/`test` keys (local engines, and loopback endpoints when no
+    /// credentials are configured); otherwise the default credential chain.
+    pub test_credentials: bool,
+    pub operation_timeout: Duration,
+}
+
+/// Variables and files that configure AWS credentials for the default chain.
+const CREDENTIAL_VARIABLES: [&str; 4] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+];
+
+impl Endpoint {
+    /// The AWS endpoint of this project: `--endpoint-url` with `--runtime external`, else the
+    /// recorded stack's aws service, else an error saying how to start one.
+    pub fn resolve(
+        settings: &crate::config::Settings,
+        recorded: Option<&crate::stack::state::StackState>,
+    ) -> anyhow::Result<Endpoint> {
+        use crate::cli::RuntimeKind;
+        use crate::stack::ServiceName;
+        let explicit = settings
+            .endpoint_url
+            .as_ref()
+            .filter(|_| settings.runtime == RuntimeKind::External || recorded.is_none());
+        let (url, region, external) = match (explicit, recorded) {
+            (Some(url), _) => (
+                url.clone(),
+                settings.region.clone(),
+                settings.runtime == RuntimeKind::External,
+            ),
+            (None, Some(stack)) => {
+                let aws = stack.service(ServiceName::Aws).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the recorded stack has no aws service; run `inframock run` again"
+                    )
+                })?;
+                (
+                    aws.url.clone(),
+                    stack.region.clone(),
+                    stack.runtime == RuntimeKind::External,
+                )
+            }
+            (None, None) => anyhow::bail!(
+                "no stack is running for this project ({}); start it with `inframock run --detach` (or use --runtime external --endpoint-url URL)",
+                settings.project_dir.display()
+            ),
+        };
+        Ok(Endpoint::new(
+            url,
+            region,
+            external,
+            settings.operation_timeout,
+        ))
+    }
+
+    /// An endpoint at `url`; `external` ones sign with the default chain unless they are on
+    /// loopback and no credentials are configured.
+    pub fn new(
+        url: String,
+        region: String,
+        external: bool,
+        operation_timeout: Duration,
+    ) -> Endpoint {
+        let test_credentials = !external || (is_loopback_url(&url) && !credentials_configured());
+        Endpoint {
+            url,
+            region,
+            test_credentials,
+            operation_timeout,
+        }
+    }
+
+    /// SDK clients for this endpoint.
+    pub async fn clients(&self) -> AwsClients {
+        AwsClients::new(self).await
+    }
+
+    /// Fails at once, naming what to set, when this endpoint needs credentials and none can be
+    /// found (instead of every call failing after the instance-metadata lookups time out).
+    pub async fn check_credentials(&self) -> anyhow::Result<()> {
+        use aws_credential_types::provider::ProvideCredentials;
+        if self.test_credentials {
+            return Ok(());
+        }
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(self.region.clone()))
+            .load()
+            .await;
+        let Some(provider) = config.credentials_provider() else {
+            anyhow::bail!("no AWS credentials provider for {}", self.url);
+        };
+        let found =
+            tokio::time::timeout(Duration::from_secs(5), provider.provide_credentials()).await;
+        match found {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => anyhow::bail!(
+                "no AWS credentials for the endpoint {} ({e}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)",
+                self.url
+            ),
+            Err(_) => anyhow::bail!(
+                "no AWS credentials for the endpoint {} (none found within 5 s); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)",
+                self.url
+            ),
+        }
+    }
+}
+
+/// Whether a URL's host is this machine (localhost, 127.0.0.0/8, ::1).
+pub fn is_loopback_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether AWS credentials are configured through the environment or the shared files.
+fn credentials_configured() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    if CREDENTIAL_VARIABLES.iter().any(|name| set(name)) {
+        return true;
+    }
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let file = |variable: &str, default: &str| {
+        std::env::var_os(variable)
+            .map(std::path::PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(default)))
+            .is_some_and(|path| path.is_file())
+    };
+    file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials")
+        || file("AWS_CONFIG_FILE", ".aws/config")
+}
+
 /// One client per service, all pointed at the same endpoint.
 #[derive(Clone, Debug)]
 pub struct AwsClients {
@@ -21,29 +169,38 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub sns: aws_sdk_sns::Client,
+    /// The endpoint's URL, named in errors.
+    pub url: String,
 }
 
 impl AwsClients {
-    /// Clients for `endpoint` in `region`. With `test_credentials` they sign with dummy keys (local
-    /// endpoints); otherwise they use the default credential chain (an external endpoint).
-    pub async fn new(endpoint: &str, region: &str, test_credentials: bool) -> AwsClients {
+    /// Clients for `endpoint`: standard retries, every operation bounded by its timeout.
+    pub async fn new(endpoint: &Endpoint) -> AwsClients {
         let retry = RetryConfig::standard().with_max_attempts(5);
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(3))
+            .operation_timeout(endpoint.operation_timeout)
             .build();
-        AwsClients::build(endpoint, region, test_credentials, retry, timeouts).await
+        AwsClients::build(
+            &endpoint.url,
+            &endpoint.region,
+            endpoint.test_credentials,
+            retry,
+            timeouts,
+        )
+        .await
     }
 
     /// Clients for readiness probes: one attempt, short timeouts, so a probe loop decides when to retry.
-    pub async fn for_probe(endpoint: &str, region: &str, test_credentials: bool) -> AwsClients {
+    pub async fn for_probe(endpoint: &Endpoint) -> AwsClients {
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(Duration::from_millis(500))
             .operation_timeout(Duration::from_secs(3))
             .build();
         AwsClients::build(
-            endpoint,
-            region,
-            test_credentials,
+            &endpoint.url,
+            &endpoint.region,
+            endpoint.test_credentials,
             RetryConfig::disabled(),
             timeouts,
         )
@@ -84,6 +241,7 @@ impl AwsClients {
             )
             .build();
         AwsClients {
+            url: endpoint.to_string(),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             dynamodb: aws_sdk_dynamodb::Client::new(&shared),
             sqs: aws_sdk_sqs::Client::new(&shared),
@@ -147,7 +305,44 @@ where
             }
             text
         }
-        SdkError::TimeoutError(_) => "the endpoint did not answer in time".to_string(),
+        SdkError::TimeoutError(_) => {
+            "the endpoint did not answer within the operation timeout (--operation-timeout)"
+                .to_string()
+        }
         other => format!("{other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls_are_recognised() {
+        assert!(is_loopback_url("http://localhost:4566"));
+        assert!(is_loopback_url("http://127.0.0.1:4566"));
+        assert!(is_loopback_url("http://127.3.2.1"));
+        assert!(is_loopback_url("http://[::1]:4566"));
+        assert!(!is_loopback_url("https://s3.eu-west-1.amazonaws.com"));
+        assert!(!is_loopback_url("http://10.0.0.1:4566"));
+        assert!(!is_loopback_url("not a url"));
+    }
+
+    #[test]
+    fn local_engines_always_sign_with_test_keys() {
+        let local = Endpoint::new(
+            "http://localhost:4566".into(),
+            "eu-west-1".into(),
+            false,
+            Duration::from_secs(30),
+        );
+        assert!(local.test_credentials);
+        let remote = Endpoint::new(
+            "https://dynamodb.eu-west-1.amazonaws.com".into(),
+            "eu-west-1".into(),
+            true,
+            Duration::from_secs(30),
+        );
+        assert!(!remote.test_credentials, "real AWS uses the default chain");
     }
 }

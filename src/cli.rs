@@ -118,6 +118,15 @@ pub struct GlobalArgs {
         value_name = "SECONDS"
     )]
     pub ready_timeout: Option<u64>,
+    /// Seconds one AWS operation (all its retries) may take before it fails naming the endpoint
+    /// (default 30).
+    #[arg(
+        long,
+        global = true,
+        env = "INFRAMOCK_OPERATION_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    pub operation_timeout: Option<u64>,
 }
 
 /// Where the stack's services run.
@@ -158,6 +167,10 @@ pub enum Command {
     /// Stop what this project started: its processes, or its labelled containers and network.
     #[command(after_help = ENV_HELP)]
     Stop,
+    /// Back to the declared state without restarting: wipe the engine's state, flush Redis, create
+    /// every declared resource and load the data folder again (what tests do between cases).
+    #[command(after_help = ENV_HELP)]
+    Reset(ResetArgs),
     /// Show each service: runtime, port, PID and health.
     #[command(after_help = ENV_HELP)]
     Status,
@@ -405,7 +418,7 @@ pub struct RunArgs {
     /// Do not load the data folder (same as POPULATE_MOCK=false).
     #[arg(long)]
     pub no_populate: bool,
-    /// Recreate the containers instead of reusing running ones (docker runtime; drops their data).
+    /// Start new processes or containers instead of reusing running ones (drops their data).
     #[arg(long, env = "INFRAMOCK_FRESH")]
     pub fresh: bool,
     /// Connect to a test harness at HOST:PORT, send it the AWS edge port (ASCII, then NUL), take
@@ -417,6 +430,16 @@ pub struct RunArgs {
         conflicts_with = "detach"
     )]
     pub harakiri_monitor: Option<String>,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+/// Flags of `reset`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ResetArgs {
+    /// Leave the tables and buckets empty: do not load the data folder.
+    #[arg(long)]
+    pub no_data: bool,
     #[command(flatten)]
     pub load: LoadArgs,
 }
@@ -437,7 +460,7 @@ pub struct LoadArgs {
     /// Print the load plan and touch nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Upload even the S3 objects whose source did not change.
+    /// Write every file, even those proven to be loaded already.
     #[arg(long)]
     pub force: bool,
 }

@@ -1,12 +1,14 @@
 //! Resolved settings: flags > environment variables > `inframock.toml` > defaults, built once and
 //! passed down to every command.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use crate::cli::{GlobalArgs, RuntimeKind};
+use crate::stack::ServiceName;
 use crate::stack_file::{NameVars, StackFile};
 
 /// Default AWS edge port, as LocalStack's.
@@ -24,6 +26,9 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Folder, inside the project, holding state, logs and recorded data.
 pub const STATE_DIR_NAME: &str = ".inframock";
 
+/// Default time one AWS operation may take (all its attempts) before it fails naming the endpoint.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Everything a command needs to know, resolved once.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -32,9 +37,12 @@ pub struct Settings {
     pub stack: StackFile,
     /// Where the stack file came from (a path, or "built-in inframock.toml").
     pub stack_origin: String,
+    /// Why the project's stack file could not be used (only for the commands that work from the
+    /// recorded state alone: `stop`, `status`, `env`, `logs`); `None` when it parsed.
+    pub stack_error: Option<String>,
     pub runtime: RuntimeKind,
-    pub aws_port: u16,
-    pub redis_port: u16,
+    /// How each service is set up: one entry for every [`ServiceName`].
+    pub services: BTreeMap<ServiceName, ServiceSettings>,
     pub region: String,
     pub cluster_env: String,
     pub account: String,
@@ -42,20 +50,27 @@ pub struct Settings {
     pub populate: bool,
     pub endpoint_url: Option<String>,
     pub redis_url: Option<String>,
-    pub moto_server: Option<PathBuf>,
-    pub redis_server: Option<PathBuf>,
     pub ready_timeout: Duration,
+    /// Longest time one AWS operation (all retries) may take.
+    pub operation_timeout: Duration,
     pub json: bool,
-    /// Container settings of each service (docker runtime).
-    pub aws_container: ContainerSettings,
-    pub redis_container: ContainerSettings,
-    /// The mock server (`[services.mock]`, `--mock-port`).
+    /// The mock server's own settings (`[services.mock]`, `--mock-port`).
     pub mock: MockSettings,
-    /// Control port of the fault proxies (`[services.faults] port`, `--faults-port`).
-    pub faults_port: u16,
-    /// Port of the fault proxy in front of aws/redis when `faults = true` (0 = a free port).
-    pub aws_faults: Option<u16>,
-    pub redis_faults: Option<u16>,
+}
+
+/// How one service of the stack is set up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSettings {
+    /// Port on 127.0.0.1 (0 = a free one; for docker, the engine picks).
+    pub port: u16,
+    /// The flag that sets `port`, named in errors about it.
+    pub port_flag: &'static str,
+    /// Executable of the local runtime (`--moto-server`, `--redis-server`); `None` = look it up.
+    pub program: Option<PathBuf>,
+    /// How it runs as a container (docker runtime).
+    pub container: ContainerSettings,
+    /// Port of its fault proxy when `faults = true` (0 = a free one).
+    pub fault_proxy: Option<u16>,
 }
 
 /// Default control port of the fault proxies (Toxiproxy's API port).
@@ -78,13 +93,32 @@ fn fault_proxy_port(section: &crate::stack_file::ServiceSection, service_port: u
 pub struct MockSettings {
     /// Started by `run`.
     pub enabled: bool,
-    pub port: u16,
     pub upstream: Option<String>,
     pub mocks_dir: PathBuf,
     /// Whether `mocks_dir` was named explicitly (then it must exist).
     pub mocks_named: bool,
     pub journal_size: usize,
     pub python: Option<PathBuf>,
+}
+
+/// Whether a command can work without a usable `inframock.toml` (from the recorded state alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackFileUse {
+    /// The command needs the stack file: an error in it stops the command.
+    Required,
+    /// The command reads the recorded state (`stop`, `status`, `env`, `logs`): an error in the
+    /// stack file is a warning, so a running stack can always be inspected and stopped.
+    Tolerated,
+}
+
+/// The project folder: the nearest folder, from `current_dir` upward, holding `inframock.toml`
+/// or `.inframock/` (as git and cargo find theirs); `current_dir` itself when none does.
+pub fn find_project_dir(current_dir: &Path) -> PathBuf {
+    current_dir
+        .ancestors()
+        .find(|dir| dir.join("inframock.toml").is_file() || dir.join(STATE_DIR_NAME).is_dir())
+        .unwrap_or(current_dir)
+        .to_path_buf()
 }
 
 /// Default image of the aws service: the last LocalStack tag that runs without an auth token.
@@ -108,25 +142,34 @@ impl Settings {
         populate_mock: Option<&str>,
         no_populate_flag: bool,
         current_dir: &Path,
+        stack_file_use: StackFileUse,
     ) -> Result<Settings> {
         let project_dir = match &args.project_dir {
             Some(dir) => absolute(current_dir, dir),
-            None => current_dir.to_path_buf(),
+            None => find_project_dir(current_dir),
         };
-        let (stack, stack_origin) = match &args.config {
+        let loaded = match &args.config {
             Some(path) => {
                 let path = absolute(current_dir, path);
-                let stack = StackFile::load(&path)?;
-                (stack, path.display().to_string())
+                StackFile::load(&path).map(|stack| (stack, path.display().to_string()))
             }
             None => {
                 let path = project_dir.join("inframock.toml");
                 if path.is_file() {
-                    (StackFile::load(&path)?, path.display().to_string())
+                    StackFile::load(&path).map(|stack| (stack, path.display().to_string()))
                 } else {
-                    (StackFile::built_in(), "built-in inframock.toml".to_string())
+                    Ok((StackFile::built_in(), "built-in inframock.toml".to_string()))
                 }
             }
+        };
+        let (stack, stack_origin, stack_error) = match (loaded, stack_file_use) {
+            (Ok((stack, origin)), _) => (stack, origin, None),
+            (Err(e), StackFileUse::Required) => return Err(e.into()),
+            (Err(e), StackFileUse::Tolerated) => (
+                StackFile::default(),
+                "unreadable inframock.toml".to_string(),
+                Some(e.to_string()),
+            ),
         };
         let project_name = stack
             .project
@@ -152,35 +195,10 @@ impl Settings {
                 "--runtime external needs --endpoint-url URL (or INFRAMOCK_ENDPOINT_URL) naming the AWS endpoint to use"
             );
         }
-        let aws_container = ContainerSettings {
-            image: non_empty(args.aws_image.clone())
-                .or(stack.services.aws.image.clone())
-                .unwrap_or_else(|| DEFAULT_AWS_IMAGE.to_string()),
-            container_port: stack
-                .services
-                .aws
-                .container_port
-                .unwrap_or(DEFAULT_AWS_PORT),
-            env: stack.services.aws.env.clone().into_iter().collect(),
-        };
-        let redis_container = ContainerSettings {
-            image: non_empty(args.redis_image.clone())
-                .or(stack.services.redis.image.clone())
-                .unwrap_or_else(|| DEFAULT_REDIS_IMAGE.to_string()),
-            container_port: stack
-                .services
-                .redis
-                .container_port
-                .unwrap_or(DEFAULT_REDIS_PORT),
-            env: stack.services.redis.env.clone().into_iter().collect(),
-        };
+        let services = resolve_services(args, &stack, current_dir);
         let mock_section = &stack.services.mock;
         let mock = MockSettings {
             enabled: mock_section.enabled,
-            port: args
-                .mock_port
-                .or(mock_section.port)
-                .unwrap_or(crate::mock::DEFAULT_PORT),
             upstream: non_empty(mock_section.upstream.clone()),
             mocks_dir: mock_section
                 .mocks
@@ -196,32 +214,17 @@ impl Settings {
                 .as_ref()
                 .map(|p| absolute(&project_dir, p)),
         };
-        let aws_port = args
-            .aws_port
-            .or(stack.services.aws.port)
-            .unwrap_or(DEFAULT_AWS_PORT);
-        let redis_port = args
-            .redis_port
-            .or(stack.services.redis.port)
-            .unwrap_or(DEFAULT_REDIS_PORT);
         Ok(Settings {
-            aws_faults: fault_proxy_port(&stack.services.aws, aws_port),
-            redis_faults: fault_proxy_port(&stack.services.redis, redis_port),
-            faults_port: args
-                .faults_port
-                .or(stack.services.faults.port)
-                .unwrap_or(DEFAULT_FAULTS_PORT),
+            services,
             mock,
-            aws_container,
-            redis_container,
-            aws_port,
-            redis_port,
             ready_timeout: args
                 .ready_timeout
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_READY_TIMEOUT),
-            moto_server: args.moto_server.as_ref().map(|p| absolute(current_dir, p)),
-            redis_server: args.redis_server.as_ref().map(|p| absolute(current_dir, p)),
+            operation_timeout: args
+                .operation_timeout
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_OPERATION_TIMEOUT),
             endpoint_url: args.endpoint_url.clone(),
             redis_url: args.redis_url.clone(),
             account: LOCAL_ACCOUNT_ID.to_string(),
@@ -230,12 +233,19 @@ impl Settings {
             project_name,
             stack,
             stack_origin,
+            stack_error,
             runtime,
             region,
             cluster_env,
             data_path,
             populate,
         })
+    }
+
+    /// How one service is set up.
+    pub fn service(&self, name: ServiceName) -> &ServiceSettings {
+        // `resolve_services` fills in every ServiceName.
+        &self.services[&name]
     }
 
     /// Variables used to expand declared names.
@@ -245,14 +255,6 @@ impl Settings {
             region: &self.region,
             account: &self.account,
             experiment: None,
-        }
-    }
-
-    /// How a service runs as a container.
-    pub fn container(&self, service: crate::stack::ServiceName) -> &ContainerSettings {
-        match service {
-            crate::stack::ServiceName::Aws => &self.aws_container,
-            _ => &self.redis_container,
         }
     }
 
@@ -268,6 +270,95 @@ impl Settings {
             .with_context(|| format!("cannot create {}", dir.join("logs").display()))?;
         Ok(dir)
     }
+}
+
+/// The settings of every service: flags > `[services.<name>]` of the stack file > defaults.
+fn resolve_services(
+    args: &GlobalArgs,
+    stack: &StackFile,
+    current_dir: &Path,
+) -> BTreeMap<ServiceName, ServiceSettings> {
+    let sections = &stack.services;
+    let container = |section: &crate::stack_file::ServiceSection,
+                     flag: Option<&String>,
+                     image: &str,
+                     port: u16| ContainerSettings {
+        image: non_empty(flag.cloned())
+            .or(section.image.clone())
+            .unwrap_or_else(|| image.to_string()),
+        container_port: section.container_port.unwrap_or(port),
+        env: section.env.clone().into_iter().collect(),
+    };
+    let aws_port = args
+        .aws_port
+        .or(sections.aws.port)
+        .unwrap_or(DEFAULT_AWS_PORT);
+    let redis_port = args
+        .redis_port
+        .or(sections.redis.port)
+        .unwrap_or(DEFAULT_REDIS_PORT);
+    let ours = |port: u16, port_flag: &'static str| ServiceSettings {
+        port,
+        port_flag,
+        program: None,
+        container: ContainerSettings {
+            image: String::new(),
+            container_port: port,
+            env: Vec::new(),
+        },
+        fault_proxy: None,
+    };
+    BTreeMap::from([
+        (
+            ServiceName::Aws,
+            ServiceSettings {
+                port: aws_port,
+                port_flag: "--aws-port",
+                program: args.moto_server.as_ref().map(|p| absolute(current_dir, p)),
+                container: container(
+                    &sections.aws,
+                    args.aws_image.as_ref(),
+                    DEFAULT_AWS_IMAGE,
+                    DEFAULT_AWS_PORT,
+                ),
+                fault_proxy: fault_proxy_port(&sections.aws, aws_port),
+            },
+        ),
+        (
+            ServiceName::Redis,
+            ServiceSettings {
+                port: redis_port,
+                port_flag: "--redis-port",
+                program: args.redis_server.as_ref().map(|p| absolute(current_dir, p)),
+                container: container(
+                    &sections.redis,
+                    args.redis_image.as_ref(),
+                    DEFAULT_REDIS_IMAGE,
+                    DEFAULT_REDIS_PORT,
+                ),
+                fault_proxy: fault_proxy_port(&sections.redis, redis_port),
+            },
+        ),
+        (
+            ServiceName::Mock,
+            ours(
+                args.mock_port
+                    .or(sections.mock.port)
+                    .unwrap_or(crate::mock::DEFAULT_PORT),
+                "--mock-port",
+            ),
+        ),
+        (
+            ServiceName::Faults,
+            ours(
+                args.faults_port
+                    .or(sections.faults.port)
+                    .unwrap_or(DEFAULT_FAULTS_PORT),
+                "--faults-port",
+            ),
+        ),
+        (ServiceName::Queues, ours(0, "")),
+    ])
 }
 
 /// `POPULATE_MOCK`: anything but false/0/no/off (any case) means load.
@@ -295,15 +386,16 @@ mod tests {
     use super::*;
 
     fn resolve(args: GlobalArgs, dir: &Path) -> Settings {
-        Settings::resolve(&args, None, false, dir).expect("resolves")
+        Settings::resolve(&args, None, false, dir, StackFileUse::Required).expect("resolves")
     }
 
     #[test]
     fn defaults_without_stack_file() {
         let dir = tempfile::tempdir().unwrap();
         let s = resolve(GlobalArgs::default(), dir.path());
-        assert_eq!(s.aws_port, 4566);
-        assert_eq!(s.redis_port, 6379);
+        assert_eq!(s.service(ServiceName::Aws).port, 4566);
+        assert_eq!(s.service(ServiceName::Redis).port, 6379);
+        assert_eq!(s.operation_timeout, Duration::from_secs(30));
         assert_eq!(s.region, "eu-west-1");
         assert_eq!(s.cluster_env, "development");
         assert_eq!(s.data_path, dir.path().join("data"));
@@ -325,7 +417,13 @@ mod tests {
         )
         .unwrap();
         let from_file = resolve(GlobalArgs::default(), dir.path());
-        assert_eq!((from_file.aws_port, from_file.redis_port), (5000, 7000));
+        assert_eq!(
+            (
+                from_file.service(ServiceName::Aws).port,
+                from_file.service(ServiceName::Redis).port
+            ),
+            (5000, 7000)
+        );
         assert_eq!(from_file.project_name, "demo");
         assert!(
             from_file.stack.tables.is_empty(),
@@ -341,7 +439,13 @@ mod tests {
             ..GlobalArgs::default()
         };
         let s = resolve(flags, dir.path());
-        assert_eq!((s.aws_port, s.redis_port), (0, 7001));
+        assert_eq!(
+            (
+                s.service(ServiceName::Aws).port,
+                s.service(ServiceName::Redis).port
+            ),
+            (0, 7001)
+        );
         assert_eq!(s.region, "us-east-1");
         assert_eq!(s.cluster_env, "staging");
         assert_eq!(s.data_path, dir.path().join("elsewhere"));
@@ -352,12 +456,18 @@ mod tests {
     fn container_settings_come_from_flags_then_the_stack_file() {
         let dir = tempfile::tempdir().unwrap();
         let s = resolve(GlobalArgs::default(), dir.path());
-        assert_eq!(s.aws_container.image, "localstack/localstack:4.14.0");
-        assert_eq!(s.redis_container.image, "redis:7-alpine");
+        assert_eq!(
+            s.service(ServiceName::Aws).container.image,
+            "localstack/localstack:4.14.0"
+        );
+        assert_eq!(
+            s.service(ServiceName::Redis).container.image,
+            "redis:7-alpine"
+        );
         assert_eq!(
             (
-                s.aws_container.container_port,
-                s.redis_container.container_port
+                s.service(ServiceName::Aws).container.container_port,
+                s.service(ServiceName::Redis).container.container_port
             ),
             (4566, 6379)
         );
@@ -367,10 +477,10 @@ mod tests {
         )
         .unwrap();
         let s = resolve(GlobalArgs::default(), dir.path());
-        assert_eq!(s.aws_container.image, "my/aws:1");
-        assert_eq!(s.aws_container.container_port, 5000);
+        assert_eq!(s.service(ServiceName::Aws).container.image, "my/aws:1");
+        assert_eq!(s.service(ServiceName::Aws).container.container_port, 5000);
         assert_eq!(
-            s.aws_container.env,
+            s.service(ServiceName::Aws).container.env,
             [("DEBUG".to_string(), "1".to_string())]
         );
         let s = resolve(
@@ -380,7 +490,7 @@ mod tests {
             },
             dir.path(),
         );
-        assert_eq!(s.aws_container.image, "flag/aws:2");
+        assert_eq!(s.service(ServiceName::Aws).container.image, "flag/aws:2");
     }
 
     #[test]
@@ -408,11 +518,23 @@ mod tests {
         assert!(!parse_populate("0"));
         assert!(!parse_populate("no"));
         let dir = tempfile::tempdir().unwrap();
-        let off =
-            Settings::resolve(&GlobalArgs::default(), Some("false"), false, dir.path()).unwrap();
+        let off = Settings::resolve(
+            &GlobalArgs::default(),
+            Some("false"),
+            false,
+            dir.path(),
+            StackFileUse::Required,
+        )
+        .unwrap();
         assert!(!off.populate);
-        let flag =
-            Settings::resolve(&GlobalArgs::default(), Some("true"), true, dir.path()).unwrap();
+        let flag = Settings::resolve(
+            &GlobalArgs::default(),
+            Some("true"),
+            true,
+            dir.path(),
+            StackFileUse::Required,
+        )
+        .unwrap();
         assert!(!flag.populate, "--no-populate wins over POPULATE_MOCK=true");
     }
 
@@ -420,9 +542,15 @@ mod tests {
     fn malformed_project_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("inframock.toml"), "[[tables]\n").unwrap();
-        let err = Settings::resolve(&GlobalArgs::default(), None, false, dir.path())
-            .unwrap_err()
-            .to_string();
+        let err = Settings::resolve(
+            &GlobalArgs::default(),
+            None,
+            false,
+            dir.path(),
+            StackFileUse::Required,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("inframock.toml"), "{err}");
         assert!(err.contains("line 1"), "{err}");
     }
@@ -434,7 +562,62 @@ mod tests {
             runtime: Some(RuntimeKind::External),
             ..GlobalArgs::default()
         };
-        let err = Settings::resolve(&args, None, false, dir.path()).unwrap_err();
+        let err =
+            Settings::resolve(&args, None, false, dir.path(), StackFileUse::Required).unwrap_err();
         assert!(err.to_string().contains("--endpoint-url"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod project_tests {
+    use super::*;
+
+    #[test]
+    fn the_project_is_found_upward_from_a_sub_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("src/a/b");
+        std::fs::create_dir_all(&deep).unwrap();
+        assert_eq!(
+            find_project_dir(&deep),
+            deep,
+            "no marker: the current folder"
+        );
+        std::fs::write(dir.path().join("inframock.toml"), "").unwrap();
+        assert_eq!(find_project_dir(&deep), dir.path());
+        std::fs::create_dir_all(dir.path().join("src/.inframock")).unwrap();
+        assert_eq!(
+            find_project_dir(&deep),
+            dir.path().join("src"),
+            "the nearest marker wins"
+        );
+        let s = Settings::resolve(
+            &GlobalArgs::default(),
+            None,
+            false,
+            &deep,
+            StackFileUse::Required,
+        )
+        .unwrap();
+        assert_eq!(s.project_dir, dir.path().join("src"));
+        assert_eq!(s.data_path, dir.path().join("src/data"));
+    }
+
+    #[test]
+    fn a_broken_stack_file_is_tolerated_only_where_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("inframock.toml"),
+            "[services.aws]
+prot = 1
+",
+        )
+        .unwrap();
+        let args = GlobalArgs::default();
+        assert!(Settings::resolve(&args, None, false, dir.path(), StackFileUse::Required).is_err());
+        let s = Settings::resolve(&args, None, false, dir.path(), StackFileUse::Tolerated)
+            .expect("tolerated");
+        let why = s.stack_error.expect("the error is kept for a warning");
+        assert!(why.contains("inframock.toml"), "{why}");
+        assert!(why.contains("prot"), "{why}");
     }
 }

@@ -39,3 +39,28 @@ pub async fn get_json(base: &str, hint: &str, path_and_query: &str) -> Result<Va
     }
     Ok(value)
 }
+
+/// `POST url` with an empty body; the answer's status (the body is read and dropped). `None` when
+/// nothing answers within `timeout`.
+pub async fn post_empty(
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<Option<http::StatusCode>> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a URL"))?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let request = http::Request::post(uri)
+        .body(Empty::<Bytes>::new())
+        .with_context(|| format!("cannot build a request to {url}"))?;
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        Ok::<_, hyper_util::client::legacy::Error>(status)
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(status)) => Ok(Some(status)),
+        Ok(Err(_)) | Err(_) => Ok(None),
+    }
+}

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{Cli, Command};
-use config::Settings;
+use config::{Settings, StackFileUse};
 use output::Reporter;
 
 fn main() -> ExitCode {
@@ -51,19 +51,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let current_dir = std::env::current_dir()?;
     let populate_mock = std::env::var("POPULATE_MOCK").ok();
     let no_populate = matches!(&cli.command, Command::Run(args) if args.no_populate);
+    // These work from the recorded state alone: a broken inframock.toml must not stop them.
+    let stack_file_use = match &cli.command {
+        Command::Stop | Command::Status | Command::Env | Command::Logs(_) => {
+            StackFileUse::Tolerated
+        }
+        _ => StackFileUse::Required,
+    };
     let settings = Settings::resolve(
         &cli.global,
         populate_mock.as_deref(),
         no_populate,
         &current_dir,
+        stack_file_use,
     )?;
     let reporter = Reporter::new(settings.json);
+    if let Some(why) = &settings.stack_error {
+        reporter.warn(format!(
+            "{why}\n(working from the recorded state in {}; fix the file before the next `run`)",
+            settings.state_dir().display()
+        ));
+    }
     match &cli.command {
         Command::Run(args) => commands::run::execute(&settings, args, &reporter).await,
         Command::ReloadData(args) => {
             commands::reload_data::execute(&settings, args, &reporter).await
         }
         Command::Stop => commands::stop::execute(&settings, &reporter).await,
+        Command::Reset(args) => commands::reset::execute(&settings, args, &reporter).await,
         Command::Status => commands::status::execute(&settings).await,
         Command::Env => commands::env::execute(&settings),
         Command::Logs(args) => commands::logs::execute(&settings, args).await,

@@ -69,6 +69,22 @@ pub async fn ensure_all(
     }
 }
 
+/// "4 tables, 6 buckets, 1 queue, 1 topic (12 created, 0 already there)"
+pub fn summary(ensured: &[Ensured]) -> String {
+    let count = |kind: &str| ensured.iter().filter(|e| e.kind == kind).count();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let created = ensured.iter().filter(|e| e.created).count();
+    format!(
+        "{}, {}, {}, {} ({} created, {} already there)",
+        plural(count("table"), "table"),
+        plural(count("bucket"), "bucket"),
+        plural(count("queue"), "queue"),
+        plural(count("topic"), "topic"),
+        created,
+        ensured.len() - created
+    )
+}
+
 /// The DynamoDB definition of a declared table (pure: unit-tested).
 pub fn table_definition(
     decl: &TableDecl,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use crate::aws::{TEST_ACCESS_KEY, TEST_SECRET_KEY};
+use crate::aws::{Endpoint, TEST_ACCESS_KEY, TEST_SECRET_KEY};
 use crate::cli::RuntimeKind;
 use crate::config::Settings;
 use crate::stack::state::{self, StackState};
@@ -18,7 +18,16 @@ pub fn export_lines(stack: &StackState) -> Vec<String> {
     }
     lines.push(format!("export AWS_DEFAULT_REGION={}", stack.region));
     lines.push(format!("export AWS_REGION={}", stack.region));
-    if stack.runtime != RuntimeKind::External {
+    let test_keys = stack.service(ServiceName::Aws).is_some_and(|aws| {
+        Endpoint::new(
+            aws.url.clone(),
+            stack.region.clone(),
+            stack.runtime == RuntimeKind::External,
+            crate::config::DEFAULT_OPERATION_TIMEOUT,
+        )
+        .test_credentials
+    });
+    if test_keys {
         lines.push(format!("export AWS_ACCESS_KEY_ID={TEST_ACCESS_KEY}"));
         lines.push(format!("export AWS_SECRET_ACCESS_KEY={TEST_SECRET_KEY}"));
     }
@@ -67,6 +76,7 @@ mod tests {
             port: 1,
             url: url.into(),
             pid: Some(1),
+            started: None,
             program: None,
             log: None,
             container: None,

@@ -26,7 +26,7 @@ pub async fn execute(settings: &Settings, args: &LogsArgs) -> Result<ExitCode> {
             .iter()
             .any(|s| stack.service(*s).is_some_and(|r| r.container.is_some()));
         if stack.runtime == crate::cli::RuntimeKind::Docker && in_containers {
-            return docker_logs(settings, &stack, &services, args).await;
+            return docker_logs(&stack, &services, args).await;
         }
     }
     let log_dir = settings.state_dir().join("logs");
@@ -89,12 +89,11 @@ fn print_line(prefix: bool, service: ServiceName, line: &str) {
 
 /// Logs of the docker runtime's containers (followed together with `-f`).
 async fn docker_logs(
-    settings: &Settings,
     stack: &crate::stack::state::StackState,
     services: &[ServiceName],
     args: &LogsArgs,
 ) -> Result<ExitCode> {
-    let docker = crate::stack::docker::DockerRuntime::connect(&settings.project_name)
+    let docker = crate::stack::docker::DockerRuntime::connect(&stack.project)
         .await
         .map_err(|e| anyhow::anyhow!("no Docker engine answers ({e}); start Docker"))?;
     let prefix = services.len() > 1;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::aws::AwsClients;
-use crate::cli::{QueueAction, QueueArgs, RuntimeKind};
+use crate::aws::{AwsClients, Endpoint};
+use crate::cli::{QueueAction, QueueArgs};
 use crate::config::Settings;
 use crate::output::Reporter;
 use crate::queues::bridge::Bridge;
@@ -15,7 +15,7 @@ use crate::queues::record::{self, messages_file, Recorder};
 use crate::queues::tail::{self, Mode};
 use crate::queues::target::Target;
 use crate::queues::worker;
-use crate::stack::{state, ServiceName};
+use crate::stack::state;
 
 /// Runs `inframock queue ...`.
 pub async fn execute(
@@ -87,25 +87,10 @@ pub async fn execute(
 
 /// SDK clients for the running stack's aws service (or --endpoint-url).
 async fn clients(settings: &Settings) -> Result<AwsClients> {
-    if let Some(endpoint) = &settings.endpoint_url {
-        return Ok(AwsClients::new(
-            endpoint,
-            &settings.region,
-            settings.runtime != RuntimeKind::External,
-        )
-        .await);
-    }
-    let stack = state::read(&settings.state_dir())?
-        .context("no stack is running for this project; start one with `inframock run --detach` (or give --endpoint-url)")?;
-    let aws = stack
-        .service(ServiceName::Aws)
-        .context("the running stack has no aws service")?;
-    Ok(AwsClients::new(
-        &aws.url,
-        &stack.region,
-        stack.runtime != RuntimeKind::External,
-    )
-    .await)
+    let recorded = state::read(&settings.state_dir())?;
+    let endpoint = Endpoint::resolve(settings, recorded.as_ref())?;
+    endpoint.check_credentials().await?;
+    Ok(endpoint.clients().await)
 }
 
 async fn tail_command(

@@ -7,97 +7,42 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::env::export_lines;
-use crate::aws::AwsClients;
-use crate::cli::{RunArgs, RuntimeKind};
+use crate::cli::RunArgs;
 use crate::config::Settings;
+use crate::data::session;
 use crate::output::Reporter;
-use crate::resources::{ensure_all, Ensured};
+use crate::resources::Ensured;
+use crate::stack::lifecycle;
+use crate::stack::lock::{ProjectLock, LOCK_WAIT};
 use crate::stack::up::{bring_up, RunningStack};
 use crate::stack::{state, ServiceName};
 
 /// Runs the stack.
 pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -> Result<ExitCode> {
-    let state_dir = settings.state_dir();
+    let state_dir = settings.ensure_state_dir()?;
+    // One run at a time per project: a second one waits here, then reuses what the first started.
+    let lock = ProjectLock::acquire_async(&state_dir, "run", LOCK_WAIT).await?;
     // From here on Ctrl-C is ours: while the stack starts, it drops what was starting (processes
     // stop with it); afterwards it stops what this run started.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut stack = tokio::select! {
         stack = bring_up(settings, reporter, args.fresh) => stack?,
         _ = interrupt.recv() => {
+            state::forget_gone(&state_dir)?;
             reporter.info("interrupted while starting: stopped what was starting (containers being created, if any, are removed by `inframock stop`)");
             return Ok(ExitCode::from(130));
         }
     };
-    let aws_url = stack
-        .state
-        .service(ServiceName::Aws)
-        .map(|s| s.url.clone())
-        .unwrap_or_default();
-    let clients = AwsClients::new(
-        &aws_url,
-        &settings.region,
-        stack.state.runtime != RuntimeKind::External,
-    )
-    .await;
-    let step = reporter.step("creating declared resources");
-    let ensured = match ensure_all(&clients, &settings.stack, &settings.name_vars()).await {
-        Ok(ensured) => {
-            step.done(resource_summary(&ensured));
-            ensured
-        }
+    let prepared = prepare(settings, args, reporter, &mut stack).await;
+    let (ensured, data_report, exit) = match prepared {
+        Ok(prepared) => prepared,
         Err(e) => {
-            step.fail("resources could not be created");
             stack.stop_started(&state_dir).await?;
             return Err(e);
         }
     };
-    let wants_queues = crate::queues::worker::any_declared(settings);
-    if wants_queues {
-        let step = reporter.step("preparing queue tails and bridges");
-        match crate::queues::worker::prepare(settings, &clients).await {
-            Ok((tails, bridges)) => step.done(format!(
-                "{} tail(s), {} bridge(s) ready",
-                tails.len(),
-                bridges.len()
-            )),
-            Err(e) => {
-                step.fail("queue tails and bridges could not be prepared");
-                stack.stop_started(&state_dir).await?;
-                return Err(e);
-            }
-        }
-    }
-    if let Err(e) =
-        crate::stack::up::ensure_queue_worker(settings, reporter, wants_queues, &mut stack).await
-    {
-        stack.stop_started(&state_dir).await?;
-        return Err(e);
-    }
-    let mut exit = ExitCode::SUCCESS;
-    let mut data_report = serde_json::Value::Null;
-    if settings.populate && !args.no_populate {
-        let stack_id = stack.state.instance_id();
-        let outcome = super::reload_data::load_data(
-            settings,
-            &clients,
-            stack_id.as_deref(),
-            &args.load,
-            reporter,
-        )
-        .await;
-        match outcome {
-            Ok((report, code)) => {
-                data_report = report;
-                exit = code;
-            }
-            Err(e) => {
-                // The stack itself is fine: keep it up, and say what went wrong with the data.
-                reporter.warn(format!("data was not loaded: {e:#}"));
-                exit = ExitCode::from(super::EXIT_DATA_FAILED);
-            }
-        }
-    }
     print_banner(settings, &stack, &ensured, &data_report, args.detach);
+    drop(lock);
     if args.detach {
         for item in stack.started.drain(..) {
             item.keep_running();
@@ -105,45 +50,41 @@ pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -
         return Ok(exit);
     }
     let monitor = match &args.harakiri_monitor {
-        Some(address) => {
-            let edge_port = stack
-                .state
-                .client_url(ServiceName::Aws)
-                .and_then(|url| url.rsplit(':').next().and_then(|p| p.parse().ok()))
-                .unwrap_or(0);
-            match crate::harakiri::connect(address, edge_port).await {
-                Ok(stream) => {
-                    reporter.info(format!(
-                        "harakiri monitor {address}: sent port {edge_port}; the stack stops when it closes the connection"
-                    ));
-                    let control = stack
-                        .state
-                        .service(ServiceName::Faults)
-                        .map(|f| std::net::SocketAddr::from(([127, 0, 0, 1], f.port)));
-                    Some(tokio::spawn(crate::harakiri::serve(stream, control)))
-                }
-                Err(e) => {
-                    stack.stop_started(&state_dir).await?;
-                    return Err(e);
-                }
+        Some(address) => match start_monitor(address, &stack, reporter).await {
+            Ok(monitor) => Some(monitor),
+            Err(e) => {
+                stack.stop_started(&state_dir).await?;
+                return Err(e);
             }
-        }
+        },
         None => None,
     };
     let stopped_because = wait_for_shutdown(&mut stack, &mut interrupt, monitor).await;
+    let _lock = ProjectLock::acquire_async(&state_dir, "run (stopping)", LOCK_WAIT).await?;
+    let stopped_because = match stopped_because {
+        Shutdown::ServiceDied(_) if stopped_elsewhere(&state_dir, &stack)? => {
+            Shutdown::StoppedElsewhere
+        }
+        other => other,
+    };
     match &stopped_because {
         Shutdown::Signal => reporter.info("stopping the stack"),
         Shutdown::ServiceDied(why) => reporter.warn(why),
         Shutdown::MonitorClosed => {
             reporter.info("the harakiri monitor closed its connection: stopping the whole stack")
         }
+        Shutdown::StoppedElsewhere => {
+            reporter.info("stopped by `inframock stop`");
+            for item in stack.started.drain(..) {
+                item.keep_running();
+            }
+            return Ok(exit);
+        }
     }
     stack.stop_started(&state_dir).await?;
     if matches!(stopped_because, Shutdown::MonitorClosed) {
         // The harness owns the whole stack, also what an earlier run left running.
-        if state::read(&state_dir)?.is_some() {
-            super::stop::execute(settings, reporter).await?;
-        }
+        lifecycle::down(settings, reporter).await?;
         return Ok(exit);
     }
     if !stack.reused.is_empty() {
@@ -153,15 +94,87 @@ pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -
         ));
     }
     match stopped_because {
-        Shutdown::Signal | Shutdown::MonitorClosed => Ok(exit),
         Shutdown::ServiceDied(_) => Ok(ExitCode::FAILURE),
+        _ => Ok(exit),
     }
+}
+
+/// Resources, queue tails/bridges and the data folder, once the services answer. Returns what was
+/// ensured, the data report and the exit code (3 when some data files failed).
+async fn prepare(
+    settings: &Settings,
+    args: &RunArgs,
+    reporter: &Reporter,
+    stack: &mut RunningStack,
+) -> Result<(Vec<Ensured>, serde_json::Value, ExitCode)> {
+    let endpoint = lifecycle::endpoint_of(settings, stack)?;
+    endpoint.check_credentials().await?;
+    let clients = endpoint.clients().await;
+    let ensured = lifecycle::ensure_declared(settings, reporter, &clients, stack).await?;
+    if !settings.populate || args.no_populate {
+        return Ok((ensured, serde_json::Value::Null, ExitCode::SUCCESS));
+    }
+    let created = lifecycle::created_tables(&ensured);
+    match session::load(settings, &clients, &args.load, created, reporter).await {
+        Ok(report) => {
+            let code = super::data_exit_code(&report);
+            Ok((ensured, report.json, code))
+        }
+        Err(e) => {
+            // The stack itself is fine: keep it up, and say what went wrong with the data.
+            reporter.warn(format!("data was not loaded: {e:#}"));
+            Ok((
+                ensured,
+                serde_json::Value::Null,
+                ExitCode::from(super::EXIT_DATA_FAILED),
+            ))
+        }
+    }
+}
+
+/// Connects to the harakiri monitor and serves it in the background.
+async fn start_monitor(
+    address: &str,
+    stack: &RunningStack,
+    reporter: &Reporter,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let edge_port = stack
+        .state
+        .client_url(ServiceName::Aws)
+        .and_then(|url| url.rsplit(':').next().and_then(|p| p.parse().ok()))
+        .unwrap_or(0);
+    let stream = crate::harakiri::connect(address, edge_port).await?;
+    reporter.info(format!(
+        "harakiri monitor {address}: sent port {edge_port}; the stack stops when it closes the connection"
+    ));
+    let control = stack
+        .state
+        .service(ServiceName::Faults)
+        .map(|f| std::net::SocketAddr::from(([127, 0, 0, 1], f.port)));
+    Ok(tokio::spawn(crate::harakiri::serve(stream, control)))
+}
+
+/// Whether what this run started was stopped by another command (`inframock stop`, `reset`):
+/// its records are gone from the state file. Called while holding the lock, so a `stop` that
+/// was under way has finished.
+fn stopped_elsewhere(state_dir: &std::path::Path, stack: &RunningStack) -> Result<bool> {
+    let recorded = state::read(state_dir)?;
+    Ok(stack.started.iter().any(|item| {
+        let mine = item.record();
+        !recorded.as_ref().is_some_and(|s| {
+            s.services
+                .iter()
+                .any(|r| r.name == mine.name && r.pid == mine.pid && r.container == mine.container)
+        })
+    }))
 }
 
 enum Shutdown {
     Signal,
     ServiceDied(String),
     MonitorClosed,
+    /// `inframock stop` (another terminal) stopped the services.
+    StoppedElsewhere,
 }
 
 async fn wait_for_shutdown(
@@ -209,22 +222,6 @@ fn names(services: &[ServiceName]) -> String {
         .map(|s| s.as_str())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// "4 tables, 6 buckets, 1 queue, 1 topic (12 created, 0 already there)"
-pub fn resource_summary(ensured: &[Ensured]) -> String {
-    let count = |kind: &str| ensured.iter().filter(|e| e.kind == kind).count();
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    let created = ensured.iter().filter(|e| e.created).count();
-    format!(
-        "{}, {}, {}, {} ({} created, {} already there)",
-        plural(count("table"), "table"),
-        plural(count("bucket"), "bucket"),
-        plural(count("queue"), "queue"),
-        plural(count("topic"), "topic"),
-        created,
-        ensured.len() - created
-    )
 }
 
 fn print_banner(
@@ -275,7 +272,7 @@ fn print_banner(
         );
     }
     println!();
-    println!("  resources: {}", resource_summary(ensured));
+    println!("  resources: {}", crate::resources::summary(ensured));
     println!();
     println!("Point your tools at it (or run `eval \"$(inframock env)\"`):");
     for line in &exports {

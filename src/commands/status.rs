@@ -46,7 +46,7 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_NOT_RUNNING));
     };
     let docker = match stack.runtime {
-        RuntimeKind::Docker => DockerRuntime::connect(&settings.project_name).await.ok(),
+        RuntimeKind::Docker => DockerRuntime::connect(&stack.project).await.ok(),
         _ => None,
     };
     let mut rows = Vec::new();
@@ -58,7 +58,10 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
             _ => true,
         };
         let health = if running {
-            match probe_for(settings, record.name, &record.url).check().await {
+            match probe_for(settings, record.runtime, record.name, &record.url)
+                .check()
+                .await
+            {
                 Ok(()) => "healthy".to_string(),
                 Err(e) => format!("unhealthy: {e}"),
             }

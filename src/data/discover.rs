@@ -11,6 +11,8 @@ use super::rules::{object_key, Rules, SkipReason, Target};
 pub struct EntryInfo {
     pub name: String,
     pub is_dir: bool,
+    /// A FIFO, socket or device (following links): never opened.
+    pub not_regular: bool,
     pub size: u64,
 }
 
@@ -106,10 +108,16 @@ fn list_entries(dir: &Path) -> Result<Vec<EntryInfo>, DataFolderError> {
     let mut entries = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(unreadable)? {
         let entry = entry.map_err(unreadable)?;
+        // Follows symlinks. A broken one has no metadata: it stays a file, whose load then fails
+        // loudly ("cannot read"), as an unreadable file does.
         let metadata = std::fs::metadata(entry.path()).ok();
+        let is_dir = metadata.as_ref().is_some_and(|m| m.is_dir());
         entries.push(EntryInfo {
             name: entry.file_name().to_string_lossy().into_owned(),
-            is_dir: metadata.as_ref().is_some_and(|m| m.is_dir()),
+            is_dir,
+            not_regular: metadata
+                .as_ref()
+                .is_some_and(|m| !m.is_dir() && !m.is_file()),
             size: metadata.map(|m| m.len()).unwrap_or(0),
         });
     }
@@ -177,6 +185,8 @@ pub fn plan(experiments: &[ExperimentDir], rules: &Rules) -> LoadPlan {
                     } else {
                         Err(SkipReason::Directory)
                     }
+                } else if entry.not_regular {
+                    Err(SkipReason::NotRegular)
                 } else {
                     rules.classify(&entry.name)
                 };
@@ -261,6 +271,7 @@ mod tests {
         EntryInfo {
             name: name.into(),
             is_dir: false,
+            not_regular: false,
             size: 10,
         }
     }
@@ -279,6 +290,7 @@ mod tests {
                 EntryInfo {
                     name: "sub".into(),
                     is_dir: true,
+                    not_regular: false,
                     size: 0,
                 },
             ],
@@ -348,6 +360,7 @@ mod tests {
             [EntryInfo {
                 name: "mock_samples.json".into(),
                 is_dir: false,
+                not_regular: false,
                 size: 2
             }]
         );
@@ -359,6 +372,28 @@ mod tests {
         assert!(
             err.contains("experiment zzz is not in") && err.contains("found: a, b"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn fifos_are_skipped_never_opened_broken_links_fail_loudly() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("e1");
+        std::fs::create_dir(&dir).unwrap();
+        let fifo =
+            std::ffi::CString::new(dir.join("mock_experiment.json").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        std::os::unix::fs::symlink(dir.join("gone"), dir.join("mock_samples.json")).unwrap();
+        let found = list(root.path(), &[]).unwrap();
+        let plan = plan(&found, &rules());
+        let experiment = &plan.experiments[0];
+        assert_eq!(experiment.skipped.len(), 1);
+        assert_eq!(experiment.skipped[0].file, "mock_experiment.json");
+        assert!(experiment.skipped[0].reason.contains("not a regular file"));
+        assert_eq!(
+            experiment.actions[0].file, "mock_samples.json",
+            "a broken link is loaded, and fails loudly"
         );
     }
 

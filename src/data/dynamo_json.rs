@@ -50,6 +50,9 @@ pub enum ItemError {
     },
     #[error("item {index}: key attribute `{key}` must be a string, number or binary")]
     KeyNotScalar { index: usize, key: String },
+    /// Something DynamoDB would refuse (see `validate`).
+    #[error("item {index}: {reason}")]
+    Invalid { index: usize, reason: String },
 }
 
 const TYPE_TAGS: [&str; 10] = ["S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"];
@@ -97,37 +100,40 @@ pub fn parse_items(text: &str) -> Result<(JsonFormat, Vec<Item>), ItemError> {
     Ok((format, items))
 }
 
-/// Checks every item has the table's key attributes, each a scalar.
-pub fn check_keys(items: &[Item], keys: &[String]) -> Result<(), ItemError> {
-    for (index, item) in items.iter().enumerate() {
-        for key in keys {
-            match item.get(key) {
-                None => {
-                    return Err(ItemError::MissingKey {
-                        index,
-                        key: key.clone(),
-                        key_schema: keys.join(" + "),
-                    })
-                }
-                Some(AttributeValue::S(_) | AttributeValue::N(_) | AttributeValue::B(_)) => {}
-                Some(_) => {
-                    return Err(ItemError::KeyNotScalar {
-                        index,
-                        key: key.clone(),
-                    })
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The key of an item as text, to find duplicates.
 pub fn key_of(item: &Item, keys: &[String]) -> String {
     keys.iter()
         .map(|k| format!("{:?}", item.get(k)))
         .collect::<Vec<_>>()
         .join("\u{1}")
+}
+
+/// The key attributes of an item as typed JSON (`{"id": {"S": "x"}}`), to record and look up.
+pub fn key_as_typed_json(item: &Item, keys: &[String]) -> Value {
+    let mut fields = serde_json::Map::new();
+    for name in keys {
+        let typed = match item.get(name) {
+            Some(AttributeValue::S(s)) => serde_json::json!({ "S": s }),
+            Some(AttributeValue::N(n)) => serde_json::json!({ "N": n }),
+            Some(AttributeValue::B(b)) => serde_json::json!({
+                "B": base64::engine::general_purpose::STANDARD.encode(b.as_ref())
+            }),
+            _ => continue,
+        };
+        fields.insert(name.clone(), typed);
+    }
+    Value::Object(fields)
+}
+
+/// A key recorded by [`key_as_typed_json`], back as attributes (`None` if it is not one).
+pub fn key_from_typed_json(key: &Value) -> Option<Item> {
+    let Value::Object(fields) = key else {
+        return None;
+    };
+    fields
+        .iter()
+        .map(|(name, value)| Some((name.clone(), typed_to_attribute(value).ok()?)))
+        .collect()
 }
 
 /// A typed-JSON item: every attribute is an object with exactly one type tag.
@@ -467,24 +473,17 @@ mod tests {
     }
 
     #[test]
-    fn missing_or_non_scalar_keys_are_rejected_with_the_item_index() {
-        let keys = vec!["experimentId".to_string(), "plotUuid".to_string()];
-        let (_, items) = parse_items(
-            r#"{"records": [{"experimentId": "e", "plotUuid": "p"}, {"experimentId": "e"}]}"#,
-        )
-        .unwrap();
-        let err = check_keys(&items, &keys).unwrap_err();
+    fn keys_round_trip_through_typed_json() {
+        let keys = vec!["id".to_string(), "n".to_string()];
+        let (_, items) = parse_items(r#"{"id": "a", "n": 12345678901234567890, "x": 1}"#).unwrap();
+        let typed = key_as_typed_json(&items[0], &keys);
         assert_eq!(
-            err.to_string(),
-            "item 1: missing key attribute `plotUuid` (the table's key is experimentId + plotUuid)"
+            typed,
+            serde_json::json!({"id": {"S": "a"}, "n": {"N": "12345678901234567890"}})
         );
-        let (_, items) = parse_items(r#"{"experimentId": {"a": 1}, "plotUuid": "p"}"#).unwrap();
-        assert!(matches!(
-            check_keys(&items, &keys),
-            Err(ItemError::KeyNotScalar { .. })
-        ));
-        let (_, items) = parse_items(r#"{"experimentId": 5, "plotUuid": "p"}"#).unwrap();
-        assert!(check_keys(&items, &keys).is_ok());
+        let back = key_from_typed_json(&typed).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back["n"], items[0]["n"]);
     }
 
     #[test]

@@ -159,16 +159,27 @@ mod tests {
     }
 }
 
-/// File name of the record of JSON files loaded into a running stack.
+/// File name of the record of JSON files loaded into tables.
 pub const LOADED_FILE: &str = "loaded-items.json";
 
-/// Which JSON files were loaded, with which fingerprint, into which stack instance: a reload skips
-/// a file whose content did not change since it was last written into the same running stack
-/// (`--force` writes it anyway). Entries are added only after a file loaded completely.
+/// What a completed load of one JSON file wrote: the source's fingerprint and the keys of its
+/// first and last items, which a reload looks up to prove the items are still there (null for a
+/// file without items).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoadedRecord {
+    pub fingerprint: String,
+    pub first_key: serde_json::Value,
+    pub last_key: serde_json::Value,
+}
+
+/// Which JSON files were loaded into which table of which endpoint. A record alone never skips a
+/// file: the caller also checks that the table was not just created and that the recorded keys
+/// are present (a reset, a deleted table or a restarted engine fail that check). Entries are added
+/// only after a file was written completely.
 #[derive(Debug, Default)]
 pub struct LoadedFiles {
     path: Option<PathBuf>,
-    entries: Mutex<HashMap<String, String>>,
+    entries: Mutex<HashMap<String, LoadedRecord>>,
 }
 
 impl LoadedFiles {
@@ -181,26 +192,36 @@ impl LoadedFiles {
         }
     }
 
-    fn key(stack: &str, table: &str, source: &Path) -> String {
-        format!("{stack}|{table}|{}", source.display())
+    fn key(endpoint: &str, table: &str, source: &Path) -> String {
+        format!("{endpoint}|{table}|{}", source.display())
     }
 
-    /// Whether `source` with `fingerprint` is already in `table` of `stack`.
-    pub fn is_loaded(&self, stack: &str, table: &str, source: &Path, fingerprint: &str) -> bool {
-        self.entries.lock().is_ok_and(|entries| {
-            entries
-                .get(&Self::key(stack, table, source))
-                .map(String::as_str)
-                == Some(fingerprint)
-        })
+    /// The record of `source` in `table` at `endpoint`, when its fingerprint is `fingerprint`.
+    pub fn matching(
+        &self,
+        endpoint: &str,
+        table: &str,
+        source: &Path,
+        fingerprint: &str,
+    ) -> Option<LoadedRecord> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(&Self::key(endpoint, table, source))
+            .filter(|record| record.fingerprint == fingerprint)
+            .cloned()
     }
 
     /// Records a completed load.
-    pub fn mark_loaded(&self, stack: &str, table: &str, source: &Path, fingerprint: String) {
+    pub fn mark_loaded(&self, endpoint: &str, table: &str, source: &Path, record: LoadedRecord) {
         if let Ok(mut entries) = self.entries.lock() {
-            // Entries of other stack instances are stale: keep the record small.
-            entries.retain(|key, _| key.starts_with(&format!("{stack}|")));
-            entries.insert(Self::key(stack, table, source), fingerprint);
+            entries.insert(Self::key(endpoint, table, source), record);
+        }
+    }
+
+    /// Forgets a file (it failed, or was found missing): the next load writes it.
+    pub fn forget(&self, endpoint: &str, table: &str, source: &Path) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&Self::key(endpoint, table, source));
         }
     }
 
@@ -216,33 +237,41 @@ impl LoadedFiles {
 mod loaded_tests {
     use super::*;
 
+    fn record(fingerprint: &str) -> LoadedRecord {
+        LoadedRecord {
+            fingerprint: fingerprint.into(),
+            first_key: serde_json::json!({"id": {"S": "a"}}),
+            last_key: serde_json::json!({"id": {"S": "z"}}),
+        }
+    }
+
     #[test]
-    fn loaded_files_match_stack_table_source_and_fingerprint() {
+    fn loaded_files_match_endpoint_table_source_and_fingerprint() {
         let dir = tempfile::tempdir().unwrap();
-        let record = dir.path().join(LOADED_FILE);
-        let loaded = LoadedFiles::load(record.clone());
+        let path = dir.path().join(LOADED_FILE);
+        let loaded = LoadedFiles::load(path.clone());
         let source = Path::new("/d/e1/mock_experiment.json");
-        assert!(!loaded.is_loaded("s1", "t", source, "f1"));
-        loaded.mark_loaded("s1", "t", source, "f1".into());
+        assert!(loaded.matching("u1", "t", source, "f1").is_none());
+        loaded.mark_loaded("u1", "t", source, record("f1"));
         loaded.save();
-        let reread = LoadedFiles::load(record);
-        assert!(reread.is_loaded("s1", "t", source, "f1"));
+        let reread = LoadedFiles::load(path);
+        assert_eq!(reread.matching("u1", "t", source, "f1"), Some(record("f1")));
         assert!(
-            !reread.is_loaded("s1", "t", source, "f2"),
+            reread.matching("u1", "t", source, "f2").is_none(),
             "content changed"
         );
         assert!(
-            !reread.is_loaded("s2", "t", source, "f1"),
-            "another stack instance"
+            reread.matching("u2", "t", source, "f1").is_none(),
+            "another endpoint"
         );
         assert!(
-            !reread.is_loaded("s1", "other", source, "f1"),
+            reread.matching("u1", "other", source, "f1").is_none(),
             "another table"
         );
-        reread.mark_loaded("s2", "t", source, "f1".into());
+        reread.forget("u1", "t", source);
         assert!(
-            !reread.is_loaded("s1", "t", source, "f1"),
-            "stale instances are dropped"
+            reread.matching("u1", "t", source, "f1").is_none(),
+            "forgotten"
         );
     }
 }

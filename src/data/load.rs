@@ -7,14 +7,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+use std::collections::BTreeSet;
+
+use aws_sdk_dynamodb::types::{KeysAndAttributes, PutRequest, WriteRequest};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use super::discover::{Action, LoadPlan, PlannedTarget};
-use super::dynamo_json::{check_keys, key_of, parse_items, Item, JsonFormat};
-use super::fingerprint::{FingerprintCache, LoadedFiles, METADATA_KEY};
+use super::dynamo_json::{
+    key_as_typed_json, key_from_typed_json, key_of, parse_items, Item, JsonFormat,
+};
+use super::fingerprint::{FingerprintCache, LoadedFiles, LoadedRecord, METADATA_KEY};
 use super::s3_upload::{upload, UploadLimits, UploadRequest};
+use super::validate::{validate_items, ScalarType, TableKey};
 use crate::aws::{describe_error, error_code, AwsClients};
 
 /// Items per BatchWriteItem call (the DynamoDB maximum).
@@ -29,18 +34,17 @@ const BATCH_ATTEMPTS: u32 = 10;
 /// Options of one load.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// Write everything, even what is unchanged.
+    /// Write everything, even what is proven to be there already.
     pub force: bool,
-    /// Identity of the running stack instance, for skipping JSON files already loaded into it;
-    /// `None` (an external endpoint) writes every file.
-    pub stack_id: Option<String>,
+    /// Tables created by this command: their files are written whatever the record says.
+    pub created_tables: BTreeSet<String>,
 }
 
 /// What loading one file did.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum FileResult {
-    /// Items written to a table.
+    /// Items stored in a table (distinct keys: a key repeated in the file is stored once, the last).
     Items { count: usize, format: JsonFormat },
     /// An object written (bytes sent).
     Uploaded { bytes: u64 },
@@ -58,6 +62,8 @@ pub struct FileOutcome {
     pub target: String,
     #[serde(flatten)]
     pub result: FileResult,
+    /// Why the file was written or skipped.
+    pub why: String,
 }
 
 /// Receives each file's outcome as it finishes (progress bars, plain lines).
@@ -65,27 +71,47 @@ pub trait LoadObserver: Sync {
     fn file_done(&self, outcome: &FileOutcome);
 }
 
-/// The key attribute names of each table, or why the table cannot be used.
+/// Each table's key (attributes and declared types), or why the table cannot be used.
 pub async fn table_keys(
     clients: &AwsClients,
     tables: &[String],
-) -> HashMap<String, Result<Vec<String>, String>> {
+) -> HashMap<String, Result<TableKey, String>> {
     let lookups = tables.iter().map(|table| async move {
         let described = clients.dynamodb.describe_table().table_name(table).send().await;
         let keys = match described {
-            Ok(output) => Ok(output
-                .table
-                .map(|t| {
-                    let mut schema = t.key_schema.unwrap_or_default();
-                    // HASH first, then RANGE.
-                    schema.sort_by_key(|k| k.key_type.as_str() != "HASH");
-                    schema.into_iter().map(|k| k.attribute_name).collect()
-                })
-                .unwrap_or_default()),
+            Ok(output) => {
+                let table_description = output.table.unwrap_or_else(|| {
+                    aws_sdk_dynamodb::types::TableDescription::builder().build()
+                });
+                let types: HashMap<String, ScalarType> = table_description
+                    .attribute_definitions()
+                    .iter()
+                    .filter_map(|d| {
+                        Some((
+                            d.attribute_name().to_string(),
+                            ScalarType::parse(d.attribute_type().as_str())?,
+                        ))
+                    })
+                    .collect();
+                let mut schema = table_description.key_schema().to_vec();
+                // HASH first, then RANGE.
+                schema.sort_by_key(|k| k.key_type.as_str() != "HASH");
+                schema
+                    .iter()
+                    .map(|k| {
+                        let name = k.attribute_name().to_string();
+                        let declared = types.get(&name).copied().ok_or_else(|| {
+                            format!("table {table}: key attribute `{name}` has no declared type")
+                        })?;
+                        Ok((name, declared))
+                    })
+                    .collect::<Result<Vec<_>, String>>()
+                    .map(|attributes| TableKey { attributes })
+            }
             Err(e) if error_code(&e).as_deref() == Some("ResourceNotFoundException") => Err(format!(
                 "table {table} does not exist; declare it under [[tables]] in inframock.toml (`inframock run` creates it)"
             )),
-            Err(e) => Err(format!("table {table}: {}", describe_error(&e))),
+            Err(e) => Err(format!("table {table} (DescribeTable at {}): {}", clients.url, describe_error(&e))),
         };
         (table.clone(), keys)
     });
@@ -129,13 +155,14 @@ pub async fn apply(
             let cache = cache.clone();
             let limits = &limits;
             async move {
-                let result =
+                let (result, why) =
                     load_file(clients, action, keys, &cache, loaded, limits, options).await;
                 let outcome = FileOutcome {
                     experiment: experiment.to_string(),
                     file: action.file.clone(),
                     target: describe_target(&action.target),
                     result,
+                    why,
                 };
                 observer.file_done(&outcome);
                 (index, outcome)
@@ -158,20 +185,20 @@ pub fn describe_target(target: &PlannedTarget) -> String {
     }
 }
 
+/// Loads one file: its result and why it was written or skipped.
 async fn load_file(
     clients: &AwsClients,
     action: &Action,
-    keys: &HashMap<String, Result<Vec<String>, String>>,
+    keys: &HashMap<String, Result<TableKey, String>>,
     cache: &Arc<FingerprintCache>,
     loaded: &LoadedFiles,
     limits: &UploadLimits,
     options: &LoadOptions,
-) -> FileResult {
+) -> (FileResult, String) {
     let outcome = match &action.target {
         PlannedTarget::Table { table } => match keys.get(table) {
-            Some(Ok(key_names)) => {
-                load_items_unless_loaded(clients, action, table, key_names, cache, loaded, options)
-                    .await
+            Some(Ok(key)) => {
+                load_items_unless_present(clients, action, table, key, cache, loaded, options).await
             }
             Some(Err(e)) => Err(e.clone()),
             None => Err(format!("table {table} was not looked up")),
@@ -187,28 +214,115 @@ async fn load_file(
             .await
         }
     };
-    outcome.unwrap_or_else(|error| FileResult::Failed { error })
+    match outcome {
+        Ok(done) => done,
+        Err(error) => (
+            FileResult::Failed { error },
+            "nothing of it was written; the next load writes it whole".to_string(),
+        ),
+    }
 }
 
-async fn load_items_unless_loaded(
+/// Why a JSON file must be written (pure): `None` means the record allows a skip, provided the
+/// recorded keys are found in the table.
+pub fn reason_to_write(
+    force: bool,
+    table_created: bool,
+    record: Option<&LoadedRecord>,
+) -> Option<&'static str> {
+    if force {
+        Some("written: --force")
+    } else if table_created {
+        Some("written: the table was just created (empty)")
+    } else if record.is_none() {
+        Some("written: not loaded before from this content")
+    } else {
+        None
+    }
+}
+
+async fn load_items_unless_present(
     clients: &AwsClients,
     action: &Action,
     table: &str,
-    key_names: &[String],
+    key: &TableKey,
     cache: &Arc<FingerprintCache>,
     loaded: &LoadedFiles,
     options: &LoadOptions,
-) -> Result<FileResult, String> {
-    let Some(stack_id) = &options.stack_id else {
-        return load_items(clients, &action.path, table, key_names).await;
-    };
+) -> Result<(FileResult, String), String> {
     let fingerprint = source_fingerprint(cache, action, "items").await?;
-    if !options.force && loaded.is_loaded(stack_id, table, &action.path, &fingerprint) {
-        return Ok(FileResult::Unchanged);
+    let record = loaded.matching(&clients.url, table, &action.path, &fingerprint);
+    let created = options.created_tables.contains(table);
+    let why = match reason_to_write(options.force, created, record.as_ref()) {
+        Some(why) => why,
+        None => {
+            let record = record.as_ref().ok_or("internal: no record")?;
+            if keys_present(clients, table, record).await? {
+                return Ok((
+                    FileResult::Unchanged,
+                    "skipped: content unchanged since it was loaded, and its first and last items are in the table".to_string(),
+                ));
+            }
+            "written: its items are missing from the table (reset, deleted or restarted)"
+        }
+    };
+    // Whatever happens next, this file is not proven loaded until it is written whole.
+    loaded.forget(&clients.url, table, &action.path);
+    let (result, first_key, last_key) = load_items(clients, &action.path, table, key).await?;
+    // An empty file (`{"records": []}`) records null keys: nothing of it has to be found.
+    loaded.mark_loaded(
+        &clients.url,
+        table,
+        &action.path,
+        LoadedRecord {
+            fingerprint,
+            first_key: first_key.unwrap_or_default(),
+            last_key: last_key.unwrap_or_default(),
+        },
+    );
+    Ok((result, why.to_string()))
+}
+
+/// Whether the recorded first and last keys are both in the table (one BatchGetItem).
+async fn keys_present(
+    clients: &AwsClients,
+    table: &str,
+    record: &LoadedRecord,
+) -> Result<bool, String> {
+    if record.first_key.is_null() {
+        return Ok(true);
     }
-    let result = load_items(clients, &action.path, table, key_names).await?;
-    loaded.mark_loaded(stack_id, table, &action.path, fingerprint);
-    Ok(result)
+    let mut wanted = vec![&record.first_key];
+    if record.last_key != record.first_key {
+        wanted.push(&record.last_key);
+    }
+    let keys: Option<Vec<Item>> = wanted.iter().map(|k| key_from_typed_json(k)).collect();
+    let Some(keys) = keys else {
+        return Ok(false);
+    };
+    let count = keys.len();
+    let request = KeysAndAttributes::builder()
+        .set_keys(Some(keys))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let output = clients
+        .dynamodb
+        .batch_get_item()
+        .request_items(table, request)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "checking table {table} (BatchGetItem at {}): {}",
+                clients.url,
+                describe_error(&e)
+            )
+        })?;
+    let found = output
+        .responses
+        .and_then(|mut r| r.remove(table))
+        .map_or(0, |items| items.len());
+    Ok(found == count)
 }
 
 async fn source_fingerprint(
@@ -224,25 +338,38 @@ async fn source_fingerprint(
         .map_err(|e| format!("cannot read: {e}"))
 }
 
+/// Parses and validates every item, then writes them; returns the result and the keys of the
+/// first and last stored items (`None` for an empty file). Nothing is written when any item is
+/// invalid.
 async fn load_items(
     clients: &AwsClients,
     path: &Path,
     table: &str,
-    key_names: &[String],
-) -> Result<FileResult, String> {
+    key: &TableKey,
+) -> Result<
+    (
+        FileResult,
+        Option<serde_json::Value>,
+        Option<serde_json::Value>,
+    ),
+    String,
+> {
     let path_owned = path.to_path_buf();
-    let key_list = key_names.to_vec();
+    let checked_key = key.clone();
     let parsed = tokio::task::spawn_blocking(move || -> Result<(JsonFormat, Vec<Item>), String> {
         let text = std::fs::read_to_string(&path_owned).map_err(|e| format!("cannot read: {e}"))?;
         let (format, items) = parse_items(&text).map_err(|e| e.to_string())?;
-        check_keys(&items, &key_list).map_err(|e| e.to_string())?;
+        validate_items(&items, &checked_key).map_err(|e| e.to_string())?;
         Ok((format, items))
     })
     .await
     .map_err(|e| format!("internal: {e}"))??;
     let (format, items) = parsed;
+    let names = key.names();
+    let items = last_item_per_key(items, &names);
     let count = items.len();
-    let items = last_item_per_key(items, key_names);
+    let first_key = items.first().map(|i| key_as_typed_json(i, &names));
+    let last_key = items.last().map(|i| key_as_typed_json(i, &names));
     let batches: Vec<Vec<Item>> = items
         .chunks(BATCH_SIZE)
         .map(|chunk| chunk.to_vec())
@@ -253,7 +380,7 @@ async fn load_items(
         .collect()
         .await;
     results.into_iter().collect::<Result<Vec<()>, String>>()?;
-    Ok(FileResult::Items { count, format })
+    Ok((FileResult::Items { count, format }, first_key, last_key))
 }
 
 /// Keeps the last item of each key (what sequential puts would leave), in first-seen order;
@@ -293,7 +420,13 @@ async fn write_batch(clients: &AwsClients, table: &str, batch: Vec<Item>) -> Res
             .request_items(table, requests.clone())
             .send()
             .await
-            .map_err(|e| format!("writing to table {table}: {}", describe_error(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "writing to table {table} (BatchWriteItem at {}): {}",
+                    clients.url,
+                    describe_error(&e)
+                )
+            })?;
         requests = output
             .unprocessed_items
             .and_then(|mut left| left.remove(table))
@@ -322,7 +455,7 @@ async fn load_object(
     cache: &Arc<FingerprintCache>,
     limits: &UploadLimits,
     options: &LoadOptions,
-) -> Result<FileResult, String> {
+) -> Result<(FileResult, String), String> {
     let transform = if gunzip { "gunzip" } else { "copy" };
     let hashing = cache.clone();
     let source = action.path.clone();
@@ -345,7 +478,11 @@ async fn load_object(
                 .and_then(|m| m.get(METADATA_KEY))
                 .map(String::as_str);
             if stored == Some(fingerprint.as_str()) {
-                return Ok(FileResult::Unchanged);
+                return Ok((
+                    FileResult::Unchanged,
+                    "skipped: the object holds this source (fingerprint in its metadata)"
+                        .to_string(),
+                ));
             }
         }
     }
@@ -365,7 +502,12 @@ async fn load_object(
     let bytes = upload(&clients.s3, &request, limits)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(FileResult::Uploaded { bytes })
+    let why = if options.force {
+        "written: --force"
+    } else {
+        "written: the object is missing or holds another source"
+    };
+    Ok((FileResult::Uploaded { bytes }, why.to_string()))
 }
 
 #[cfg(test)]

@@ -7,4 +7,6 @@ pub mod fingerprint;
 pub mod load;
 pub mod rules;
 pub mod s3_upload;
+pub mod session;
 pub mod summary;
+pub mod validate;

@@ -41,6 +41,8 @@ pub enum SkipReason {
     Directory,
     /// No rule matches the name.
     NoRule,
+    /// A FIFO, socket or device: never opened (reading one could block forever).
+    NotRegular,
 }
 
 impl SkipReason {
@@ -51,6 +53,7 @@ impl SkipReason {
             SkipReason::Backup => "editor backup",
             SkipReason::Directory => "folder",
             SkipReason::NoRule => "no rule matches",
+            SkipReason::NotRegular => "not a regular file (FIFO, socket or device): never opened",
         }
     }
 }

@@ -110,12 +110,12 @@ pub fn outcome_line(outcome: &FileOutcome) -> String {
             }
         ),
         FileResult::Uploaded { bytes } => human_bytes(*bytes),
-        FileResult::Unchanged => "unchanged, skipped".to_string(),
+        FileResult::Unchanged => "unchanged".to_string(),
         FileResult::Failed { error } => format!("FAILED: {error}"),
     };
     format!(
-        "{}/{} -> {}: {what}",
-        outcome.experiment, outcome.file, outcome.target
+        "{}/{} -> {}: {what} ({})",
+        outcome.experiment, outcome.file, outcome.target, outcome.why
     )
 }
 
@@ -198,6 +198,7 @@ mod tests {
             file: "f".into(),
             target: "t".into(),
             result,
+            why: "because".into(),
         };
         let outcomes = vec![
             outcome(FileResult::Items {
@@ -231,6 +232,6 @@ mod tests {
         let table = render_table(&rows, &total);
         assert!(table.starts_with("EXPERIMENT"));
         assert!(table.contains("TOTAL"));
-        assert!(outcome_line(&outcomes[3]).ends_with("FAILED: bad"));
+        assert!(outcome_line(&outcomes[3]).ends_with("FAILED: bad (because)"));
     }
 }

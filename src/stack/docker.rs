@@ -311,6 +311,7 @@ impl DockerRuntime {
             port,
             url: local_url(service, port),
             pid: None,
+            started: None,
             program: Some(container.image.clone()),
             log: None,
             container: Some(created.id),

@@ -218,6 +218,7 @@ pub fn spawn(
             port,
             url: local_url(service, port),
             pid: Some(child.id()),
+            started: process_start_time(child.id()),
             program: program_name,
             log: Some(log),
             container: None,
@@ -227,8 +228,9 @@ pub fn spawn(
     })
 }
 
-/// Whether the recorded process still runs and is still ours (its command line names our program,
-/// so a PID reused by an unrelated process is not mistaken for it).
+/// Whether the recorded process still runs and is still ours: the PID is alive and started at the
+/// recorded time, so a PID reused later, even by another project's process of the same program,
+/// is never mistaken for it.
 pub fn is_running(record: &ServiceRecord) -> bool {
     let Some(pid) = record.pid else {
         return false;
@@ -236,11 +238,26 @@ pub fn is_running(record: &ServiceRecord) -> bool {
     if !pid_alive(pid) {
         return false;
     }
+    if let Some(recorded) = record.started {
+        // PID + start time identify the process even after it exec'd another program (a wrapper
+        // script given as --moto-server).
+        return process_start_time(pid) == Some(recorded);
+    }
+    // A record without a start time (written by an older inframock): compare the program.
     match (&record.program, process_command(pid)) {
         (Some(program), Some(command)) => command.contains(program.as_str()),
         (None, Some(_)) => true,
         (_, None) => false,
     }
+}
+
+/// When a process started, in clock ticks since boot (field 22 of `/proc/<pid>/stat`): with the
+/// PID, an identity no later process can share.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
+    let after_name = stat.rsplit_once(')')?.1;
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn pid_alive(pid: u32) -> bool {
@@ -356,19 +373,41 @@ mod tests {
             port: 1,
             url: String::new(),
             pid: Some(std::process::id()),
+            started: process_start_time(std::process::id()),
             program: Some("moto_server_that_is_not_this_test".into()),
             log: None,
             container: None,
         };
         assert!(
-            !is_running(&record),
-            "our test process is alive but is not moto_server"
+            is_running(&record),
+            "PID and start time match: ours, whatever program it runs now"
         );
         let gone = ServiceRecord {
             pid: Some(u32::MAX / 2),
-            ..record
+            ..record.clone()
         };
         assert!(!is_running(&gone));
+        let this_test = ServiceRecord {
+            program: None,
+            ..record.clone()
+        };
+        assert!(is_running(&this_test), "our own PID with its start time");
+        let without_start_time = ServiceRecord {
+            started: None,
+            ..record.clone()
+        };
+        assert!(
+            !is_running(&without_start_time),
+            "an old record falls back to comparing the program"
+        );
+        let same_pid_other_start = ServiceRecord {
+            started: this_test.started.map(|t| t + 1),
+            ..this_test
+        };
+        assert!(
+            !is_running(&same_pid_other_start),
+            "same PID, another start time: a reused PID"
+        );
         assert_eq!(
             stop_recorded(&gone, Duration::from_millis(10)),
             StopOutcome::AlreadyGone

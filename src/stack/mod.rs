@@ -1,7 +1,9 @@
 //! The running stack: which services exist, where they run, how to start, probe and stop them.
 
 pub mod docker;
+pub mod lifecycle;
 pub mod local;
+pub mod lock;
 pub mod ports;
 pub mod ready;
 pub mod state;

@@ -5,17 +5,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::aws::{describe_error, AwsClients};
+use crate::aws::{describe_error, AwsClients, Endpoint};
 
 /// How to ask a service whether it answers.
 #[derive(Debug, Clone)]
 pub enum Probe {
     /// S3 ListBuckets, DynamoDB ListTables, SQS ListQueues, SNS ListTopics against an endpoint.
-    Aws {
-        endpoint: String,
-        region: String,
-        test_credentials: bool,
-    },
+    Aws(Endpoint),
     /// PING against a Redis URL.
     Redis { url: String },
     /// `GET <url>` answers 2xx (the health routes of our own helpers).
@@ -28,12 +24,8 @@ impl Probe {
     /// One probe: `Ok` when the service answered, else why not.
     pub async fn check(&self) -> Result<(), String> {
         match self {
-            Probe::Aws {
-                endpoint,
-                region,
-                test_credentials,
-            } => {
-                let clients = AwsClients::for_probe(endpoint, region, *test_credentials).await;
+            Probe::Aws(endpoint) => {
+                let clients = AwsClients::for_probe(endpoint).await;
                 probe_aws(&clients).await
             }
             Probe::Redis { url } => probe_redis(url).await,

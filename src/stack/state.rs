@@ -45,6 +45,9 @@ pub struct ServiceRecord {
     pub url: String,
     /// Process id (local runtime).
     pub pid: Option<u32>,
+    /// Start time of that process (clock ticks since boot): PID + start time survive PID reuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
     /// Executable the process runs, used to tell our process from a reused PID.
     pub program: Option<String>,
     /// Log file of the process.
@@ -55,22 +58,6 @@ pub struct ServiceRecord {
 }
 
 impl StackState {
-    /// Identity of this running instance of the aws service (URL, start time, PID or container), so
-    /// what was loaded into it is not mistaken for what a restarted one holds. `None` for an external
-    /// endpoint, which may be reset behind our back.
-    pub fn instance_id(&self) -> Option<String> {
-        if self.runtime == RuntimeKind::External {
-            return None;
-        }
-        let aws = self.service(ServiceName::Aws)?;
-        let process = match (&aws.pid, &aws.container) {
-            (Some(pid), _) => pid.to_string(),
-            (None, Some(id)) => id.clone(),
-            (None, None) => String::new(),
-        };
-        Some(format!("{}@{}#{process}", aws.url, self.started_at))
-    }
-
     /// The URL applications should use for a service: its fault proxy's when it has one.
     pub fn client_url(&self, name: ServiceName) -> Option<String> {
         let record = self.service(name)?;
@@ -139,6 +126,42 @@ pub fn write(state_dir: &Path, state: &StackState) -> Result<()> {
     Ok(())
 }
 
+/// Forgets these services (matched by name and PID/container) in the state file, deleting the
+/// file when nothing is left in it.
+pub fn forget(state_dir: &Path, records: &[ServiceRecord]) -> Result<()> {
+    let Some(mut state) = read(state_dir)? else {
+        return Ok(());
+    };
+    let before = state.services.len();
+    state.services.retain(|kept| {
+        !records.iter().any(|gone| {
+            gone.name == kept.name && gone.pid == kept.pid && gone.container == kept.container
+        })
+    });
+    if state.services.len() == before {
+        return Ok(());
+    }
+    if state.services.is_empty() {
+        remove(state_dir)
+    } else {
+        write(state_dir, &state)
+    }
+}
+
+/// Forgets the recorded local processes that no longer run (after an interrupted start).
+pub fn forget_gone(state_dir: &Path) -> Result<()> {
+    let Some(state) = read(state_dir)? else {
+        return Ok(());
+    };
+    let gone: Vec<ServiceRecord> = state
+        .services
+        .iter()
+        .filter(|r| r.runtime == RuntimeKind::Local && !super::local::is_running(r))
+        .cloned()
+        .collect();
+    forget(state_dir, &gone)
+}
+
 /// Deletes the state file (nothing to do when absent).
 pub fn remove(state_dir: &Path) -> Result<()> {
     let path = state_path(state_dir);
@@ -169,6 +192,7 @@ mod tests {
                 port: 6379,
                 url: "redis://localhost:6379".into(),
                 pid: Some(42),
+                started: Some(7),
                 program: Some("redis-server".into()),
                 log: None,
                 container: None,
@@ -178,11 +202,6 @@ mod tests {
         write(dir.path(), &state).unwrap();
         assert_eq!(read(dir.path()).unwrap(), Some(state.clone()));
         assert!(state.service(ServiceName::Redis).is_some());
-        assert_eq!(
-            state.instance_id(),
-            None,
-            "no aws service, nothing to identify"
-        );
         assert!(state.service(ServiceName::Aws).is_none());
         remove(dir.path()).unwrap();
         assert!(read(dir.path()).unwrap().is_none());

@@ -125,7 +125,7 @@ pub async fn choose_runtime(settings: &Settings, reporter: &Reporter) -> Result<
                 )
             })?;
             for service in ServiceName::ALL {
-                let image = &settings.container(service).image;
+                let image = &settings.service(service).container.image;
                 if !docker.image_present(image).await {
                     docker.pull(image, reporter.interactive).await.with_context(|| {
                         format!("image {image} of {service} is not present and could not be pulled; pull or build it, or choose another with --{service}-image")
@@ -146,7 +146,7 @@ pub async fn choose_runtime(settings: &Settings, reporter: &Reporter) -> Result<
                 }
             };
             for service in ServiceName::ALL {
-                let image = &settings.container(service).image;
+                let image = &settings.service(service).container.image;
                 if docker.image_present(image).await {
                     continue;
                 }
@@ -212,7 +212,7 @@ pub async fn bring_up(
                     p.started_at
                 );
             }
-            bring_up_local(settings, reporter, began, previous).await
+            bring_up_local(settings, reporter, began, previous, fresh).await
         }
         Runtime::Docker(docker) => {
             if let Some(p) = previous
@@ -360,16 +360,14 @@ pub async fn ensure_queue_worker(
 
 /// (service, wanted proxy port, service port) for each service with `faults = true`.
 fn wanted_fault_proxies(settings: &Settings, stack: &RunningStack) -> Vec<(ServiceName, u16, u16)> {
-    [
-        (ServiceName::Aws, settings.aws_faults),
-        (ServiceName::Redis, settings.redis_faults),
-    ]
-    .into_iter()
-    .filter_map(|(service, wanted)| {
-        let record = stack.state.service(service)?;
-        (record.runtime != RuntimeKind::External).then_some((service, wanted?, record.port))
-    })
-    .collect()
+    ServiceName::ALL
+        .into_iter()
+        .filter_map(|service| {
+            let wanted = settings.service(service).fault_proxy?;
+            let record = stack.state.service(service)?;
+            (record.runtime != RuntimeKind::External).then_some((service, wanted, record.port))
+        })
+        .collect()
 }
 
 fn base_command_line(settings: &Settings) -> Vec<std::ffi::OsString> {
@@ -471,9 +469,14 @@ async fn ensure_helper(
                 &settings.state_dir(),
                 &command_line(port),
             )?;
+            let recorded = record_spawned(settings, RuntimeKind::Local, &process.record);
             let mut started = vec![Started::Process(process)];
-            if let Err(e) = wait_for_started(settings, reporter, &mut started).await {
-                stop_all(started).await;
+            let ready = match recorded {
+                Ok(()) => wait_for_started(settings, reporter, &mut started).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = ready {
+                stop_all(settings, started).await;
                 return Err(e);
             }
             records.extend(started.iter().map(|s| s.record().clone()));
@@ -491,6 +494,7 @@ async fn bring_up_local(
     reporter: &Reporter,
     began: Instant,
     previous: Option<StackState>,
+    fresh: bool,
 ) -> Result<RunningStack> {
     let state_dir = settings.state_dir();
     let mut records: Vec<ServiceRecord> = Vec::new();
@@ -502,6 +506,14 @@ async fn bring_up_local(
             .filter(|p| p.runtime == RuntimeKind::Local)
             .and_then(|p| p.service(service));
         match recorded {
+            Some(record) if local::is_running(record) && fresh => {
+                local::stop_recorded(record, STOP_GRACE);
+                reporter.info(format!(
+                    "{service}: stopped the running process (pid {}, --fresh); starting a new one",
+                    record.pid.unwrap_or(0)
+                ));
+                to_start.push(service);
+            }
             Some(record) if local::is_running(record) => {
                 reuse_if_healthy(
                     settings,
@@ -526,23 +538,21 @@ async fn bring_up_local(
     // Pre-flight everything before starting anything: programs and ports.
     let mut plans = Vec::new();
     for service in &to_start {
-        let explicit = match service {
-            ServiceName::Aws => settings.moto_server.as_deref(),
-            ServiceName::Redis => settings.redis_server.as_deref(),
-            ServiceName::Mock | ServiceName::Faults | ServiceName::Queues => None,
-        };
+        let explicit = settings.service(*service).program.as_deref();
         let program = local::find_program(*service, explicit, &settings.project_dir)?;
         let port = claim_port(settings, *service, true)?;
         plans.push((*service, program, port));
     }
     let mut started = Vec::new();
     for (service, program, port) in plans {
-        match local::spawn(service, &program, port, &state_dir, &[]) {
-            Ok(process) => started.push(Started::Process(process)),
-            Err(e) => {
-                stop_all(started).await;
-                return Err(e);
-            }
+        let spawned = local::spawn(service, &program, port, &state_dir, &[]).and_then(|process| {
+            let recorded = record_spawned(settings, RuntimeKind::Local, &process.record);
+            started.push(Started::Process(process));
+            recorded
+        });
+        if let Err(e) = spawned {
+            stop_all(settings, started).await;
+            return Err(e);
         }
     }
     finish_bring_up(
@@ -590,7 +600,8 @@ async fn start_containers(
     for service in ServiceName::ALL {
         match docker.find(service).await? {
             Some((id, true)) if !fresh => {
-                let port_key = format!("{}/tcp", settings.container(service).container_port);
+                let port_key =
+                    format!("{}/tcp", settings.service(service).container.container_port);
                 let port = docker.published_port(&id, &port_key).await?;
                 let record = ServiceRecord {
                     name: service,
@@ -598,7 +609,8 @@ async fn start_containers(
                     port,
                     url: super::local_url(service, port),
                     pid: None,
-                    program: Some(settings.container(service).image.clone()),
+                    started: None,
+                    program: Some(settings.service(service).container.image.clone()),
                     log: None,
                     container: Some(id),
                 };
@@ -634,18 +646,25 @@ async fn start_containers(
     }
     let mut started = Vec::new();
     for (service, port) in plans {
-        match docker
-            .start(service, settings.container(service), port, &network)
+        let container = docker
+            .start(
+                service,
+                &settings.service(service).container,
+                port,
+                &network,
+            )
             .await
-        {
-            Ok(record) => started.push(Started::Container {
-                docker: docker.clone(),
-                record,
-            }),
-            Err(e) => {
-                stop_all(started).await;
-                return Err(e);
-            }
+            .and_then(|record| {
+                let recorded = record_spawned(settings, RuntimeKind::Docker, &record);
+                started.push(Started::Container {
+                    docker: docker.clone(),
+                    record,
+                });
+                recorded
+            });
+        if let Err(e) = container {
+            stop_all(settings, started).await;
+            return Err(e);
         }
     }
     finish_bring_up(
@@ -661,7 +680,8 @@ async fn start_containers(
     .await
 }
 
-/// Reuses a running service when it answers; a running one that does not answer is an error.
+/// Reuses a running service once it answers (one still starting, e.g. left by a `run` that was
+/// killed while it waited, is waited for); one that never answers is an error.
 async fn reuse_if_healthy(
     settings: &Settings,
     reporter: &Reporter,
@@ -671,8 +691,13 @@ async fn reuse_if_healthy(
     reused: &mut Vec<ServiceName>,
 ) -> Result<()> {
     let service = record.name;
-    match probe_for(settings, service, &record.url).check().await {
-        Ok(()) => {
+    let probe = probe_for(settings, record.runtime, service, &record.url);
+    let answered = wait_until_ready(service.as_str(), &probe, settings.ready_timeout, "", || {
+        std::future::ready(Ok(()))
+    })
+    .await;
+    match answered {
+        Ok(_) => {
             reporter.info(format!(
                 "{service}: reusing the running {what} ({}, port {})",
                 identity(record),
@@ -700,13 +725,11 @@ fn identity(record: &ServiceRecord) -> String {
 
 /// The port a service should use: 0 stays 0 for docker (the engine picks), a free one for local.
 fn claim_port(settings: &Settings, service: ServiceName, pick_free: bool) -> Result<u16> {
-    let (wanted, flag) = match service {
-        ServiceName::Aws => (settings.aws_port, "--aws-port"),
-        ServiceName::Redis => (settings.redis_port, "--redis-port"),
-        ServiceName::Mock => (settings.mock.port, "--mock-port"),
-        ServiceName::Faults => (settings.faults_port, "--faults-port"),
-        ServiceName::Queues => return Ok(0),
-    };
+    if service == ServiceName::Queues {
+        return Ok(0);
+    }
+    let wanted = settings.service(service).port;
+    let flag = settings.service(service).port_flag;
     if wanted == 0 && !pick_free {
         return Ok(0);
     }
@@ -731,7 +754,7 @@ async fn wait_for_started(
     let deadline = settings.ready_timeout;
     let waits = started.iter_mut().map(|item| {
         let service = item.record().name;
-        let probe = probe_for(settings, service, &item.record().url);
+        let probe = probe_for(settings, item.record().runtime, service, &item.record().url);
         let hint = match &item.record().log {
             Some(log) => format!(
                 "raise --ready-timeout (INFRAMOCK_READY_TIMEOUT) or read {}",
@@ -775,7 +798,7 @@ async fn finish_bring_up(
     mut started: Vec<Started>,
 ) -> Result<RunningStack> {
     if let Err(e) = wait_for_started(settings, reporter, &mut started).await {
-        stop_all(started).await;
+        stop_all(settings, started).await;
         return Err(e);
     }
     records.extend(started.iter().map(|s| s.record().clone()));
@@ -793,7 +816,7 @@ async fn finish_bring_up(
         fault_proxies: Vec::new(),
     };
     if let Err(e) = state::write(&settings.state_dir(), &state) {
-        stop_all(started).await;
+        stop_all(settings, started).await;
         return Err(e);
     }
     Ok(RunningStack {
@@ -820,7 +843,7 @@ async fn bring_up_external(
     let mut records = Vec::new();
     for (service, url) in services {
         let step = reporter.step(format!("checking {service} at {url}"));
-        let probe = probe_for(settings, service, &url);
+        let probe = probe_for(settings, RuntimeKind::External, service, &url);
         let hint = format!("check that {url} is reachable");
         match wait_until_ready(
             service.as_str(),
@@ -843,6 +866,7 @@ async fn bring_up_external(
             port: port_of(&url).unwrap_or(0),
             url,
             pid: None,
+            started: None,
             program: None,
             log: None,
             container: None,
@@ -866,14 +890,20 @@ async fn bring_up_external(
     })
 }
 
-/// The readiness probe of a service at a URL.
-pub fn probe_for(settings: &Settings, service: ServiceName, url: &str) -> Probe {
+/// The readiness probe of a service at a URL, run by `runtime`.
+pub fn probe_for(
+    settings: &Settings,
+    runtime: RuntimeKind,
+    service: ServiceName,
+    url: &str,
+) -> Probe {
     match service {
-        ServiceName::Aws => Probe::Aws {
-            endpoint: url.to_string(),
-            region: settings.region.clone(),
-            test_credentials: settings.runtime != RuntimeKind::External,
-        },
+        ServiceName::Aws => Probe::Aws(crate::aws::Endpoint::new(
+            url.to_string(),
+            settings.region.clone(),
+            runtime == RuntimeKind::External,
+            settings.operation_timeout,
+        )),
         ServiceName::Redis => Probe::Redis {
             url: url.to_string(),
         },
@@ -887,10 +917,34 @@ pub fn probe_for(settings: &Settings, service: ServiceName, url: &str) -> Probe 
     }
 }
 
-async fn stop_all(started: Vec<Started>) {
+/// Stops what this call started and forgets it in the state file.
+async fn stop_all(settings: &Settings, started: Vec<Started>) {
+    let records: Vec<ServiceRecord> = started.iter().map(|s| s.record().clone()).collect();
     for item in started.into_iter().rev() {
         item.stop().await;
     }
+    if let Err(e) = state::forget(&settings.state_dir(), &records) {
+        eprintln!("warning: {e:#}");
+    }
+}
+
+/// Records a service the moment it was spawned, before it is ready: if this command dies while
+/// waiting (even by `kill -9`), `status` shows it and `stop` stops it.
+fn record_spawned(settings: &Settings, runtime: RuntimeKind, record: &ServiceRecord) -> Result<()> {
+    let state_dir = settings.state_dir();
+    let mut recorded = state::read(&state_dir)?.unwrap_or_else(|| StackState {
+        project: settings.project_name.clone(),
+        runtime,
+        started_at: now_seconds(),
+        region: settings.region.clone(),
+        cluster_env: settings.cluster_env.clone(),
+        services: Vec::new(),
+        fault_proxies: Vec::new(),
+    });
+    recorded.services.retain(|r| r.name != record.name);
+    recorded.services.push(record.clone());
+    recorded.services.sort_by_key(|r| r.name);
+    state::write(&state_dir, &recorded)
 }
 
 fn port_of(url: &str) -> Option<u16> {

@@ -6,6 +6,7 @@ mod support;
 mod data;
 mod docker;
 mod faults;
+mod lifecycle;
 mod mock;
 mod queues;
 mod stack;

@@ -1,0 +1,76 @@
+//! `inframock reset`: back to the declared state without restarting anything — the engine's state
+//! wiped, Redis flushed, mocks and faults cleared, every resource created, the data folder loaded.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::cli::ResetArgs;
+use crate::config::Settings;
+use crate::data::session;
+use crate::output::Reporter;
+use crate::stack::lifecycle;
+use crate::stack::lock::{ProjectLock, LOCK_WAIT};
+
+/// Resets the running stack.
+pub async fn execute(
+    settings: &Settings,
+    args: &ResetArgs,
+    reporter: &Reporter,
+) -> Result<ExitCode> {
+    let _lock = ProjectLock::acquire_async(&settings.state_dir(), "reset", LOCK_WAIT).await?;
+    let began = Instant::now();
+    let mut stack = lifecycle::running_stack(settings)?;
+    let step = reporter.step("wiping the stack's state");
+    let wiped = match lifecycle::wipe(&stack.state).await {
+        Ok(wiped) => {
+            step.done(format!(
+                "wiped: aws ({}){}{}{}",
+                wiped.aws,
+                if wiped.redis {
+                    ", redis (FLUSHALL)"
+                } else {
+                    ""
+                },
+                if wiped.mock { ", mock server" } else { "" },
+                if wiped.faults { ", faults" } else { "" },
+            ));
+            wiped
+        }
+        Err(e) => {
+            step.fail("the stack's state could not be wiped");
+            return Err(e);
+        }
+    };
+    let endpoint = lifecycle::endpoint_of(settings, &stack)?;
+    let clients = endpoint.clients().await;
+    let ensured = lifecycle::ensure_declared(settings, reporter, &clients, &mut stack).await?;
+    // A queue worker restarted for the new queues runs on after this command.
+    for item in stack.started.drain(..) {
+        item.keep_running();
+    }
+    let mut exit = ExitCode::SUCCESS;
+    let mut data = serde_json::Value::Null;
+    if !args.no_data {
+        let created = lifecycle::created_tables(&ensured);
+        let report = session::load(settings, &clients, &args.load, created, reporter).await?;
+        exit = super::data_exit_code(&report);
+        data = report.json;
+    }
+    let elapsed = began.elapsed();
+    if settings.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "wiped": wiped,
+                "resources": ensured,
+                "data": data,
+                "elapsed_ms": elapsed.as_millis() as u64,
+            })
+        );
+    } else {
+        println!("reset in {:.2} s", elapsed.as_secs_f64());
+    }
+    Ok(exit)
+}

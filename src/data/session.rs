@@ -1,0 +1,145 @@
+//! One load session: walk the data folder, plan, load, report — the data step of `run`, `reset`
+//! and `reload-data`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+
+use super::discover::{self, drop_conflicting_objects, LoadPlan};
+use super::fingerprint::{FingerprintCache, LoadedFiles, CACHE_FILE, LOADED_FILE};
+use super::load::{apply, describe_target, FileResult, LoadOptions};
+use super::rules::Rules;
+use super::summary::{render_table, totals, BarProgress, PlainProgress};
+use crate::aws::AwsClients;
+use crate::cli::LoadArgs;
+use crate::config::Settings;
+use crate::output::Reporter;
+
+/// What one load did: the JSON report and how many files failed.
+#[derive(Debug)]
+pub struct LoadReport {
+    pub json: serde_json::Value,
+    pub failed: usize,
+}
+
+/// One load of the data folder: walk it, plan (with `--dry-run`, print the plan and stop), then
+/// load every file and report. `created_tables` are the tables the calling command created (their
+/// files are written whatever the record says). Human output is printed here.
+pub async fn load(
+    settings: &Settings,
+    clients: &AwsClients,
+    args: &LoadArgs,
+    created_tables: BTreeSet<String>,
+    reporter: &Reporter,
+) -> Result<LoadReport> {
+    let rules = Rules::compile(&settings.stack.data.rules, &settings.name_vars())
+        .map_err(|e| anyhow!("{}: {e}", settings.stack_origin))?;
+    let experiments = discover::list(&settings.data_path, &args.experiments)?;
+    let mut plan = discover::plan(&experiments, &rules);
+    drop_conflicting_objects(&mut plan);
+    if args.dry_run {
+        if !settings.json {
+            print!("{}", render_plan(&plan));
+        }
+        let json = serde_json::json!({"dry_run": true, "data": settings.data_path, "plan": plan});
+        return Ok(LoadReport { json, failed: 0 });
+    }
+    let files: usize = plan.experiments.iter().map(|e| e.actions.len()).sum();
+    reporter.info(format!(
+        "loading {} from {} ({} experiment{})",
+        if files == 1 {
+            "1 file".to_string()
+        } else {
+            format!("{files} files")
+        },
+        settings.data_path.display(),
+        plan.experiments.len(),
+        if plan.experiments.len() == 1 { "" } else { "s" }
+    ));
+    let state_dir = settings.ensure_state_dir()?;
+    let cache = Arc::new(FingerprintCache::load(state_dir.join(CACHE_FILE)));
+    let loaded = LoadedFiles::load(state_dir.join(LOADED_FILE));
+    let options = LoadOptions {
+        force: args.force,
+        created_tables,
+    };
+    let started = std::time::Instant::now();
+    let outcomes = if reporter.interactive {
+        let bars = BarProgress::new(&plan);
+        let outcomes = apply(clients, &plan, cache, &loaded, &options, &bars).await;
+        bars.finish();
+        outcomes
+    } else {
+        apply(clients, &plan, cache, &loaded, &options, &PlainProgress).await
+    };
+    let elapsed = started.elapsed();
+    let (rows, total) = totals(&plan, &outcomes);
+    if !settings.json {
+        println!();
+        print!("{}", render_table(&rows, &total));
+        for experiment in &plan.experiments {
+            for skipped in &experiment.skipped {
+                println!(
+                    "ignored {}/{} ({})",
+                    experiment.id, skipped.file, skipped.reason
+                );
+            }
+        }
+        println!("loaded in {:.2} s", elapsed.as_secs_f64());
+    }
+    let failures: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| match &o.result {
+            FileResult::Failed { error } => Some(format!(
+                "{}: {error}",
+                settings
+                    .data_path
+                    .join(&o.experiment)
+                    .join(&o.file)
+                    .display()
+            )),
+            _ => None,
+        })
+        .collect();
+    for failure in &failures {
+        reporter.warn(failure);
+    }
+    let json = serde_json::json!({
+        "data": settings.data_path,
+        "elapsed_ms": elapsed.as_millis() as u64,
+        "experiments": rows,
+        "total": total,
+        "files": outcomes,
+        "ignored": plan.experiments.iter().flat_map(|e| e.skipped.iter().map(move |s| serde_json::json!({"experiment": e.id, "file": s.file, "reason": s.reason}))).collect::<Vec<_>>(),
+    });
+    Ok(LoadReport {
+        json,
+        failed: failures.len(),
+    })
+}
+
+/// The plan as text for `--dry-run`.
+pub fn render_plan(plan: &LoadPlan) -> String {
+    let mut text = String::new();
+    for experiment in &plan.experiments {
+        text.push_str(&format!("{}:\n", experiment.id));
+        for action in &experiment.actions {
+            text.push_str(&format!(
+                "  load    {} -> {}\n",
+                action.file,
+                describe_target(&action.target)
+            ));
+        }
+        for skipped in &experiment.skipped {
+            text.push_str(&format!(
+                "  ignore  {} ({})\n",
+                skipped.file, skipped.reason
+            ));
+        }
+    }
+    if plan.experiments.is_empty() {
+        text.push_str("no experiment folders found\n");
+    }
+    text
+}
