@@ -21,7 +21,7 @@ pub async fn execute(
 ) -> Result<ExitCode> {
     let _lock = ProjectLock::acquire_async(&settings.state_dir(), "reset", LOCK_WAIT).await?;
     let began = Instant::now();
-    let mut stack = lifecycle::running_stack(settings)?;
+    let mut stack = lifecycle::running_stack(settings).await?;
     let step = reporter.step("wiping the stack's state");
     let wiped = match lifecycle::wipe(&stack.state).await {
         Ok(wiped) => {

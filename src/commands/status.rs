@@ -8,10 +8,10 @@ use serde::Serialize;
 use super::EXIT_NOT_RUNNING;
 use crate::cli::RuntimeKind;
 use crate::config::Settings;
-use crate::stack::docker::DockerRuntime;
+use crate::stack::runtime;
 use crate::stack::state;
 use crate::stack::up::probe_for;
-use crate::stack::{local, ServiceName};
+use crate::stack::ServiceName;
 
 /// One row of the status table.
 #[derive(Debug, Serialize)]
@@ -45,17 +45,11 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(EXIT_NOT_RUNNING));
     };
-    let docker = match stack.runtime {
-        RuntimeKind::Docker => DockerRuntime::connect(&stack.project).await.ok(),
-        _ => None,
-    };
     let mut rows = Vec::new();
     for record in &stack.services {
-        let running = match (record.runtime, &docker, &record.container) {
-            (RuntimeKind::Local, _, _) => local::is_running(record),
-            (RuntimeKind::Docker, Some(docker), Some(id)) => docker.is_running(id).await,
-            (RuntimeKind::Docker, _, _) => false,
-            _ => true,
+        let running = match runtime::of_recorded(record.runtime, &stack.project).await {
+            Ok(runtime) => runtime.is_alive(record).await.is_ok(),
+            Err(_) => false,
         };
         let health = if running {
             match probe_for(settings, record.runtime, record.name, &record.url)

@@ -8,10 +8,11 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
-use super::docker::{engine_address, DockerRuntime};
-use super::local::{self, stop_recorded, StopOutcome};
+use super::helpers::ensure_queue_worker;
+use super::runtime::docker::{engine_address, DockerRuntime};
+use super::runtime::{self, describe, Runtime, StopOutcome};
 use super::state::{self, StackState};
-use super::up::{ensure_queue_worker, RunningStack, STOP_GRACE};
+use super::up::RunningStack;
 use super::ServiceName;
 use crate::aws::{AwsClients, Endpoint};
 use crate::cli::RuntimeKind;
@@ -34,9 +35,9 @@ pub struct Down {
     pub nothing: bool,
 }
 
-/// Stops exactly what this project started: the recorded processes (checked by PID and start
-/// time), and every container labelled with this project (even without a record). Works from the
-/// recorded state alone, so a broken `inframock.toml` never prevents it.
+/// Stops exactly what this project started: the recorded services (a process only when its PID
+/// and start time still match), and every container labelled with this project (even without a
+/// record). Works from the recorded state alone, so a broken `inframock.toml` never prevents it.
 pub async fn down(settings: &Settings, reporter: &Reporter) -> Result<Down> {
     let state_dir = settings.state_dir();
     let recorded = state::read(&state_dir)?;
@@ -46,74 +47,50 @@ pub async fn down(settings: &Settings, reporter: &Reporter) -> Result<Down> {
         .map(|s| s.project.clone())
         .unwrap_or_else(|| settings.project_name.clone());
     let mut down = Down::default();
-    match recorded.as_ref().map(|s| s.runtime) {
-        Some(RuntimeKind::Docker) => {
-            let docker = DockerRuntime::connect(&project).await.map_err(|e| {
-                anyhow!(
-                    "cannot stop the containers: no Docker engine answers at {} ({e}); start Docker and run `inframock stop` again",
-                    engine_address()
-                )
-            })?;
-            remove_containers(&docker, reporter, &mut down).await?;
-            if down.stopped.is_empty() {
-                reporter.info("the recorded containers were already gone; record cleaned up");
-            }
-            // Our own helpers are processes in every runtime.
-            stop_processes(recorded.as_ref(), reporter, &mut down);
-        }
-        Some(RuntimeKind::External) => {
-            down.external = true;
-            stop_processes(recorded.as_ref(), reporter, &mut down);
-        }
-        Some(_) => stop_processes(recorded.as_ref(), reporter, &mut down),
-        None => {
-            // No record, but containers of this project may exist (a run interrupted while it
-            // created them): remove those too.
-            if let Ok(docker) = DockerRuntime::connect(&project).await {
-                remove_containers(&docker, reporter, &mut down).await?;
-            }
-            down.nothing = down.stopped.is_empty();
-        }
-    }
-    state::remove(&state_dir)?;
-    Ok(down)
-}
-
-async fn remove_containers(
-    docker: &DockerRuntime,
-    reporter: &Reporter,
-    down: &mut Down,
-) -> Result<()> {
-    for (id, _) in docker.list_ours(None).await? {
-        docker.remove(&id).await;
-        reporter.info(format!("removed container {}", &id[..12.min(id.len())]));
-        down.stopped.push(id);
-    }
-    docker.remove_network().await;
-    Ok(())
-}
-
-/// Stops the recorded processes (local services, and our own helpers in any runtime).
-fn stop_processes(recorded: Option<&StackState>, reporter: &Reporter, down: &mut Down) {
+    let kind = recorded.as_ref().map(|s| s.runtime);
+    down.external = kind == Some(RuntimeKind::External);
+    // Helpers first (they point at the services), then the services, in reverse start order.
     for record in recorded.iter().flat_map(|s| s.services.iter().rev()) {
-        if record.runtime != RuntimeKind::Local {
+        let runtime = runtime::of_recorded(record.runtime, &project).await?;
+        let outcome = runtime.stop(record).await;
+        if record.runtime == RuntimeKind::External {
             continue;
         }
-        let pid = record.pid.unwrap_or(0);
-        match stop_recorded(record, STOP_GRACE) {
+        let what = format!("{} ({})", record.name, describe(record));
+        match outcome {
             StopOutcome::Stopped => {
-                reporter.info(format!("stopped {} (pid {pid})", record.name));
+                reporter.info(format!("stopped {what}"));
                 down.stopped.push(record.name.to_string());
             }
             StopOutcome::AlreadyGone => {
                 reporter.info(format!(
-                    "{} (pid {pid}) had already exited; its record is cleaned up",
-                    record.name
+                    "{what} had already exited; its record is cleaned up"
                 ));
                 down.already_gone.push(record.name.to_string());
             }
         }
     }
+    // Containers of this project that no record names (a run killed while creating them).
+    let labelled = match kind {
+        Some(RuntimeKind::Docker) => Some(
+            DockerRuntime::connect(&project)
+                .await
+                .map_err(|e| anyhow!("cannot stop the containers: no Docker engine answers at {} ({e}); start Docker and run `inframock stop` again", engine_address()))?,
+        ),
+        None => DockerRuntime::connect(&project).await.ok(),
+        Some(_) => None,
+    };
+    if let Some(docker) = labelled {
+        for (id, _) in docker.list_ours(None).await? {
+            docker.remove(&id).await;
+            reporter.info(format!("removed container {}", &id[..12.min(id.len())]));
+            down.stopped.push(id);
+        }
+        docker.tidy().await;
+    }
+    down.nothing = recorded.is_none() && down.stopped.is_empty();
+    state::remove(&state_dir)?;
+    Ok(down)
 }
 
 /// Everything after the services answer: declared resources, then the queue tails and bridges
@@ -254,19 +231,24 @@ async fn flush_redis(url: &str) -> Result<()> {
 }
 
 /// The running stack as recorded, for commands that act on it without starting anything.
-pub fn running_stack(settings: &Settings) -> Result<RunningStack> {
+pub async fn running_stack(settings: &Settings) -> Result<RunningStack> {
     let recorded = state::read(&settings.state_dir())?.with_context(|| {
         format!(
             "no stack is running for this project ({}); start it with `inframock run --detach`",
             settings.project_dir.display()
         )
     })?;
-    let dead: Vec<String> = recorded
-        .services
-        .iter()
-        .filter(|r| r.runtime == RuntimeKind::Local && !local::is_running(r))
-        .map(|r| r.name.to_string())
-        .collect();
+    let runtime = runtime::of_recorded(recorded.runtime, &recorded.project).await?;
+    let mut dead = Vec::new();
+    for record in &recorded.services {
+        let alive = match record.runtime {
+            RuntimeKind::Local => runtime::local::is_running(record),
+            _ => runtime.is_alive(record).await.is_ok(),
+        };
+        if !alive {
+            dead.push(record.name.to_string());
+        }
+    }
     if !dead.is_empty() {
         bail!(
             "the recorded stack is not running ({} exited); run `inframock stop` then `inframock run`",
@@ -276,6 +258,7 @@ pub fn running_stack(settings: &Settings) -> Result<RunningStack> {
     let reused = recorded.services.iter().map(|r| r.name).collect();
     Ok(RunningStack {
         state: recorded,
+        runtime,
         started: Vec::new(),
         reused,
         ready_after: Duration::ZERO,

@@ -1,11 +1,11 @@
 //! The running stack: which services exist, where they run, how to start, probe and stop them.
 
-pub mod docker;
+pub mod helpers;
 pub mod lifecycle;
-pub mod local;
 pub mod lock;
 pub mod ports;
 pub mod ready;
+pub mod runtime;
 pub mod state;
 pub mod up;
 
@@ -48,6 +48,14 @@ impl ServiceName {
             ServiceName::Faults => "faults",
             ServiceName::Queues => "queues",
         }
+    }
+
+    /// Our own helpers: processes of this binary in every runtime.
+    pub fn is_helper(self) -> bool {
+        matches!(
+            self,
+            ServiceName::Mock | ServiceName::Faults | ServiceName::Queues
+        )
     }
 
     /// Parses a name given on the command line.

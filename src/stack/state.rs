@@ -156,7 +156,7 @@ pub fn forget_gone(state_dir: &Path) -> Result<()> {
     let gone: Vec<ServiceRecord> = state
         .services
         .iter()
-        .filter(|r| r.runtime == RuntimeKind::Local && !super::local::is_running(r))
+        .filter(|r| r.runtime == RuntimeKind::Local && !super::runtime::local::is_running(r))
         .cloned()
         .collect();
     forget(state_dir, &gone)

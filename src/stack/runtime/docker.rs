@@ -16,10 +16,14 @@ use bollard::Docker;
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::state::ServiceRecord;
-use super::{local_url, ServiceName};
+use futures::future::BoxFuture;
+
+use super::{Found, Runtime, Started, StopOutcome};
 use crate::cli::RuntimeKind;
-use crate::config::ContainerSettings;
+use crate::config::{ContainerSettings, Settings};
+use crate::output::Reporter;
+use crate::stack::state::ServiceRecord;
+use crate::stack::{local_url, ServiceName};
 
 /// Label marking everything inframock created.
 pub const LABEL_MANAGED: &str = "inframock.managed";
@@ -200,7 +204,7 @@ impl DockerRuntime {
     }
 
     /// Our container of a service, if one exists: (id, running).
-    pub async fn find(&self, service: ServiceName) -> Result<Option<(String, bool)>> {
+    pub async fn find_container(&self, service: ServiceName) -> Result<Option<(String, bool)>> {
         let containers = self.list_ours(Some(service)).await?;
         Ok(containers.into_iter().next())
     }
@@ -235,7 +239,7 @@ impl DockerRuntime {
     }
 
     /// Creates and starts a service's container; returns its record (host port read back).
-    pub async fn start(
+    pub async fn start_container(
         &self,
         service: ServiceName,
         container: &ContainerSettings,
@@ -436,13 +440,184 @@ impl DockerRuntime {
             )
             .await;
     }
+}
 
-    /// Whether a container exists and runs.
-    pub async fn is_running(&self, id: &str) -> bool {
-        match self.docker.inspect_container(id, None).await {
-            Ok(inspected) => inspected.state.and_then(|s| s.running) == Some(true),
-            Err(_) => false,
+impl Runtime for DockerRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Docker
+    }
+
+    fn services(&self, _settings: &Settings) -> Vec<ServiceName> {
+        ServiceName::ALL.to_vec()
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        settings: &'a Settings,
+        service: ServiceName,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let image = &settings.service(service).container.image;
+            if self.image_present(image).await {
+                Ok(())
+            } else {
+                Err(anyhow!("image {image} of {service} is not present; pull or build it, or choose another with --{service}-image"))
+            }
+        })
+    }
+
+    fn start<'a>(
+        &'a self,
+        settings: &'a Settings,
+        service: ServiceName,
+        port: u16,
+    ) -> BoxFuture<'a, Result<Started>> {
+        Box::pin(async move {
+            let network = self.ensure_network().await?;
+            let record = self
+                .start_container(
+                    service,
+                    &settings.service(service).container,
+                    port,
+                    &network,
+                )
+                .await?;
+            Ok(Started::new(
+                record,
+                std::sync::Arc::new(self.clone()),
+                None,
+            ))
+        })
+    }
+
+    fn find<'a>(
+        &'a self,
+        settings: &'a Settings,
+        service: ServiceName,
+        _recorded: Option<&'a ServiceRecord>,
+    ) -> BoxFuture<'a, Result<Option<Found>>> {
+        Box::pin(async move {
+            // By label: also finds a container whose record was lost (a run killed while creating it).
+            let Some((id, running)) = self.find_container(service).await? else {
+                return Ok(None);
+            };
+            let container = &settings.service(service).container;
+            let port = if running {
+                let port_key = format!("{}/tcp", container.container_port);
+                self.published_port(&id, &port_key).await?
+            } else {
+                0
+            };
+            Ok(Some(Found {
+                running,
+                record: ServiceRecord {
+                    name: service,
+                    runtime: RuntimeKind::Docker,
+                    port,
+                    url: local_url(service, port),
+                    pid: None,
+                    started: None,
+                    program: Some(container.image.clone()),
+                    log: None,
+                    container: Some(id),
+                },
+            }))
+        })
+    }
+
+    fn is_alive<'a>(&'a self, record: &'a ServiceRecord) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let id = record.container.as_deref().unwrap_or_default();
+            self.check_alive(id, record.name).await
+        })
+    }
+
+    fn stop<'a>(&'a self, record: &'a ServiceRecord) -> BoxFuture<'a, StopOutcome> {
+        Box::pin(async move {
+            let Some(id) = record.container.as_deref() else {
+                return StopOutcome::AlreadyGone;
+            };
+            let existed = self.docker.inspect_container(id, None).await.is_ok();
+            self.remove(id).await;
+            if existed {
+                StopOutcome::Stopped
+            } else {
+                StopOutcome::AlreadyGone
+            }
+        })
+    }
+
+    fn logs<'a>(
+        &'a self,
+        record: &'a ServiceRecord,
+        lines: usize,
+        follow: bool,
+        prefix: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let id = record
+                .container
+                .as_deref()
+                .ok_or_else(|| anyhow!("{} has no container recorded", record.name))?;
+            self.print_logs(id, lines, follow, prefix).await
+        })
+    }
+
+    fn tidy(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            // Engines have few address pools: never leave the network behind unused.
+            if self.list_ours(None).await.is_ok_and(|c| c.is_empty()) {
+                self.remove_network().await;
+            }
+        })
+    }
+}
+
+impl DockerRuntime {
+    /// Pulls the images of the stack's services that are not present (explicit `--runtime docker`).
+    pub async fn pull_missing_images(
+        &self,
+        settings: &Settings,
+        reporter: &Reporter,
+    ) -> Result<()> {
+        for service in ServiceName::ALL {
+            let image = &settings.service(service).container.image;
+            if !self.image_present(image).await {
+                self.pull(image, reporter.interactive).await.with_context(|| {
+                    format!("image {image} of {service} is not present and could not be pulled; pull or build it, or choose another with --{service}-image")
+                })?;
+            }
         }
+        Ok(())
+    }
+
+    /// For `auto`: `Ok` when every image is present or was pulled (each pull at most 10 minutes);
+    /// otherwise why not, for the line that says local is used instead.
+    pub async fn images_available(
+        &self,
+        settings: &Settings,
+        reporter: &Reporter,
+    ) -> std::result::Result<(), String> {
+        for service in ServiceName::ALL {
+            let image = &settings.service(service).container.image;
+            if self.image_present(image).await {
+                continue;
+            }
+            let pulled = tokio::time::timeout(
+                Duration::from_secs(600),
+                self.pull(image, reporter.interactive),
+            )
+            .await;
+            let reason = match pulled {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => format!("{e:#}"),
+                Err(_) => "the pull took longer than 10 minutes".to_string(),
+            };
+            return Err(format!(
+                "image {image} is not present and could not be pulled ({reason})"
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -10,12 +10,157 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::ports::process_command;
-use super::state::ServiceRecord;
-use super::{local_url, ServiceName};
-use crate::cli::RuntimeKind;
+use futures::future::BoxFuture;
 
-/// A process we started in this invocation.
+use super::{Found, Runtime, Started, StopOutcome};
+use crate::cli::RuntimeKind;
+use crate::config::Settings;
+use crate::stack::ports::process_command;
+use crate::stack::state::ServiceRecord;
+use crate::stack::{local_url, ServiceName};
+
+/// Services as processes on this machine: `moto_server`, `redis-server`, and our own helpers.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalRuntime;
+
+impl Runtime for LocalRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Local
+    }
+
+    fn services(&self, _settings: &Settings) -> Vec<ServiceName> {
+        ServiceName::ALL.to_vec()
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        settings: &'a Settings,
+        service: ServiceName,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let explicit = settings.service(service).program.as_deref();
+            find_program(service, explicit, &settings.project_dir).map(|_| ())
+        })
+    }
+
+    fn start<'a>(
+        &'a self,
+        settings: &'a Settings,
+        service: ServiceName,
+        port: u16,
+    ) -> BoxFuture<'a, Result<Started>> {
+        Box::pin(async move {
+            let explicit = settings.service(service).program.as_deref();
+            let program = find_program(service, explicit, &settings.project_dir)?;
+            let process = spawn(service, &program, port, &settings.state_dir(), &[])?;
+            Ok(Started::new(
+                process.record.clone(),
+                std::sync::Arc::new(LocalRuntime),
+                Some(process),
+            ))
+        })
+    }
+
+    fn find<'a>(
+        &'a self,
+        _settings: &'a Settings,
+        _service: ServiceName,
+        recorded: Option<&'a ServiceRecord>,
+    ) -> BoxFuture<'a, Result<Option<Found>>> {
+        Box::pin(async move {
+            Ok(recorded
+                .filter(|r| r.runtime == RuntimeKind::Local)
+                .map(|record| Found {
+                    running: is_running(record),
+                    record: record.clone(),
+                }))
+        })
+    }
+
+    fn is_alive<'a>(&'a self, record: &'a ServiceRecord) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if is_running(record) {
+                Ok(())
+            } else {
+                Err(exited_message(
+                    record,
+                    "it was started by an earlier command, so its exit status is unknown",
+                ))
+            }
+        })
+    }
+
+    fn stop<'a>(&'a self, record: &'a ServiceRecord) -> BoxFuture<'a, StopOutcome> {
+        Box::pin(async move {
+            let record = record.clone();
+            tokio::task::spawn_blocking(move || stop_recorded(&record, super::STOP_GRACE))
+                .await
+                .unwrap_or(StopOutcome::AlreadyGone)
+        })
+    }
+
+    fn logs<'a>(
+        &'a self,
+        record: &'a ServiceRecord,
+        lines: usize,
+        follow: bool,
+        prefix: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let log = record
+                .log
+                .clone()
+                .unwrap_or_else(|| std::path::PathBuf::from(format!("{}.log", record.name)));
+            print_log_file(&log, lines, follow, prefix).await
+        })
+    }
+}
+
+/// Prints the last lines of a log file, then (with `follow`) what is appended, until Ctrl-C.
+pub async fn print_log_file(
+    path: &Path,
+    lines: usize,
+    follow: bool,
+    prefix: Option<&str>,
+) -> Result<()> {
+    let print = |line: &str| match prefix {
+        Some(p) => println!("{p:<5} | {line}"),
+        None => println!("{line}"),
+    };
+    if !path.is_file() {
+        anyhow::bail!(
+            "no log at {} (the local runtime writes one per service once `inframock run` started it)",
+            path.display()
+        );
+    }
+    for line in last_lines(path, lines) {
+        print(&line);
+    }
+    if !follow {
+        return Ok(());
+    }
+    let mut offset = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    loop {
+        if let Ok(mut file) = std::fs::File::open(path) {
+            let length = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if length < offset {
+                offset = 0; // the log was recreated by a new `run`
+            }
+            if length > offset && file.seek(SeekFrom::Start(offset)).is_ok() {
+                let mut chunk = String::new();
+                if file.read_to_string(&mut chunk).is_ok() {
+                    chunk.lines().for_each(print);
+                    offset = length;
+                }
+            }
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A process we started in this invocation (its `Child`, to see its exit status).
 #[derive(Debug)]
 pub struct StartedProcess {
     pub record: ServiceRecord,
@@ -63,7 +208,7 @@ impl Drop for StartedProcess {
     }
 }
 
-/// The message for a service that exited while we waited: status plus the last log lines.
+/// The message for a service that exited: status plus the last log lines.
 fn exited_message(record: &ServiceRecord, status: &str) -> String {
     let mut message = format!("{} exited while starting ({status})", record.name);
     if let Some(log) = &record.log {
@@ -273,13 +418,6 @@ fn pid_alive(pid: u32) -> bool {
     }
     // SAFETY: kill with signal 0 only checks for existence and permission.
     unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
-}
-
-/// What `stop_recorded` found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum StopOutcome {
-    Stopped,
-    AlreadyGone,
 }
 
 /// Stops a process recorded in the state file (not started by this invocation).
