@@ -7,17 +7,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
-use aws_sdk_dynamodb::types::{KeysAndAttributes, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use super::discover::{Action, LoadPlan, PlannedTarget};
-use super::dynamo_json::{
-    key_as_typed_json, key_from_typed_json, key_of, parse_items, Item, JsonFormat,
-};
+use super::dynamo_json::{key_as_typed_json, key_of, parse_items, Item, JsonFormat};
 use super::fingerprint::{FingerprintCache, LoadedFiles, LoadedRecord, METADATA_KEY};
+use super::presence::{self, Candidate};
 use super::s3_upload::{upload, UploadLimits, UploadRequest};
 use super::validate::{validate_items, ScalarType, TableKey};
 use crate::aws::{describe_error, error_code, AwsClients};
@@ -142,6 +141,8 @@ pub async fn apply(
         .into_iter()
         .collect();
     let keys = table_keys(clients, &tables).await;
+    let candidates = skip_candidates(plan, &keys, &cache, loaded, options, &clients.url).await;
+    let proven = presence::prove(clients, &candidates).await;
     let limits = UploadLimits::default();
     let work = plan.experiments.iter().flat_map(|experiment| {
         experiment
@@ -154,9 +155,12 @@ pub async fn apply(
             let keys = &keys;
             let cache = cache.clone();
             let limits = &limits;
+            let proven = &proven;
             async move {
-                let (result, why) =
-                    load_file(clients, action, keys, &cache, loaded, limits, options).await;
+                let (result, why) = load_file(
+                    clients, action, keys, &cache, loaded, proven, limits, options,
+                )
+                .await;
                 let outcome = FileOutcome {
                     experiment: experiment.to_string(),
                     file: action.file.clone(),
@@ -185,20 +189,67 @@ pub fn describe_target(target: &PlannedTarget) -> String {
     }
 }
 
+/// The JSON files a record says were loaded from their current content into tables this command
+/// did not create: skipped if [`presence::prove`] finds their keys.
+async fn skip_candidates(
+    plan: &LoadPlan,
+    keys: &HashMap<String, Result<TableKey, String>>,
+    cache: &Arc<FingerprintCache>,
+    loaded: &LoadedFiles,
+    options: &LoadOptions,
+    endpoint: &str,
+) -> Vec<Candidate> {
+    if options.force {
+        return Vec::new();
+    }
+    let tables =
+        plan.experiments
+            .iter()
+            .flat_map(|e| &e.actions)
+            .filter_map(|action| match &action.target {
+                PlannedTarget::Table { table }
+                    if matches!(keys.get(table), Some(Ok(_)))
+                        && !options.created_tables.contains(table) =>
+                {
+                    Some((action, table))
+                }
+                _ => None,
+            });
+    stream::iter(tables)
+        .map(|(action, table)| async move {
+            let fingerprint = source_fingerprint(cache, action, "items").await.ok()?;
+            let record = loaded.matching(endpoint, table, &action.path, &fingerprint)?;
+            Some(Candidate {
+                path: action.path.clone(),
+                table: table.clone(),
+                record,
+            })
+        })
+        .buffer_unordered(FILES_AT_ONCE)
+        .filter_map(|candidate| async move { candidate })
+        .collect()
+        .await
+}
+
 /// Loads one file: its result and why it was written or skipped.
+#[allow(clippy::too_many_arguments)]
 async fn load_file(
     clients: &AwsClients,
     action: &Action,
     keys: &HashMap<String, Result<TableKey, String>>,
     cache: &Arc<FingerprintCache>,
     loaded: &LoadedFiles,
+    proven: &HashSet<std::path::PathBuf>,
     limits: &UploadLimits,
     options: &LoadOptions,
 ) -> (FileResult, String) {
     let outcome = match &action.target {
         PlannedTarget::Table { table } => match keys.get(table) {
             Some(Ok(key)) => {
-                load_items_unless_present(clients, action, table, key, cache, loaded, options).await
+                load_items_unless_present(
+                    clients, action, table, key, cache, loaded, proven, options,
+                )
+                .await
             }
             Some(Err(e)) => Err(e.clone()),
             None => Err(format!("table {table} was not looked up")),
@@ -241,6 +292,7 @@ pub fn reason_to_write(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn load_items_unless_present(
     clients: &AwsClients,
     action: &Action,
@@ -248,6 +300,7 @@ async fn load_items_unless_present(
     key: &TableKey,
     cache: &Arc<FingerprintCache>,
     loaded: &LoadedFiles,
+    proven: &HashSet<std::path::PathBuf>,
     options: &LoadOptions,
 ) -> Result<(FileResult, String), String> {
     let fingerprint = source_fingerprint(cache, action, "items").await?;
@@ -256,8 +309,7 @@ async fn load_items_unless_present(
     let why = match reason_to_write(options.force, created, record.as_ref()) {
         Some(why) => why,
         None => {
-            let record = record.as_ref().ok_or("internal: no record")?;
-            if keys_present(clients, table, record).await? {
+            if proven.contains(&action.path) {
                 return Ok((
                     FileResult::Unchanged,
                     "skipped: content unchanged since it was loaded, and its first and last items are in the table".to_string(),
@@ -281,48 +333,6 @@ async fn load_items_unless_present(
         },
     );
     Ok((result, why.to_string()))
-}
-
-/// Whether the recorded first and last keys are both in the table (one BatchGetItem).
-async fn keys_present(
-    clients: &AwsClients,
-    table: &str,
-    record: &LoadedRecord,
-) -> Result<bool, String> {
-    if record.first_key.is_null() {
-        return Ok(true);
-    }
-    let mut wanted = vec![&record.first_key];
-    if record.last_key != record.first_key {
-        wanted.push(&record.last_key);
-    }
-    let keys: Option<Vec<Item>> = wanted.iter().map(|k| key_from_typed_json(k)).collect();
-    let Some(keys) = keys else {
-        return Ok(false);
-    };
-    let count = keys.len();
-    let request = KeysAndAttributes::builder()
-        .set_keys(Some(keys))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let output = clients
-        .dynamodb
-        .batch_get_item()
-        .request_items(table, request)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "checking table {table} (BatchGetItem at {}): {}",
-                clients.url,
-                describe_error(&e)
-            )
-        })?;
-    let found = output
-        .responses
-        .and_then(|mut r| r.remove(table))
-        .map_or(0, |items| items.len());
-    Ok(found == count)
 }
 
 async fn source_fingerprint(
