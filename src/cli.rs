@@ -127,6 +127,10 @@ pub struct GlobalArgs {
         value_name = "SECONDS"
     )]
     pub operation_timeout: Option<u64>,
+    /// Run Python handlers and mappers even where the kernel cannot confine them (no Landlock
+    /// ABI ≥ 4 or seccomp): their code then runs with your rights. Warns on every start.
+    #[arg(long, global = true, env = "INFRAMOCK_UNSAFE_HANDLERS")]
+    pub unsafe_handlers: bool,
 }
 
 /// Where the stack's services run.

@@ -53,6 +53,8 @@ pub struct Settings {
     pub ready_timeout: Duration,
     /// Longest time one AWS operation (all retries) may take.
     pub operation_timeout: Duration,
+    /// Run Python helpers unconfined where the kernel cannot confine them (`--unsafe-handlers`).
+    pub unsafe_handlers: bool,
     pub json: bool,
     /// The mock server's own settings (`[services.mock]`, `--mock-port`).
     pub mock: MockSettings,
@@ -225,6 +227,7 @@ impl Settings {
                 .operation_timeout
                 .map(Duration::from_secs)
                 .unwrap_or(DEFAULT_OPERATION_TIMEOUT),
+            unsafe_handlers: args.unsafe_handlers,
             endpoint_url: args.endpoint_url.clone(),
             redis_url: args.redis_url.clone(),
             account: LOCAL_ACCOUNT_ID.to_string(),
@@ -256,6 +259,13 @@ impl Settings {
             account: &self.account,
             experiment: None,
         }
+    }
+
+    /// The sandbox of Python handlers and mappers (`python` overrides the configured interpreter).
+    pub fn sandbox(&self, python: Option<&Path>) -> Result<crate::python::Sandbox> {
+        let python =
+            crate::python::find_python(python.or(self.mock.python.as_deref()), &self.project_dir);
+        crate::python::Sandbox::new(python, self.unsafe_handlers).map_err(anyhow::Error::msg)
     }
 
     /// `<project>/.inframock`

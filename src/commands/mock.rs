@@ -46,7 +46,9 @@ pub fn options(settings: &Settings, args: &MockServeArgs) -> MockOptions {
         mocks_required,
         journal_capacity: args.journal_size.unwrap_or(mock.journal_size),
         admin_any_host: args.admin_any_host,
-        python: crate::python::find_python(python.as_deref(), &settings.project_dir),
+        sandbox: settings
+            .sandbox(python.as_deref())
+            .map_err(|e| e.to_string()),
     }
 }
 

@@ -47,15 +47,12 @@ pub async fn execute(
             let name = worker::bridge_name(from, to);
             let source =
                 tail::prepare(&clients, source_target, &format!("inframock-bridge-{name}")).await?;
-            let python = crate::python::find_python(
-                python.as_deref().or(settings.mock.python.as_deref()),
-                &settings.project_dir,
-            );
+            let sandbox = settings.sandbox(python.as_deref())?;
             let mut bridge = Bridge {
                 name,
                 source,
                 to: to.clone(),
-                mapper: Mapper::new(python, mapper_file, Duration::from_millis(*timeout_ms)),
+                mapper: Mapper::new(sandbox, mapper_file, Duration::from_millis(*timeout_ms)),
                 retry_after: *retry_after,
                 json: settings.json,
             };

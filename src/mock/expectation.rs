@@ -58,6 +58,10 @@ pub struct ExpectationSpec {
     /// Time limit of one handler call in milliseconds (default 5000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handler_timeout_ms: Option<u64>,
+    /// Run the handler in a process of its own for every request (isolation over speed) instead
+    /// of on a warm worker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fresh: bool,
 }
 
 /// How an expectation's path is compared with the request path.
@@ -90,8 +94,12 @@ pub enum Action {
     },
     /// Forward to the upstream (after the delay).
     Proxy,
-    /// Run a Python handler.
-    Handler { file: PathBuf, timeout_ms: u64 },
+    /// Run a Python handler (`fresh`: in a process of its own per request).
+    Handler {
+        file: PathBuf,
+        timeout_ms: u64,
+        fresh: bool,
+    },
 }
 
 /// A validated expectation, ready to match requests.
@@ -192,13 +200,7 @@ impl Expectation {
                 if !file.ends_with(".py") {
                     return Err(format!("`handler` {file:?} must be a Python file (.py)"));
                 }
-                let resolved = handlers_dir.join(file);
-                if !resolved.is_file() {
-                    return Err(format!(
-                        "`handler` {file:?}: no such file {} (handlers are resolved against the mocks folder)",
-                        resolved.display()
-                    ));
-                }
+                let resolved = crate::python::file_inside(handlers_dir, file, "`handler`")?;
                 let timeout_ms = spec
                     .handler_timeout_ms
                     .unwrap_or(DEFAULT_HANDLER_TIMEOUT_MS);
@@ -208,6 +210,7 @@ impl Expectation {
                 Action::Handler {
                     file: resolved,
                     timeout_ms,
+                    fresh: spec.fresh,
                 }
             }
             (None, Some(code)) => {
@@ -243,6 +246,9 @@ impl Expectation {
         };
         if spec.handler_timeout_ms.is_some() && spec.handler.is_none() {
             return Err("`handler_timeout_ms` needs a `handler`".into());
+        }
+        if spec.fresh && spec.handler.is_none() {
+            return Err("`fresh` needs a `handler`".into());
         }
         Ok(Expectation {
             id,

@@ -1,23 +1,24 @@
-//! Dynamic responses: an expectation's Python `handler(body, headers)` runs in a process of its own,
-//! in its own folder, with a time limit and resource limits, so a crash, a hang or a runaway
-//! handler costs the caller a 502 and never the server.
+//! Dynamic responses: an expectation's Python `handler(body, headers)` runs on a warm worker
+//! (a kernel-confined interpreter that loaded the file once), with a time limit and resource
+//! limits, so a crash, a hang or a runaway handler costs the caller a 502 and never the server.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::python::worker::{Worker, WorkerPool, WorkerSpec};
+use crate::python::Sandbox;
 
 /// The Python program that loads a handler file, calls it and prints its response.
 const RUNNER: &str = concat!(
     include_str!("../python/sandbox.py"),
     include_str!("../python/handler_main.py")
 );
-
-/// Most of the handler's stderr kept for the 502 body.
-const STDERR_KEPT: usize = 4096;
 
 /// What a handler answered.
 #[derive(Debug)]
@@ -34,10 +35,13 @@ struct RunnerOutput {
     body_b64: String,
 }
 
-/// Starts handler processes with one Python interpreter.
-#[derive(Debug, Clone)]
+/// Calls handlers on warm, confined workers: one pool per handler file.
 pub struct HandlerRunner {
-    python: PathBuf,
+    /// The sandbox, or why handlers are refused on this machine.
+    sandbox: Result<Sandbox, String>,
+    pools: Mutex<HashMap<PathBuf, Arc<WorkerPool>>>,
+    /// Workers per handler file.
+    pool_size: usize,
 }
 
 /// The request as the handler sees it.
@@ -50,82 +54,56 @@ pub struct HandlerRequest<'a> {
 }
 
 impl HandlerRunner {
-    /// A runner using this Python interpreter.
-    pub fn new(python: PathBuf) -> Self {
-        HandlerRunner { python }
+    /// A runner with this sandbox (or the reason handlers are refused), `pool_size` warm workers
+    /// per handler file.
+    pub fn new(sandbox: Result<Sandbox, String>, pool_size: usize) -> Self {
+        HandlerRunner {
+            sandbox,
+            pools: Mutex::new(HashMap::new()),
+            pool_size: pool_size.max(1),
+        }
     }
 
-    /// Calls `handler` of `file`. The error is the message for the 502 body.
+    /// Calls `handler` of `file` on a warm worker (`fresh`: on a worker of its own, killed after
+    /// the call). The error is the message for the 502 body.
     pub async fn call(
         &self,
         file: &Path,
         timeout: Duration,
+        fresh: bool,
         request: &HandlerRequest<'_>,
     ) -> Result<HandlerResponse, String> {
         let name = file.display();
-        let input = request_json(request).to_string();
-        let mut command = crate::python::confined_command(&self.python, RUNNER, file);
-        let mut child = command.spawn().map_err(|e| {
-            format!(
-                "cannot start {} for handler {name}: {e}; install Python 3 or point --python (INFRAMOCK_PYTHON) at it",
-                self.python.display()
-            )
-        })?;
-        let pid = child.id();
-        let mut stdin = child.stdin.take();
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let run = async {
-            let write = async {
-                if let Some(mut pipe) = stdin.take() {
-                    // A handler that exits early closes the pipe: its exit status tells why.
-                    let _ = pipe.write_all(input.as_bytes()).await;
-                }
-            };
-            let read_out = async {
-                let mut out = Vec::new();
-                if let Some(pipe) = stdout.as_mut() {
-                    let _ = pipe.read_to_end(&mut out).await;
-                }
-                out
-            };
-            let read_err = async {
-                let mut err = Vec::new();
-                if let Some(pipe) = stderr.as_mut() {
-                    let _ = pipe.read_to_end(&mut err).await;
-                }
-                err
-            };
-            let ((), out, err) = tokio::join!(write, read_out, read_err);
-            let status = child.wait().await;
-            (status, out, err)
+        let sandbox = self.sandbox.as_ref().map_err(Clone::clone)?;
+        let spec = WorkerSpec {
+            sandbox: sandbox.clone(),
+            program: RUNNER,
+            file: file.to_path_buf(),
         };
-        let (status, out, err) = match tokio::time::timeout(timeout, run).await {
-            Ok(finished) => finished,
-            Err(_) => {
-                crate::python::kill_group(pid);
-                return Err(format!(
-                    "handler {name} timed out after {} ms and was killed",
-                    timeout.as_millis()
-                ));
-            }
+        let input = request_json(request);
+        let answer = if fresh {
+            let mut worker = Worker::start(&spec).map_err(|e| format!("handler {name}: {e}"))?;
+            let answer = worker.call(&input, timeout).await;
+            worker.kill();
+            answer
+        } else {
+            self.pool(spec).call(&input, timeout).await
         };
-        let status = status.map_err(|e| format!("handler {name}: cannot wait for it: {e}"))?;
-        if !status.success() {
-            let tail = stderr_tail(&err);
-            let how = match status.code() {
-                Some(code) => format!("exited with code {code}"),
-                None => "was killed by a signal (memory limit?)".to_string(),
-            };
-            return Err(format!("handler {name} failed ({how}): {tail}"));
+        let answer = answer.map_err(|e| format!("handler {name} {e}"))?;
+        if let Some(error) = answer.get("error").and_then(|e| e.as_str()) {
+            return Err(format!("handler {name} failed: {}", error.trim()));
         }
-        let output: RunnerOutput = serde_json::from_slice(&out).map_err(|e| {
-            format!(
-                "handler {name} printed no response ({e}): {}",
-                stderr_tail(&err)
-            )
-        })?;
+        let output: RunnerOutput = serde_json::from_value(answer)
+            .map_err(|e| format!("handler {name} answered no response ({e})"))?;
         to_response(output).map_err(|e| format!("handler {name}: {e}"))
+    }
+
+    fn pool(&self, spec: WorkerSpec) -> Arc<WorkerPool> {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools
+            .entry(spec.file.clone())
+            .or_insert_with(|| Arc::new(WorkerPool::new(spec, self.pool_size)))
+            .clone()
     }
 }
 
@@ -182,8 +160,4 @@ fn to_response(output: RunnerOutput) -> Result<HandlerResponse, String> {
         headers,
         body: body.into(),
     })
-}
-
-fn stderr_tail(err: &[u8]) -> String {
-    crate::python::stderr_tail(err, STDERR_KEPT)
 }

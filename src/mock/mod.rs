@@ -55,8 +55,8 @@ pub struct MockOptions {
     pub journal_capacity: usize,
     /// Answer admin routes from any address.
     pub admin_any_host: bool,
-    /// Python interpreter of handlers.
-    pub python: PathBuf,
+    /// The sandbox of handlers (or why this machine refuses them).
+    pub sandbox: Result<crate::python::Sandbox, String>,
 }
 
 /// A running mock server.
@@ -85,7 +85,10 @@ impl MockServer {
             scenario: Scenario::default(),
             journal: Journal::new(options.journal_capacity),
             upstream,
-            handlers: HandlerRunner::new(options.python.clone()),
+            handlers: HandlerRunner::new(
+                options.sandbox.clone(),
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             admin_any_host: options.admin_any_host,
         });
         let listener = match TcpListener::bind((options.bind, options.port)).await {

@@ -433,7 +433,11 @@ async fn answer(
             }
             (response, Outcome::Expectation(id))
         }
-        Action::Handler { file, timeout_ms } => {
+        Action::Handler {
+            file,
+            timeout_ms,
+            fresh,
+        } => {
             let bytes = match body.bytes(counter).await {
                 Ok(bytes) => bytes,
                 Err(response) => return (response, Outcome::Expectation(id)),
@@ -447,7 +451,7 @@ async fn answer(
             };
             let called = state
                 .handlers
-                .call(file, Duration::from_millis(*timeout_ms), &request)
+                .call(file, Duration::from_millis(*timeout_ms), *fresh, &request)
                 .await;
             let response = match called {
                 Ok(answer) => {

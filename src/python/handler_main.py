@@ -1,9 +1,15 @@
+# ---------------------------------------------------------------- mock handler (warm worker)
+# argv[1] is the handler file, which defines handler(body, headers). Requests arrive as JSON lines on
+# stdin: {"body", "headers", "method", "path", "query"}. For each, one JSON line leaves on the
+# original stdout: {"status", "headers", "body_b64"}, or {"error": "<traceback>"} when the handler
+# raised or returned something unusable. handler() returns (status, headers, body), (status, body)
+# or a dict (sent as a 200 JSON response). Whatever the handler prints goes to stderr.
+import traceback
 
-# ---------------------------------------------------------------- mock handler
-# argv[1] is the handler file. The request arrives as JSON on stdin: {"body", "headers", "method",
-# "path", "query"}. The file must define handler(body, headers) returning (status, headers, body) or
-# a dict (sent as a 200 JSON response). The response leaves as JSON on the original stdout; whatever
-# the handler prints goes to stderr.
+
+class BadResult(Exception):
+    pass
+
 
 def to_bytes(body):
     if body is None:
@@ -24,13 +30,13 @@ def normalise(result):
         status, body = result
         headers = {}
     else:
-        fail(f"handler returned {type(result).__name__}; return (status, headers, body) or a dict")
+        raise BadResult(f"handler returned {type(result).__name__}; return (status, headers, body) or a dict")
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 999:
-        fail(f"handler returned status {status!r}; it must be an int between 100 and 999")
+        raise BadResult(f"handler returned status {status!r}; it must be an int between 100 and 999")
     if headers is None:
         headers = {}
     if not isinstance(headers, dict):
-        fail(f"handler returned headers of type {type(headers).__name__}; use a dict")
+        raise BadResult(f"handler returned headers of type {type(headers).__name__}; use a dict")
     data, content_type = to_bytes(body)
     headers = {str(k): str(v) for k, v in headers.items()}
     if content_type and not any(k.lower() == "content-type" for k in headers):
@@ -39,12 +45,23 @@ def normalise(result):
 
 
 def main():
-    request = json.loads(sys.stdin.buffer.read() or b"{}")
     handler, out = load_confined(sys.argv[1], "handler")
-    result = handler(request.get("body"), request.get("headers", {}))
-    response = normalise(result)
-    out.write(json.dumps(response).encode("utf-8"))
-    out.flush()
+    requests = sys.stdin.buffer
+    while True:
+        line = requests.readline()
+        if not line:
+            break
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+            answer = normalise(handler(request.get("body"), request.get("headers", {})))
+        except BadResult as e:
+            answer = {"error": str(e)}
+        except Exception:
+            answer = {"error": traceback.format_exc(limit=8)}
+        out.write(json.dumps(answer).encode("utf-8") + b"\n")
+        out.flush()
 
 
 main()

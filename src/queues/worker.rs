@@ -62,19 +62,17 @@ pub async fn prepare(
         let from = vars.expand(&decl.from);
         let to = vars.expand(&decl.to);
         let name = decl.name.clone().unwrap_or_else(|| bridge_name(&from, &to));
-        let mapper_file = settings.project_dir.join(&decl.mapper);
-        if !mapper_file.is_file() {
-            bail!(
-                "[[bridges]] {name}: mapper {} does not exist (paths are relative to the project folder)",
-                mapper_file.display()
-            );
-        }
+        let mapper_file = crate::python::file_inside(
+            &settings.project_dir,
+            &decl.mapper.to_string_lossy(),
+            &format!("[[bridges]] {name}: mapper"),
+        )
+        .map_err(anyhow::Error::msg)?;
         let target = Target::resolve(clients, &from)
             .await
             .with_context(|| format!("[[bridges]] {name}: `from`"))?;
         let source = tail::prepare(clients, target, &format!("inframock-bridge-{name}")).await?;
-        let python =
-            crate::python::find_python(settings.mock.python.as_deref(), &settings.project_dir);
+        let sandbox = settings.sandbox(None)?;
         let timeout = decl
             .timeout_ms
             .map(Duration::from_millis)
@@ -83,7 +81,7 @@ pub async fn prepare(
             name,
             source,
             to,
-            mapper: Mapper::new(python, mapper_file, timeout),
+            mapper: Mapper::new(sandbox, mapper_file, timeout),
             retry_after: decl.retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
             json: true,
         });

@@ -174,6 +174,9 @@ fn base_command_line(settings: &Settings) -> Vec<std::ffi::OsString> {
         "--region".into(),
         settings.region.clone().into(),
     ]);
+    if settings.unsafe_handlers {
+        args.push("--unsafe-handlers".into());
+    }
     args
 }
 

@@ -521,6 +521,7 @@ fn an_upstream_that_does_not_answer_is_a_502_naming_it() {
 }
 
 const HANDLER: &str = r#"
+import os
 import time
 
 def handler(body, headers):
@@ -531,9 +532,11 @@ def handler(body, headers):
         time.sleep(30)
     if kind == "escape":
         return 200, {}, open("/etc/hostname").read()
+    if kind == "write-folder":
+        open("calls.txt", "a").write("call\n")
     if kind == "dict":
         return {"echo": body, "agent": headers.get("x-agent")}
-    with open("calls.txt", "a") as f:
+    with open(os.path.join(os.environ["HOME"], "calls.txt"), "a") as f:
         f.write("call\n")
     return 201, {"x-handled": "yes"}, {"got": body}
 "#;
@@ -568,10 +571,19 @@ fn python_handlers_answer_and_crashes_or_timeouts_are_502s() {
             answer.json::<Value>().await.unwrap(),
             json!({"got": {"kind": "plain", "n": 1}})
         );
-        assert!(
-            mock.dir.path().join("mocks/handlers/calls.txt").is_file(),
-            "writes inside its folder work"
-        );
+        let folder_write = client
+            .post(mock.url("/dyn"))
+            .json(&json!({"kind": "write-folder"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(folder_write.status(), 502, "its own folder is read-only");
+        assert!(folder_write
+            .text()
+            .await
+            .unwrap()
+            .contains("Permission denied"));
+        assert!(!mock.dir.path().join("mocks/handlers/calls.txt").exists());
         let answer = client
             .post(mock.url("/dyn"))
             .header("x-agent", "tests")
@@ -618,11 +630,11 @@ fn python_handlers_answer_and_crashes_or_timeouts_are_502s() {
             .await
             .unwrap();
         assert_eq!(escape.status(), 502);
-        assert!(escape
-            .text()
-            .await
-            .unwrap()
-            .contains("/etc/hostname is refused"));
+        let text = escape.text().await.unwrap();
+        assert!(
+            text.contains("PermissionError") && text.contains("/etc/hostname"),
+            "{text}"
+        );
 
         // The server keeps serving after all of that.
         let again = client
@@ -977,4 +989,156 @@ fn run_starts_the_mock_service_when_enabled_and_stop_stops_it() {
     let stopped = project.run(&["stop"]);
     assert!(stopped.status.success());
     assert!(!crate::support::alive(pid), "stop stops the mock server");
+}
+
+/// Each attempt returns what happened; the handler never raises, so the answer lists them all.
+const ESCAPES: &str = r#"
+import os
+
+def attempt(name, action, results):
+    try:
+        results[name] = "ESCAPED: " + repr(action())
+    except BaseException as e:
+        results[name] = "refused: " + type(e).__name__ + ": " + str(e)
+
+def handler(body, headers):
+    target = body["target"]
+    port = body["port"]
+    r = {}
+    # An audit-hook sandbox trusted os.path.realpath: replace it, then open files outside.
+    os.path.realpath = lambda p: os.path.join(os.getcwd(), "harmless.txt")
+    attempt("read_passwd", lambda: open("/etc/passwd").read(12), r)
+    attempt("write_outside", lambda: open(target, "w").write("pwned"), r)
+    # subprocess forks and execs in C (_posixsubprocess.fork_exec), where no audit hook looks.
+    import subprocess
+    attempt("subprocess_sh", lambda: subprocess.run(["/bin/sh", "-c", "echo pwned > " + target]), r)
+    attempt("os_fork", os.fork, r)
+    attempt("os_execv_sh", lambda: os.execv("/bin/sh", ["/bin/sh", "-c", "echo pwned > " + target]), r)
+    attempt("setsid", os.setsid, r)
+    import socket
+    def connect():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.connect(("127.0.0.1", port))
+        return "connected"
+    attempt("tcp_connect", connect, r)
+    attempt("raw_socket", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP), r)
+    attempt("unix_socket", lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), r)
+    import ctypes
+    def ctypes_fork():
+        libc = ctypes.CDLL(None, use_errno=True)
+        pid = libc.fork()
+        if pid == 0:
+            libc._exit(0)
+        if pid < 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        return pid
+    attempt("ctypes_fork", ctypes_fork, r)
+    def ctypes_kill_parent():
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.kill(os.getppid(), 0) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        return "could signal the server"
+    attempt("signal_the_server", ctypes_kill_parent, r)
+    def proc_fd():
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT)
+        return os.write(fd, b"pwned")
+    attempt("open_outside_raw", proc_fd, r)
+    def via_proc_self_fd():
+        fd = os.open(os.path.dirname(target), os.O_RDONLY | os.O_DIRECTORY)
+        return open(f"/proc/self/fd/{fd}/" + os.path.basename(target), "w").write("pwned")
+    attempt("write_via_proc_self_fd", via_proc_self_fd, r)
+    scratch = os.environ["HOME"]
+    attempt("scratch_write_works", lambda: open(os.path.join(scratch, "ok"), "w").write("ok") and "ok", r)
+    r["scratch_write_works"] = r["scratch_write_works"].replace("ESCAPED: ", "")
+    return 200, {}, r
+"#;
+
+#[test]
+fn handler_code_cannot_escape_the_kernel_sandbox_and_the_server_keeps_serving() {
+    let outside = tempfile::tempdir().expect("temp dir");
+    let target = outside.path().join("pwned.txt");
+    let mock = Mock::start_in(
+        |dir| {
+            std::fs::create_dir_all(dir.join("mocks")).unwrap();
+            std::fs::write(dir.join("mocks/escapes.py"), ESCAPES).unwrap();
+            std::fs::write(dir.join("mocks/harmless.txt"), "x").unwrap();
+        },
+        &[],
+    );
+    let port = mock.url.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let client = crate::support::http::Client::new();
+    runtime().block_on(async {
+        let (status, body) = post(
+            &client,
+            &mock.url("/mocker/expectation"),
+            &json!({"path": "/escape", "handler": "escapes.py", "handler_timeout_ms": 10000}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        for fresh in [false, true] {
+            let (status, _) = post(
+                &client,
+                &mock.url("/mocker/expectation"),
+                &json!({"path": "/escape", "handler": "escapes.py", "handler_timeout_ms": 10000, "fresh": fresh}),
+            )
+            .await;
+            assert_eq!(status, 200);
+            let answer = client
+                .post(mock.url("/escape"))
+                .json(&json!({"target": target, "port": port}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200);
+            let results: Value = answer.json().await.unwrap();
+            let results = results.as_object().expect("one result per attempt");
+            assert!(results.len() >= 14, "{results:?}");
+            for (attempt, outcome) in results {
+                let outcome = outcome.as_str().unwrap();
+                if attempt == "scratch_write_works" {
+                    assert_eq!(outcome, "'ok'", "the scratch folder is writable");
+                } else {
+                    assert!(
+                        outcome.starts_with("refused: PermissionError")
+                            || outcome.starts_with("refused: OSError"),
+                        "{attempt}: {outcome}"
+                    );
+                }
+            }
+            assert!(!target.exists(), "nothing was written outside");
+        }
+        // The server keeps serving, handlers included.
+        let (status, _) = get(&client, &mock.url("/mocker/expectations")).await;
+        assert_eq!(status, 200);
+    });
+}
+
+#[test]
+fn handler_paths_outside_the_mocks_folder_are_refused() {
+    let mock = Mock::start_in(
+        |dir| {
+            std::fs::create_dir_all(dir.join("mocks")).unwrap();
+            std::fs::write(dir.join("elsewhere.py"), "def handler(b, h): return {}").unwrap();
+            std::os::unix::fs::symlink(dir.join("elsewhere.py"), dir.join("mocks/link.py"))
+                .unwrap();
+        },
+        &[],
+    );
+    let client = crate::support::http::Client::new();
+    runtime().block_on(async {
+        for handler in ["../elsewhere.py", "/etc/passwd.py", "link.py"] {
+            let (status, body) = post(
+                &client,
+                &mock.url("/mocker/expectation"),
+                &json!({"path": "/x", "handler": handler}),
+            )
+            .await;
+            assert_eq!(status, 400, "{handler}: {body}");
+            let error = body["error"].as_str().unwrap();
+            assert!(
+                error.contains("outside") || error.contains("no such file"),
+                "{handler}: {error}"
+            );
+        }
+    });
 }
