@@ -378,6 +378,19 @@ pub struct MockServeArgs {
     /// Python interpreter of handlers (default: <project-dir>/.venv/bin/python3, then python3).
     #[arg(long, env = "INFRAMOCK_PYTHON", value_name = "PATH")]
     pub python: Option<PathBuf>,
+    /// Seconds to connect to the upstream, and again to wait for its answer (then 504).
+    #[arg(long, env = "INFRAMOCK_UPSTREAM_TIMEOUT", value_name = "SECONDS",
+          default_value_t = crate::mock::proxy::DEFAULT_UPSTREAM_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub upstream_timeout: u64,
+    /// Seconds a client may take to send a request's headers before the connection is closed.
+    #[arg(long, env = "INFRAMOCK_HEADER_TIMEOUT", value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+    /// Connections served at once; more are closed at once (so slow clients cannot starve it).
+    #[arg(long, env = "INFRAMOCK_MAX_CONNECTIONS", value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_connections: u64,
 }
 
 /// Questions to a running mock server.

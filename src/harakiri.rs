@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::AsyncWriteExt;
+
+use crate::line_reader::{BoundedLines, MAX_COMMAND_LINE};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -31,12 +33,24 @@ pub async fn connect(address: &str, edge_port: u16) -> Result<TcpStream> {
 /// Commands go to the fault proxies' control port when there is one.
 pub async fn serve(stream: TcpStream, control: Option<SocketAddr>) {
     let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
+    let mut lines = BoundedLines::new(read, MAX_COMMAND_LINE);
     let mut relay: Option<Relay> = None;
-    while let Ok(Some(line)) = lines.next_line().await {
-        if line.trim().is_empty() {
-            continue;
-        }
+    while let Ok(Some(line)) = lines.next().await {
+        let line = match line.text(MAX_COMMAND_LINE) {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => line,
+            Err(error) => {
+                let answer = json!({"status": "fail", "error": error});
+                if write
+                    .write_all(format!("{answer}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+        };
         let answer = match (parse_json_line(&line), control) {
             (Err(error), _) => json!({"status": "fail", "error": error}).to_string(),
             (Ok(_), None) => json!({
@@ -65,7 +79,7 @@ pub async fn serve(stream: TcpStream, control: Option<SocketAddr>) {
 
 /// A JSON-lines connection to the fault control port, opened on first use.
 struct Relay {
-    lines: Lines<BufReader<OwnedReadHalf>>,
+    lines: BoundedLines<OwnedReadHalf>,
     write: OwnedWriteHalf,
 }
 
@@ -77,7 +91,7 @@ async fn forward(
     if relay.is_none() {
         let (read, write) = TcpStream::connect(address).await?.into_split();
         *relay = Some(Relay {
-            lines: BufReader::new(read).lines(),
+            lines: BoundedLines::new(read, MAX_COMMAND_LINE),
             write,
         });
     }
@@ -90,7 +104,9 @@ async fn forward(
         .await?;
     connection
         .lines
-        .next_line()
+        .next()
         .await?
-        .ok_or_else(|| std::io::Error::other("the control port closed the connection"))
+        .ok_or_else(|| std::io::Error::other("the control port closed the connection"))?
+        .text(MAX_COMMAND_LINE)
+        .map_err(std::io::Error::other)
 }

@@ -8,6 +8,7 @@ mod data;
 mod faults;
 mod harakiri;
 mod http_client;
+mod line_reader;
 mod mock;
 mod output;
 mod python;

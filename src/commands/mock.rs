@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -49,6 +50,9 @@ pub fn options(settings: &Settings, args: &MockServeArgs) -> MockOptions {
         sandbox: settings
             .sandbox(python.as_deref())
             .map_err(|e| e.to_string()),
+        upstream_timeout: Duration::from_secs(args.upstream_timeout),
+        header_timeout: Duration::from_secs(args.header_timeout),
+        max_connections: args.max_connections as usize,
     }
 }
 

@@ -72,13 +72,14 @@ pub fn apply(
     };
     match command {
         "hiccup" => {
-            let msecs = number(params, "msecs")?.ok_or("`hiccup` needs `msecs`")?;
-            let offset = number(params, "offset")?.unwrap_or(0);
+            let msecs = number(params, "msecs", MAX_DELAY_MS)?.ok_or("`hiccup` needs `msecs`")?;
+            let offset = number(params, "offset", u64::MAX)?.unwrap_or(0);
             let hiccup = (msecs > 0).then_some(Hiccup { msecs, offset });
             targets.iter().for_each(|t| t.update(|s| s.hiccup = hiccup));
         }
         "truncate" => {
-            let limit = number(params, "limit")?.ok_or("`truncate` needs `limit` (bytes)")?;
+            let limit =
+                number(params, "limit", u64::MAX)?.ok_or("`truncate` needs `limit` (bytes)")?;
             targets
                 .iter()
                 .for_each(|t| t.update(|s| s.truncate = Some(limit)));
@@ -86,8 +87,8 @@ pub fn apply(
         "failover" => targets.iter().for_each(|t| t.update(|s| s.down = true)),
         "respawn" => targets.iter().for_each(|t| t.update(|s| s.down = false)),
         "latency" => {
-            let ms = number(params, "ms")?.ok_or("`latency` needs `ms`")?;
-            let jitter = number(params, "jitter")?.unwrap_or(0);
+            let ms = number(params, "ms", MAX_DELAY_MS)?.ok_or("`latency` needs `ms`")?;
+            let jitter = number(params, "jitter", MAX_DELAY_MS)?.unwrap_or(0);
             let latency = (ms > 0 || jitter > 0).then_some(Latency { ms, jitter });
             targets
                 .iter()
@@ -108,8 +109,12 @@ fn text(value: &Value) -> String {
     }
 }
 
-/// A non-negative whole number parameter, given as a JSON number or as text.
-fn number(params: &BTreeMap<String, Value>, key: &str) -> Result<Option<u64>, String> {
+/// The longest delay a fault may add (one hour), in milliseconds: larger values would overflow
+/// the timers or stall a connection for ever.
+pub const MAX_DELAY_MS: u64 = 3_600_000;
+
+/// A whole number parameter from 0 to `max`, given as a JSON number or as text.
+fn number(params: &BTreeMap<String, Value>, key: &str, max: u64) -> Result<Option<u64>, String> {
     let Some(value) = params.get(key) else {
         return Ok(None);
     };
@@ -118,9 +123,13 @@ fn number(params: &BTreeMap<String, Value>, key: &str) -> Result<Option<u64>, St
         Value::String(s) => s.trim().parse::<u64>().ok(),
         _ => None,
     };
-    parsed
-        .map(Some)
-        .ok_or_else(|| format!("`{key}` must be a non-negative whole number, got {value}"))
+    match parsed {
+        Some(n) if n <= max => Ok(Some(n)),
+        Some(n) => Err(format!("`{key}` is {n}; it must be at most {max}")),
+        None => Err(format!(
+            "`{key}` must be a non-negative whole number, got {value}"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +196,16 @@ mod tests {
             ("explode", params(&[]), "unknown command `explode`"),
             ("hiccup", params(&[]), "needs `msecs`"),
             ("hiccup", params(&[("msecs", json!(-1))]), "non-negative"),
+            (
+                "latency",
+                params(&[("ms", json!(1)), ("jitter", json!(u64::MAX))]),
+                "at most 3600000",
+            ),
+            (
+                "latency",
+                params(&[("ms", json!("18446744073709551615"))]),
+                "at most 3600000",
+            ),
             (
                 "truncate",
                 params(&[("bytes", json!(1))]),

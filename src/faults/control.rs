@@ -12,7 +12,9 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
+
+use crate::line_reader::{BoundedLines, MAX_COMMAND_LINE};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::command::apply;
@@ -89,12 +91,13 @@ async fn serve_control(listener: TcpListener, faults: Faults) {
 /// Answers JSON-line commands on a connection until it closes.
 pub async fn json_lines(stream: TcpStream, faults: &Faults) {
     let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let answer = answer_json_line(faults, &line);
+    let mut lines = BoundedLines::new(read, MAX_COMMAND_LINE);
+    while let Ok(Some(line)) = lines.next().await {
+        let answer = match line.text(MAX_COMMAND_LINE) {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => answer_json_line(faults, &line),
+            Err(error) => json!({"status": "fail", "error": error}),
+        };
         if write
             .write_all(format!("{answer}\n").as_bytes())
             .await

@@ -98,7 +98,7 @@ async fn copy_with_faults(
             let settings = faults.current();
             if let Some(latency) = settings.latency {
                 let extra = jitter.below(latency.jitter);
-                tokio::time::sleep(Duration::from_millis(latency.ms + extra)).await;
+                tokio::time::sleep(Duration::from_millis(latency.ms.saturating_add(extra))).await;
             }
             if let Some(limit) = faults.take_truncate() {
                 let keep = (limit as usize).min(n);
@@ -148,6 +148,9 @@ impl Jitter {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        self.0 % (max + 1)
+        match max.checked_add(1) {
+            Some(range) => self.0 % range,
+            None => self.0,
+        }
     }
 }

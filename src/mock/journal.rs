@@ -39,6 +39,8 @@ pub struct JournalEntry {
     pub status: u16,
     /// Milliseconds until the response head was sent.
     pub latency_ms: f64,
+    /// What the server changed in the answer, if anything (e.g. framing headers it dropped).
+    pub note: Option<String>,
 }
 
 impl JournalEntry {
@@ -65,6 +67,7 @@ impl JournalEntry {
             "expectation": expectation,
             "status": self.status,
             "latency_ms": (self.latency_ms * 1000.0).round() / 1000.0,
+            "note": self.note,
         })
     }
 }
@@ -208,6 +211,7 @@ mod tests {
             outcome: Outcome::Unmatched,
             status: 404,
             latency_ms: 0.5,
+            note: None,
         }
     }
 

@@ -57,6 +57,12 @@ pub struct MockOptions {
     pub admin_any_host: bool,
     /// The sandbox of handlers (or why this machine refuses them).
     pub sandbox: Result<crate::python::Sandbox, String>,
+    /// Longest time to connect to the upstream, and to wait for its answer.
+    pub upstream_timeout: std::time::Duration,
+    /// Longest time a client may take to send a request's headers.
+    pub header_timeout: std::time::Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 /// A running mock server.
@@ -75,7 +81,9 @@ impl MockServer {
         let loaded = files::load_dir(&options.mocks_dir, options.mocks_required)
             .map_err(anyhow::Error::msg)?;
         let upstream = match &options.upstream {
-            Some(url) => Some(Upstream::parse(url).map_err(anyhow::Error::msg)?),
+            Some(url) => {
+                Some(Upstream::parse(url, options.upstream_timeout).map_err(anyhow::Error::msg)?)
+            }
             None => None,
         };
         let count = loaded.len();
@@ -112,7 +120,11 @@ impl MockServer {
         };
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, state, stopped));
+        let limits = ConnectionLimits {
+            header_timeout: options.header_timeout,
+            open: Arc::new(tokio::sync::Semaphore::new(options.max_connections)),
+        };
+        let task = tokio::spawn(accept_loop(listener, state, limits, stopped));
         Ok(MockServer {
             addr,
             loaded: count,
@@ -128,9 +140,18 @@ impl MockServer {
     }
 }
 
+/// What one client may hold of the server.
+struct ConnectionLimits {
+    /// Time to send a request's headers (slow-header clients are closed).
+    header_timeout: std::time::Duration,
+    /// One permit per open connection; none left: a new connection is closed at once.
+    open: Arc<tokio::sync::Semaphore>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<MockState>,
+    limits: ConnectionLimits,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
@@ -146,15 +167,27 @@ async fn accept_loop(
             },
             _ = stopped.changed() => return,
         };
+        let Ok(permit) = Arc::clone(&limits.open).try_acquire_owned() else {
+            // Full: refusing this one keeps the server answering the connections it has.
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
             let service =
                 service_fn(move |request| server::handle(Arc::clone(&state), peer, request));
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
             // A client that goes away mid-request is not an error of the mock.
-            let _ = auto::Builder::new(TokioExecutor::new())
+            let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+            drop(permit);
         });
     }
 }

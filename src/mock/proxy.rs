@@ -2,6 +2,7 @@
 //! hop-by-hop headers and `Host`), both bodies stream without being collected.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -34,13 +35,27 @@ pub struct Upstream {
     /// Path prefix of the upstream URL, without a trailing `/`.
     prefix: String,
     client: Client<HttpConnector, Body>,
+    /// Longest wait for the upstream's answer head (after connecting).
+    response_timeout: Duration,
     /// The URL as given, for messages.
     pub url: String,
 }
 
+/// Default longest time to connect to the upstream, and to wait for its answer.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why forwarding failed, with the status to answer.
+#[derive(Debug)]
+pub struct ForwardError {
+    /// 502 when the upstream cannot be reached, 504 when it does not answer in time.
+    pub status: http::StatusCode,
+    pub message: String,
+}
+
 impl Upstream {
-    /// Parses `--upstream`; only `http://` URLs are supported.
-    pub fn parse(url: &str) -> Result<Self, String> {
+    /// Parses `--upstream`; only `http://` URLs are supported. Connecting and waiting for the
+    /// answer are each bounded by `timeout`.
+    pub fn parse(url: &str, timeout: Duration) -> Result<Self, String> {
         let uri: http::Uri = url
             .parse()
             .map_err(|e| format!("--upstream {url:?} is not a URL: {e}"))?;
@@ -66,6 +81,7 @@ impl Upstream {
         }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(256)
             .build(connector);
@@ -74,17 +90,22 @@ impl Upstream {
             authority,
             prefix: uri.path().trim_end_matches('/').to_string(),
             client,
+            response_timeout: timeout,
             url: url.to_string(),
         })
     }
 
-    /// Forwards a request; the error is the message for the 502 body.
+    /// Forwards a request; the error carries the status (502 or 504) and the message.
     pub async fn forward(
         &self,
         mut parts: http::request::Parts,
         body: Body,
         peer: SocketAddr,
-    ) -> Result<http::Response<Body>, String> {
+    ) -> Result<http::Response<Body>, ForwardError> {
+        let bad_gateway = |message: String| ForwardError {
+            status: http::StatusCode::BAD_GATEWAY,
+            message,
+        };
         let path_and_query = match parts.uri.query() {
             Some(q) => format!("{}{}?{q}", self.prefix, parts.uri.path()),
             None => format!("{}{}", self.prefix, parts.uri.path()),
@@ -94,7 +115,7 @@ impl Upstream {
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
             .build()
-            .map_err(|e| format!("cannot build the upstream URL: {e}"))?;
+            .map_err(|e| bad_gateway(format!("cannot build the upstream URL: {e}")))?;
         parts.version = http::Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(http::header::HOST);
@@ -110,9 +131,22 @@ impl Upstream {
             parts.headers.insert("x-forwarded-for", value);
         }
         let request = http::Request::from_parts(parts, body);
-        let response =
-            self.client.request(request).await.map_err(|e| {
-                format!("upstream {} did not answer: {}", self.url, error_chain(&e))
+        let response = tokio::time::timeout(self.response_timeout, self.client.request(request))
+            .await
+            .map_err(|_| ForwardError {
+                status: http::StatusCode::GATEWAY_TIMEOUT,
+                message: format!(
+                    "upstream {} did not answer within {} s (--upstream-timeout)",
+                    self.url,
+                    self.response_timeout.as_secs()
+                ),
+            })?
+            .map_err(|e| {
+                bad_gateway(format!(
+                    "upstream {} did not answer: {}",
+                    self.url,
+                    error_chain(&e)
+                ))
             })?;
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
@@ -159,8 +193,9 @@ mod tests {
 
     #[test]
     fn only_http_upstreams_with_a_host() {
-        assert!(Upstream::parse("http://127.0.0.1:9000/base/").is_ok());
-        let error = |url: &str| Upstream::parse(url).err().unwrap_or_default();
+        let parse = |url: &str| Upstream::parse(url, DEFAULT_UPSTREAM_TIMEOUT);
+        assert!(parse("http://127.0.0.1:9000/base/").is_ok());
+        let error = |url: &str| parse(url).err().unwrap_or_default();
         assert!(error("https://example.com").contains("not supported"));
         assert!(!error("localhost:9000").is_empty());
         assert!(error("http://h/?q=1").contains("query"));

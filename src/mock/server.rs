@@ -64,7 +64,7 @@ async fn admin(
     peer: SocketAddr,
     request: http::Request<Incoming>,
 ) -> Response<Body> {
-    if !peer.ip().is_loopback() && !state.admin_any_host {
+    if !peer.ip().to_canonical().is_loopback() && !state.admin_any_host {
         return error(
             StatusCode::FORBIDDEN,
             format!(
@@ -335,7 +335,7 @@ async fn serve_mocked(
             )
         })
         .collect();
-    let (response, outcome) = answer(
+    let (mut response, outcome) = answer(
         state,
         peer,
         parts,
@@ -345,7 +345,14 @@ async fn serve_mocked(
         &counter,
     )
     .await;
+    // A mocked answer's framing is the server's: a content-length or transfer-encoding set by an
+    // expectation or a handler would desynchronise the connection. Proxied answers keep theirs.
+    let note = match outcome {
+        Outcome::Proxied(_) => None,
+        _ => drop_framing_headers(response.headers_mut()),
+    };
     state.journal.record(JournalEntry {
+        note,
         time_ms,
         method,
         path,
@@ -357,6 +364,30 @@ async fn serve_mocked(
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
     });
     response
+}
+
+/// Removes user-set framing headers; the note for the journal names them.
+pub fn drop_framing_headers(headers: &mut http::HeaderMap) -> Option<String> {
+    let dropped: Vec<&str> = [
+        http::header::CONTENT_LENGTH,
+        http::header::TRANSFER_ENCODING,
+    ]
+    .into_iter()
+    .filter(|name| headers.remove(name).is_some())
+    .map(|name| {
+        if name == http::header::CONTENT_LENGTH {
+            "content-length"
+        } else {
+            "transfer-encoding"
+        }
+    })
+    .collect();
+    (!dropped.is_empty()).then(|| {
+        format!(
+            "dropped the {} header set by the expectation or handler: the server frames the body itself",
+            dropped.join(" and ")
+        )
+    })
 }
 
 async fn answer(
@@ -498,7 +529,7 @@ async fn proxy(
     let forwarded = body.into_forwarded(Arc::clone(counter));
     match upstream.forward(parts, forwarded, peer).await {
         Ok(response) => response,
-        Err(message) => error(StatusCode::BAD_GATEWAY, message),
+        Err(failure) => error(failure.status, failure.message),
     }
 }
 

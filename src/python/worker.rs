@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::Semaphore;
 
 use super::Sandbox;
+use crate::line_reader::BoundedLines;
 
 /// The most of a worker's stderr kept (its last bytes): tracebacks for error answers.
 pub const STDERR_KEPT: usize = 64 * 1024;
@@ -44,7 +45,7 @@ pub enum CallError {
 pub struct Worker {
     child: Child,
     stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    stdout: BoundedLines<ChildStdout>,
     stderr: Arc<Mutex<VecDeque<u8>>>,
     /// When the file it loaded was last modified (a newer one retires it).
     loaded: Option<SystemTime>,
@@ -87,7 +88,7 @@ impl Worker {
         Ok(Worker {
             child,
             stdin,
-            stdout: BufReader::new(stdout),
+            stdout: BoundedLines::new(stdout, MAX_ANSWER_BYTES),
             stderr: kept,
             loaded,
             _scratch: scratch,
@@ -101,13 +102,18 @@ impl Worker {
         let exchange = async {
             self.stdin.write_all(line.as_bytes()).await?;
             self.stdin.flush().await?;
-            read_bounded_line(&mut self.stdout, MAX_ANSWER_BYTES).await
+            self.stdout.next().await
         };
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => Err(CallError::TimedOut(timeout.as_millis())),
-            Ok(Ok(Some(answer))) => serde_json::from_slice(&answer).map_err(|e| {
-                CallError::Crashed(format!("answered something that is not JSON ({e})"))
-            }),
+            Ok(Ok(Some(answer))) => {
+                let answer = answer
+                    .text(MAX_ANSWER_BYTES)
+                    .map_err(|e| CallError::Crashed(format!("answered {e}")))?;
+                serde_json::from_str(&answer).map_err(|e| {
+                    CallError::Crashed(format!("answered something that is not JSON ({e})"))
+                })
+            }
             Ok(Ok(None)) | Ok(Err(_)) => Err(CallError::Crashed(self.exit_reason().await)),
         }
     }
@@ -146,33 +152,6 @@ impl Worker {
     pub fn kill(mut self) {
         super::kill_group(self.child.id());
         let _ = self.child.start_kill();
-    }
-}
-
-/// Reads one line of at most `max` bytes (without the newline); `None` at end of stream.
-async fn read_bounded_line(
-    reader: &mut BufReader<ChildStdout>,
-    max: usize,
-) -> std::io::Result<Option<Vec<u8>>> {
-    let mut line = Vec::new();
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(None);
-        }
-        if let Some(end) = available.iter().position(|b| *b == b'\n') {
-            line.extend_from_slice(&available[..end]);
-            reader.consume(end + 1);
-            return Ok(Some(line));
-        }
-        let taken = available.len();
-        line.extend_from_slice(available);
-        reader.consume(taken);
-        if line.len() > max {
-            return Err(std::io::Error::other(format!(
-                "an answer longer than {max} bytes"
-            )));
-        }
     }
 }
 

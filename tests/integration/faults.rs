@@ -198,25 +198,57 @@ fn the_aws_sdk_through_the_proxy_sees_each_fault() {
     let control = service_port(&project, "faults");
     let mut stream = TcpStream::connect(("127.0.0.1", control)).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut ask = |line: &str| -> Value {
-        stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut send = |bytes: &[u8]| -> Value {
+        stream.write_all(bytes).unwrap();
+        stream.write_all(b"\n").unwrap();
         let mut answer = String::new();
         reader.read_line(&mut answer).unwrap();
         serde_json::from_str(&answer).unwrap()
     };
     assert_eq!(
-        ask(r#"{"command": "failover", "payload": {"service": "aws"}}"#),
+        send(r#"{"command": "failover", "payload": {"service": "aws"}}"#.as_bytes()),
         serde_json::json!({"status": "ok"})
     );
     assert!(list().is_err());
     assert_eq!(
-        ask(r#"{"command": "respawn", "payload": {}}"#)["status"],
+        send(r#"{"command": "respawn", "payload": {}}"#.as_bytes())["status"],
         "ok"
     );
     list().expect("back");
-    let bad = ask(r#"{"command": "hiccup", "payload": {"msecs": "soon"}}"#);
+    let bad = send(r#"{"command": "hiccup", "payload": {"msecs": "soon"}}"#.as_bytes());
     assert_eq!(bad["status"], "fail");
     assert!(bad["error"].as_str().unwrap().contains("msecs"));
+    // Bounded input: a 2 MiB line, a non-UTF-8 line and an overflowing jitter are each a fail
+    // answer, and the connection keeps working.
+    let huge = format!(
+        r#"{{"command": "reset", "payload": {{"pad": "{}"}}}}"#,
+        "x".repeat(2 << 20)
+    );
+    let too_long = send(huge.as_bytes());
+    assert_eq!(too_long["status"], "fail");
+    assert!(
+        too_long["error"].as_str().unwrap().contains("at most"),
+        "{too_long}"
+    );
+    let binary = send(&[0xff, 0xfe, b'{']);
+    assert_eq!(binary["status"], "fail");
+    assert!(
+        binary["error"].as_str().unwrap().contains("UTF-8"),
+        "{binary}"
+    );
+    let overflow = send(
+        format!(
+            r#"{{"command": "latency", "payload": {{"ms": 1, "jitter": {}}}}}"#,
+            u64::MAX
+        )
+        .as_bytes(),
+    );
+    assert_eq!(overflow["status"], "fail", "{overflow}");
+    assert_eq!(
+        send(r#"{"command": "reset", "payload": {}}"#.as_bytes())["status"],
+        "ok"
+    );
+    list().expect("the proxies still forward after all of that");
     // And over HTTP, with the reason on bad input.
     let answer = crate::support::http_get(
         &format!("http://127.0.0.1:{control}"),
@@ -309,6 +341,21 @@ fn harakiri_monitor_gets_the_port_sends_commands_and_owns_the_lifetime() {
         serde_json::from_str::<Value>(&answer).unwrap()["status"],
         "fail"
     );
+    // A non-UTF-8 line and a 2 MiB line are fail answers, not the end of the stack.
+    for line in [
+        vec![0xff, 0xfe, b'\n'],
+        [vec![b'x'; 2 << 20], vec![b'\n']].concat(),
+    ] {
+        connection.write_all(&line).unwrap();
+        answer.clear();
+        reader.read_line(&mut answer).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&answer).unwrap()["status"],
+            "fail",
+            "{answer}"
+        );
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the stack still runs");
 
     // Closing the connection stops the whole stack.
     let pids = project.pids();

@@ -1142,3 +1142,93 @@ fn handler_paths_outside_the_mocks_folder_are_refused() {
         }
     });
 }
+
+#[test]
+fn framing_headers_slow_clients_and_hung_upstreams_are_handled_by_the_server() {
+    // An upstream that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = format!("http://{}", silent.local_addr().unwrap());
+    let mock = Mock::start_in(
+        |dir| {
+            std::fs::create_dir_all(dir.join("mocks")).unwrap();
+            std::fs::write(
+                dir.join("mocks/length.py"),
+                "def handler(body, headers):\n    return 200, {'content-length': '3', 'transfer-encoding': 'chunked'}, 'hello world'\n",
+            )
+            .unwrap();
+        },
+        &[
+            "--upstream",
+            &upstream,
+            "--upstream-timeout",
+            "1",
+            "--header-timeout",
+            "1",
+            "--bind",
+            "::",
+        ],
+    );
+    let port = mock.url.rsplit(':').next().unwrap().to_string();
+    // Admin routes answer an IPv4-mapped loopback peer when bound to `::`.
+    let ipv4 = format!("http://127.0.0.1:{port}");
+    let client = crate::support::http::Client::new();
+    runtime().block_on(async {
+        for expectation in [
+            json!({"path": "/fixed", "status_code": 200, "body": "hello world", "headers": {"content-length": "2"}}),
+            json!({"path": "/dynamic", "handler": "length.py"}),
+        ] {
+            let (status, body) = post(&client, &format!("{ipv4}/mocker/expectation"), &expectation).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        // Many answers on one keep-alive connection: each whole, none garbled.
+        for _ in 0..3 {
+            for path in ["/fixed", "/dynamic"] {
+                let (status, body) = get(&client, &format!("{ipv4}{path}")).await;
+                assert_eq!((status, body.as_str()), (200, "hello world"), "{path}");
+            }
+        }
+        let journal: Value = client
+            .get(format!("{ipv4}/mocker/requests?path=/fixed&limit=1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let note = journal.pointer("/requests/0/note").or_else(|| journal.pointer("/0/note"));
+        assert!(
+            note.and_then(Value::as_str).is_some_and(|n| n.contains("content-length")),
+            "{journal}"
+        );
+        // A hung upstream is a 504 naming it, after the upstream timeout.
+        let (status, body) = get(&client, &format!("{ipv4}/nothing-matches")).await;
+        assert_eq!(status, 504, "{body}");
+        assert!(body.contains(&upstream), "{body}");
+    });
+    // A client sending its headers one byte at a time is closed after the header timeout.
+    use std::io::{Read, Write};
+    let mut slow = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    slow.write_all(b"GET /fixed HTTP/1.1\r\nHo").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = slow.write_all(b"s");
+    let mut rest = Vec::new();
+    let closed = slow.read_to_end(&mut rest);
+    assert!(
+        closed.is_ok()
+            || closed
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the server closed the slow connection: {closed:?}"
+    );
+    assert!(
+        !text_of(&rest).contains("hello world"),
+        "it was never answered"
+    );
+    drop(silent);
+}
+
+fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
