@@ -98,7 +98,19 @@ async fn lookup(clients: &AwsClients, table: &str, keys: &[Value]) -> Vec<Value>
     else {
         return Vec::new();
     };
-    let Ok(request) = KeysAndAttributes::builder().set_keys(Some(items)).build() else {
+    // Only the key attributes come back: whole items would cost the endpoint far more.
+    let mut request = KeysAndAttributes::builder()
+        .set_keys(Some(items))
+        .projection_expression(
+            (0..names.len())
+                .map(|i| format!("#k{i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    for (i, name) in names.iter().enumerate() {
+        request = request.expression_attribute_names(format!("#k{i}"), name);
+    }
+    let Ok(request) = request.build() else {
         return Vec::new();
     };
     let answered = clients
