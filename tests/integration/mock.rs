@@ -534,6 +534,11 @@ def handler(body, headers):
         return 200, {}, open("/etc/hostname").read()
     if kind == "write-folder":
         open("calls.txt", "a").write("call\n")
+    if kind == "noisy":
+        import sys
+        for _ in range(100):
+            sys.stderr.write("n" * (1 << 20))
+        raise RuntimeError("after 100 MiB on stderr")
     if kind == "dict":
         return {"echo": body, "agent": headers.get("x-agent")}
     with open(os.path.join(os.environ["HOME"], "calls.txt"), "a") as f:
@@ -635,6 +640,38 @@ fn python_handlers_answer_and_crashes_or_timeouts_are_502s() {
             text.contains("PermissionError") && text.contains("/etc/hostname"),
             "{text}"
         );
+
+        // 100 MiB on stderr: only its end is kept for the answer.
+        let noisy = client
+            .post(mock.url("/dyn"))
+            .json(&json!({"kind": "noisy"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(noisy.status(), 502);
+        let text = noisy.text().await.unwrap();
+        assert!(
+            text.contains("after 100 MiB on stderr"),
+            "{}",
+            &text[..200.min(text.len())]
+        );
+        assert!(text.len() < 256 * 1024, "{} bytes", text.len());
+
+        // A changed handler file is picked up by the next request.
+        std::fs::write(
+            mock.dir.path().join("mocks/handlers/api.py"),
+            "def handler(body, headers):\n    return 202, {}, 'changed'\n",
+        )
+        .unwrap();
+        let changed = client
+            .post(mock.url("/dyn"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(changed.status(), 202);
+        assert_eq!(changed.text().await.unwrap(), "changed");
+        std::fs::write(mock.dir.path().join("mocks/handlers/api.py"), HANDLER).unwrap();
 
         // The server keeps serving after all of that.
         let again = client
