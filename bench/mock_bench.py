@@ -68,9 +68,9 @@ def wrk(url, seconds, connections=64, threads=2):
             "non_2xx": int(errors.group(1)) if errors else 0}
 
 
-def measure(url, runs, seconds):
-    wrk(url, 2)  # warm-up: connections, allocator, JIT-free but caches
-    results = [wrk(url, seconds) for _ in range(runs)]
+def measure(url, runs, seconds, connections=64):
+    wrk(url, 2, connections)  # warm-up: connections, allocator, JIT-free but caches
+    results = [wrk(url, seconds, connections) for _ in range(runs)]
     return {"runs": results, "rps": statistics.median(r["rps"] for r in results),
             "p99_ms": statistics.median(r["p99_ms"] for r in results),
             "non_2xx": sum(r["non_2xx"] for r in results)}
@@ -108,6 +108,57 @@ def bench_mock(runs, seconds=10):
         aiohttp.stop()
     shutil.rmtree(project, ignore_errors=True)
     return results
+
+
+TRIVIAL_HANDLER = "def handler(body, headers):\n    return 200, {}, 'ok'\n"
+
+
+def bench_handlers(runs, seconds=10):
+    """Section `handlers`: wrk at 8 connections against one `inframock mock`, alternating
+    (a) a static expectation, (b) a trivial Python handler on warm confined workers and
+    (c) the same handler with `fresh: true` (one confined process per request, the old way)."""
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is missing: sudo apt-get install wrk (make bench installs it when run as root)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFRAMOCK_")}
+    project = tempfile.mkdtemp(prefix="inframock-bench-handlers-")
+    with open(os.path.join(project, "trivial.py"), "w") as handle:
+        handle.write(TRIVIAL_HANDLER)
+    mock = Server([BIN, "--mock-port", "{port}", "mock", "--mocks", project, "--python", VENV_PYTHON],
+                  "/mocker/health", env, project)
+    specs = [{"path": "/static", "status_code": 200, "body": "ok"},
+             {"path": "/warm", "handler": "trivial.py"},
+             {"path": "/fresh", "handler": "trivial.py", "fresh": True}]
+    results = {"static": [], "warm": [], "fresh": []}
+    try:
+        for spec in specs:
+            urllib.request.urlopen(urllib.request.Request(mock.url + "/mocker/expectation",
+                                                          data=json.dumps(spec).encode(), method="POST"))
+        for name in results:
+            wrk(f"{mock.url}/{name}", 2, 8)
+        for _ in range(runs):  # alternated, so drift hits all three alike
+            for name in results:
+                results[name].append(wrk(f"{mock.url}/{name}", seconds, 8))
+    finally:
+        mock.stop()
+        shutil.rmtree(project, ignore_errors=True)
+    return {name: {"runs": r, "rps": statistics.median(x["rps"] for x in r),
+                   "p99_ms": statistics.median(x["p99_ms"] for x in r),
+                   "non_2xx": sum(x["non_2xx"] for x in r)} for name, r in results.items()}
+
+
+def report_handlers(result):
+    static, warm, fresh = result["static"], result["warm"], result["fresh"]
+
+    def line(name, r):
+        return f"- {name}: {r['rps']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms (runs: " + \
+            ", ".join(f"{x['rps']:,.0f}" for x in r["runs"]) + f"; non-2xx {r['non_2xx']})"
+
+    return ["## Python handlers: wrk, 8 connections, 2 threads, one mock server, runs alternated", "",
+            line("(a) static expectation", static),
+            line("(b) trivial handler on warm, kernel-confined workers (one per core)", warm),
+            line("(c) the same handler, `fresh: true` (one confined process per request, as before)", fresh),
+            f"- (b) = {warm['rps']:,.0f} req/s (target >= 2,000); (b)/(c) = {warm['rps'] / fresh['rps']:.0f}x "
+            f"(target >= 50x); (a)/(b) = {static['rps'] / warm['rps']:.1f}x (target <= 10x)", ""]
 
 
 def report(result):

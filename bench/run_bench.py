@@ -11,13 +11,15 @@
   memory   peak RSS of `inframock reload-data` loading one large r.rds.gz (default 2 GiB decompressed).
   mock     the HTTP mock with wrk at 64 connections: a static expectation and proxying, next to a hyper
            hello-world server and an aiohttp server (bench/mock_bench.py).
+  handlers a trivial Python handler on warm confined workers vs `fresh` (process per request) vs a
+           static expectation, wrk at 8 connections against one mock server (bench/mock_bench.py).
   faults   redis-benchmark through the fault proxy (no fault) vs direct (bench/queue_bench.py).
   bridge   messages/s of `inframock queue bridge` vs a boto3 loop (bench/queue_bench.py).
   docker   `run --detach` on the docker runtime (stand-in images): containers reused vs fresh, next to
            docker-compose of compose.yaml.
 
 Options: --runs N (5), --experiments N (50), --rds-mib N (40 decompressed ≈ 20 MB gzip),
---memory-gib N (2), --only startup,load,reset,memory,mock,faults,bridge,docker (docker needs `make docker-images`).
+--memory-gib N (2), --only startup,load,reset,memory,mock,handlers,faults,bridge,docker (docker needs `make docker-images`).
 """
 import argparse
 import datetime
@@ -313,7 +315,7 @@ def main():
     parser.add_argument("--experiments", type=int, default=50)
     parser.add_argument("--rds-mib", type=int, default=40)
     parser.add_argument("--memory-gib", type=int, default=2)
-    parser.add_argument("--only", default="startup,load,reset,memory,mock,faults,bridge,docker")
+    parser.add_argument("--only", default="startup,load,reset,memory,mock,handlers,faults,bridge,docker")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(RESULTS, exist_ok=True)
@@ -366,6 +368,11 @@ def main():
         result = mock_bench.bench_mock(args.runs)
         raw["mock"] = result
         lines += mock_bench.report(result)
+    if "handlers" in only:
+        import mock_bench
+        result = mock_bench.bench_handlers(args.runs)
+        raw["handlers"] = result
+        lines += mock_bench.report_handlers(result)
     if "faults" in only:
         import queue_bench
         result = queue_bench.bench_faults(args.runs)
