@@ -38,9 +38,18 @@ stop: build ## stop the stack
 status: build
 	$(BIN) status
 
-test: setup build ## the whole test suite (unit + integration against real moto_server, redis-server, Docker)
-	@if docker info >/dev/null 2>&1; then tests/docker/build-standin-images.sh; \
-	 else echo "docker runtime tests will be skipped: no Docker engine answers (they fail instead when CI=true)"; fi
+# The stand-in images (minutes of debootstrap and downloads, once per machine) are built while the
+# crate compiles; the tests wait for both. One profile: the tests reuse the release build.
+test: setup ## the whole test suite (unit + integration against real moto_server, redis-server, Docker)
+	@set -e; mkdir -p target; images=; \
+	if docker info >/dev/null 2>&1; then \
+	  tests/docker/build-standin-images.sh > target/standin-images.log 2>&1 & images=$$!; \
+	else echo "docker runtime tests will be skipped: no Docker engine answers (they fail instead when CI=true)"; fi; \
+	cargo build --release; \
+	if [ -n "$$images" ]; then \
+	  wait $$images || { echo "building the stand-in images failed:"; tail -n 30 target/standin-images.log; exit 1; }; \
+	  tail -n 1 target/standin-images.log; \
+	fi; \
 	cargo test --release
 
 docker-images: ## build the offline stand-in images the docker tests use
