@@ -38,8 +38,15 @@ pub async fn execute(settings: &Settings, args: &LogsArgs) -> Result<ExitCode> {
     if streams.is_empty() {
         return print_files(settings, &services, args, prefix).await;
     }
+    print_until_ctrl_c(streams).await
+}
+
+/// Runs the printers together until they end (or Ctrl-C while following); the first error wins.
+async fn print_until_ctrl_c(
+    printers: impl IntoIterator<Item = impl std::future::Future<Output = Result<()>>>,
+) -> Result<ExitCode> {
     let outcomes = tokio::select! {
-        outcomes = futures::future::join_all(streams) => outcomes,
+        outcomes = futures::future::join_all(printers) => outcomes,
         _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
     };
     for outcome in outcomes {
@@ -67,16 +74,9 @@ async fn print_files(
             log_dir.display()
         );
     }
-    let streams = paths.iter().map(|(service, path)| {
+    print_until_ctrl_c(paths.iter().map(|(service, path)| {
         let label = prefix.then(|| service.as_str());
         print_log_file(path, args.lines, args.follow, label)
-    });
-    let outcomes = tokio::select! {
-        outcomes = futures::future::join_all(streams) => outcomes,
-        _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-    };
-    for outcome in outcomes {
-        outcome?;
-    }
-    Ok(ExitCode::SUCCESS)
+    }))
+    .await
 }

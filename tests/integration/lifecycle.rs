@@ -40,6 +40,20 @@ fn item_count(rt: &tokio::runtime::Runtime, clients: &Clients, table: &str) -> i
         .count
 }
 
+/// Writes an object that is not from the data folder (a test's or an app's).
+fn put_stray_object(rt: &tokio::runtime::Runtime, clients: &Clients, key: &str) {
+    rt.block_on(
+        clients
+            .s3
+            .put_object()
+            .bucket("biomage-source-development")
+            .key(key)
+            .body(b"x".to_vec().into())
+            .send(),
+    )
+    .expect("put");
+}
+
 /// PID of a recorded service.
 fn pid_of(project: &Project, service: &str) -> u32 {
     project.state()["services"]
@@ -174,16 +188,7 @@ fn reset_wipes_and_restores_the_declared_state_without_restarting() {
     let pids = project.pids();
     let rt = runtime();
     let clients = clients(&rt, &project.endpoint());
-    rt.block_on(
-        clients
-            .s3
-            .put_object()
-            .bucket("biomage-source-development")
-            .key("written-by-a-test")
-            .body(b"x".to_vec().into())
-            .send(),
-    )
-    .expect("put");
+    put_stray_object(&rt, &clients, "written-by-a-test");
     rt.block_on(
         clients
             .dynamodb
@@ -566,16 +571,7 @@ fn run_fresh_on_the_local_runtime_starts_new_processes() {
     let before = project.pids();
     let rt = runtime();
     let clients = clients(&rt, &project.endpoint());
-    rt.block_on(
-        clients
-            .s3
-            .put_object()
-            .bucket("biomage-source-development")
-            .key("left-over")
-            .body(b"x".to_vec().into())
-            .send(),
-    )
-    .expect("put");
+    put_stray_object(&rt, &clients, "left-over");
     let report = project.start(&["--fresh"]);
     let after = project.pids();
     assert!(

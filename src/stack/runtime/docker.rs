@@ -309,17 +309,12 @@ impl DockerRuntime {
                 return Err(anyhow!(reason));
             }
         };
-        Ok(ServiceRecord {
-            name: service,
-            runtime: RuntimeKind::Docker,
+        Ok(container_record(
+            service,
             port,
-            url: local_url(service, port),
-            pid: None,
-            started: None,
-            program: Some(container.image.clone()),
-            log: None,
-            container: Some(created.id),
-        })
+            &container.image,
+            created.id,
+        ))
     }
 
     /// The host port a container's port is published on (from inspect).
@@ -510,17 +505,7 @@ impl Runtime for DockerRuntime {
             };
             Ok(Some(Found {
                 running,
-                record: ServiceRecord {
-                    name: service,
-                    runtime: RuntimeKind::Docker,
-                    port,
-                    url: local_url(service, port),
-                    pid: None,
-                    started: None,
-                    program: Some(container.image.clone()),
-                    log: None,
-                    container: Some(id),
-                },
+                record: container_record(service, port, &container.image, id),
             }))
         })
     }
@@ -618,6 +603,21 @@ impl DockerRuntime {
             ));
         }
         Ok(())
+    }
+}
+
+/// The record of a service's container published on `port` of 127.0.0.1.
+fn container_record(service: ServiceName, port: u16, image: &str, id: String) -> ServiceRecord {
+    ServiceRecord {
+        name: service,
+        runtime: RuntimeKind::Docker,
+        port,
+        url: local_url(service, port),
+        pid: None,
+        started: None,
+        program: Some(image.to_string()),
+        log: None,
+        container: Some(id),
     }
 }
 
