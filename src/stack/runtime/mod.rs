@@ -215,7 +215,7 @@ pub fn port_of(url: &str) -> Option<u16> {
     host_port.rsplit(':').next()?.parse().ok()
 }
 
-/// The program a local service runs, for messages.
+/// How a service instance is named in messages: "pid N", "container ID" or "external".
 pub fn describe(record: &ServiceRecord) -> String {
     match (&record.pid, &record.container) {
         (Some(pid), _) => format!("pid {pid}"),
@@ -224,8 +224,8 @@ pub fn describe(record: &ServiceRecord) -> String {
     }
 }
 
-/// A settings error for a service a runtime cannot provide.
-pub fn unsupported(runtime: RuntimeKind, service: ServiceName) -> anyhow::Error {
+/// The error for a service a runtime cannot provide.
+fn unsupported(runtime: RuntimeKind, service: ServiceName) -> anyhow::Error {
     anyhow::anyhow!("the {runtime} runtime does not start {service}")
 }
 
