@@ -47,10 +47,7 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
     };
     let mut rows = Vec::new();
     for record in &stack.services {
-        let running = match runtime::of_recorded(record.runtime, &stack.project).await {
-            Ok(runtime) => runtime.is_alive(record).await.is_ok(),
-            Err(_) => false,
-        };
+        let running = runtime::is_running(record, &stack.project).await;
         let health = if running {
             match probe_for(settings, record.runtime, record.name, &record.url)
                 .check()

@@ -241,11 +241,7 @@ pub async fn running_stack(settings: &Settings) -> Result<RunningStack> {
     let runtime = runtime::of_recorded(recorded.runtime, &recorded.project).await?;
     let mut dead = Vec::new();
     for record in &recorded.services {
-        let alive = match record.runtime {
-            RuntimeKind::Local => runtime::local::is_running(record),
-            _ => runtime.is_alive(record).await.is_ok(),
-        };
-        if !alive {
+        if !runtime::is_running(record, &recorded.project).await {
             dead.push(record.name.to_string());
         }
     }

@@ -85,16 +85,13 @@ async fn refuse_runtime_switch(previous: Option<&StackState>, runtime: &dyn Runt
     if previous.runtime == runtime.kind() || previous.runtime == RuntimeKind::External {
         return Ok(());
     }
-    let recorded = runtime::of_recorded(previous.runtime, &previous.project).await;
     let mut running = false;
-    if let Ok(recorded) = recorded {
-        for record in previous
-            .services
-            .iter()
-            .filter(|r| r.runtime == previous.runtime)
-        {
-            running |= recorded.is_alive(record).await.is_ok();
-        }
+    for record in previous
+        .services
+        .iter()
+        .filter(|r| r.runtime == previous.runtime)
+    {
+        running |= runtime::is_running(record, &previous.project).await;
     }
     if running {
         bail!(

@@ -199,6 +199,15 @@ pub async fn of_recorded(kind: RuntimeKind, project: &str) -> Result<Arc<dyn Run
     }
 }
 
+/// Whether a recorded service still runs, asked of the runtime that runs it (our own helpers are
+/// local processes in every runtime); a runtime that cannot be reached counts as not running.
+pub async fn is_running(record: &ServiceRecord, project: &str) -> bool {
+    match of_recorded(record.runtime, project).await {
+        Ok(runtime) => runtime.is_alive(record).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
 async fn connect_docker(project: &str) -> Result<DockerRuntime> {
     DockerRuntime::connect(project).await.map_err(|e| {
         anyhow::anyhow!(
