@@ -303,21 +303,19 @@ async fn load_items_unless_present(
     proven: &HashSet<std::path::PathBuf>,
     options: &LoadOptions,
 ) -> Result<(FileResult, String), String> {
+    // `skip_candidates` already matched the fingerprint against the record (never for --force or a
+    // table just created) and `presence::prove` found the keys.
+    if proven.contains(&action.path) {
+        return Ok((
+            FileResult::Unchanged,
+            "skipped: content unchanged since it was loaded, and its first and last items are in the table".to_string(),
+        ));
+    }
     let fingerprint = source_fingerprint(cache, action, "items").await?;
     let record = loaded.matching(&clients.url, table, &action.path, &fingerprint);
     let created = options.created_tables.contains(table);
-    let why = match reason_to_write(options.force, created, record.as_ref()) {
-        Some(why) => why,
-        None => {
-            if proven.contains(&action.path) {
-                return Ok((
-                    FileResult::Unchanged,
-                    "skipped: content unchanged since it was loaded, and its first and last items are in the table".to_string(),
-                ));
-            }
-            "written: its items are missing from the table (reset, deleted or restarted)"
-        }
-    };
+    let why = reason_to_write(options.force, created, record.as_ref())
+        .unwrap_or("written: its items are missing from the table (reset, deleted or restarted)");
     // Whatever happens next, this file is not proven loaded until it is written whole.
     loaded.forget(&clients.url, table, &action.path);
     let (result, first_key, last_key) = load_items(clients, &action.path, table, key).await?;
