@@ -54,6 +54,15 @@ fn put_stray_object(rt: &tokio::runtime::Runtime, clients: &Clients, key: &str) 
     .expect("put");
 }
 
+/// The outcome of one data file in a load report.
+fn file_outcome(report: &Value, file: &str) -> Value {
+    report["files"]
+        .as_array()
+        .and_then(|files| files.iter().find(|f| f["file"] == file))
+        .unwrap_or_else(|| panic!("{file} is in the report: {report}"))
+        .clone()
+}
+
 /// PID of a recorded service.
 fn pid_of(project: &Project, service: &str) -> u32 {
     project.state()["services"]
@@ -104,11 +113,7 @@ fn reset_and_deleted_tables_are_restored_by_the_next_reload() {
 
     // Nothing changed: every JSON file is skipped, with the reason.
     let report = project.run_json(&["reload-data", "--json"]);
-    let files = report["files"].as_array().unwrap();
-    let samples = files
-        .iter()
-        .find(|f| f["file"] == "mock_samples.json")
-        .unwrap();
+    let samples = file_outcome(&report, "mock_samples.json");
     assert_eq!(samples["result"], "unchanged", "{samples}");
     assert!(
         samples["why"]
@@ -128,13 +133,7 @@ fn reset_and_deleted_tables_are_restored_by_the_next_reload() {
     assert_eq!(report["total"]["failed"], 0, "{report}");
     assert_eq!(item_count(&rt, &clients, "samples-development"), 30);
     assert_eq!(item_count(&rt, &clients, "experiments-development"), 1);
-    let samples = report["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["file"] == "mock_samples.json")
-        .unwrap()
-        .clone();
+    let samples = file_outcome(&report, "mock_samples.json");
     assert_eq!(samples["result"], "items");
     assert!(
         samples["why"].as_str().unwrap().contains("just created"),
@@ -155,13 +154,7 @@ fn reset_and_deleted_tables_are_restored_by_the_next_reload() {
     )
     .expect("delete item");
     let report = project.run_json(&["reload-data", "--json"]);
-    let samples = report["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["file"] == "mock_samples.json")
-        .unwrap()
-        .clone();
+    let samples = file_outcome(&report, "mock_samples.json");
     assert!(
         samples["why"].as_str().unwrap().contains("missing"),
         "{samples}"
@@ -298,13 +291,7 @@ fn a_file_with_one_invalid_item_writes_nothing() {
     );
     let report = project.run_json(&["reload-data", "--json"]);
     assert_eq!(item_count(&rt, &clients, "samples-development"), 29);
-    let samples = report["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["file"] == "mock_samples.json")
-        .unwrap()
-        .clone();
+    let samples = file_outcome(&report, "mock_samples.json");
     assert_eq!(samples["count"], 29, "{samples}");
 }
 
