@@ -9,11 +9,17 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: $(VENV)/.installed ## install what the local runtime needs: moto[server] in .venv, redis-server
-	@command -v redis-server >/dev/null || { \
+setup: $(VENV)/.installed ## install what the local runtime needs: the AWS engines (moto, ministack) in .venv, redis-server, memcached, postgresql
+	@missing=; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v memcached >/dev/null || missing="$$missing memcached"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v psql >/dev/null || missing="$$missing postgresql-client"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
-	  else echo "redis-server is missing: sudo apt-get install redis-server (Debian/Ubuntu) or brew install redis"; exit 1; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "missing:$$missing; install with: sudo apt-get install$$missing (Debian/Ubuntu) or brew install redis memcached postgresql"; exit 1; fi; \
+	fi
 
 $(VENV)/.installed: requirements-dev.txt
 	python3 -m venv $(VENV)

@@ -54,7 +54,7 @@ impl Endpoint {
                 settings.runtime == RuntimeKind::External,
             ),
             (None, Some(stack)) => {
-                let aws = stack.service(ServiceName::Aws).ok_or_else(|| {
+                let aws = stack.service(&ServiceName::Aws).ok_or_else(|| {
                     anyhow::anyhow!(
                         "the recorded stack has no aws service; run `inframock run` again"
                     )

@@ -83,7 +83,11 @@ pub struct GlobalArgs {
     /// Redis URL of runtime `external`.
     #[arg(long, global = true, env = "INFRAMOCK_REDIS_URL", value_name = "URL")]
     pub redis_url: Option<String>,
-    /// moto_server executable of the local runtime (default: .venv/bin/moto_server, then PATH).
+    /// AWS engine: moto (default), ministack or localstack (docker runtime only).
+    #[arg(long, global = true, env = "INFRAMOCK_ENGINE", value_name = "ENGINE")]
+    pub engine: Option<String>,
+    /// Executable of the AWS engine on the local runtime (default: the engine's program in .venv/bin,
+    /// then PATH: moto_server, ministack).
     #[arg(
         long,
         global = true,

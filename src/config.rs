@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::cli::{GlobalArgs, RuntimeKind};
-use crate::stack::ServiceName;
+use crate::stack::{catalog, ServiceName};
 use crate::stack_file::{NameVars, StackFile};
 
 /// Default AWS edge port, as LocalStack's.
@@ -65,10 +65,14 @@ pub struct Settings {
 pub struct ServiceSettings {
     /// Port on 127.0.0.1 (0 = a free one; for docker, the engine picks).
     pub port: u16,
-    /// The flag that sets `port`, named in errors about it.
-    pub port_flag: &'static str,
+    /// The flag (or stack file field) that sets `port`, named in errors about it.
+    pub port_flag: String,
     /// Executable of the local runtime (`--moto-server`, `--redis-server`); `None` = look it up.
     pub program: Option<PathBuf>,
+    /// Environment of its local process (a declared service's `env`).
+    pub env: Vec<(String, String)>,
+    /// What kind of service it is: how it starts, answers, resets (`stack::catalog`).
+    pub kind: catalog::ServiceKind,
     /// How it runs as a container (docker runtime).
     pub container: ContainerSettings,
     /// Port of its fault proxy when `faults = true` (0 = a free one).
@@ -79,11 +83,11 @@ pub struct ServiceSettings {
 pub const DEFAULT_FAULTS_PORT: u16 = 8474;
 
 /// The port of a service's fault proxy: `faults_port`, else the service port + 10000 (0 stays 0).
-fn fault_proxy_port(section: &crate::stack_file::ServiceSection, service_port: u16) -> Option<u16> {
-    if !section.faults {
+fn fault_proxy_port(faults: bool, faults_port: Option<u16>, service_port: u16) -> Option<u16> {
+    if !faults {
         return None;
     }
-    Some(section.faults_port.unwrap_or(if service_port == 0 {
+    Some(faults_port.unwrap_or(if service_port == 0 {
         0
     } else {
         service_port.saturating_add(10_000)
@@ -197,7 +201,7 @@ impl Settings {
                 "--runtime external needs --endpoint-url URL (or INFRAMOCK_ENDPOINT_URL) naming the AWS endpoint to use"
             );
         }
-        let services = resolve_services(args, &stack, current_dir);
+        let services = resolve_services(args, &stack, current_dir)?;
         let mock_section = &stack.services.mock;
         let mock = MockSettings {
             enabled: mock_section.enabled,
@@ -245,10 +249,22 @@ impl Settings {
         })
     }
 
-    /// How one service is set up.
-    pub fn service(&self, name: ServiceName) -> &ServiceSettings {
-        // `resolve_services` fills in every ServiceName.
-        &self.services[&name]
+    /// How one service is set up (the built-in ones always; a declared one when the stack file
+    /// declares it, else the settings of a helper-less placeholder).
+    pub fn service(&self, name: &ServiceName) -> &ServiceSettings {
+        self.services
+            .get(name)
+            .unwrap_or_else(|| &self.services[&ServiceName::Queues])
+    }
+
+    /// The services a runtime starts (processes or containers), in start order: aws, redis, then
+    /// the declared ones.
+    pub fn runtime_services(&self) -> Vec<ServiceName> {
+        self.services
+            .keys()
+            .filter(|name| !name.is_helper())
+            .cloned()
+            .collect()
     }
 
     /// Variables used to expand declared names.
@@ -282,34 +298,75 @@ impl Settings {
     }
 }
 
-/// The settings of every service: flags > `[services.<name>]` of the stack file > defaults.
+/// The settings of every service: flags > `[services.<name>]` of the stack file > the kind's
+/// defaults (`stack::catalog`). The built-in services come first, then the declared ones by name.
 fn resolve_services(
     args: &GlobalArgs,
     stack: &StackFile,
     current_dir: &Path,
-) -> BTreeMap<ServiceName, ServiceSettings> {
+) -> Result<BTreeMap<ServiceName, ServiceSettings>> {
     let sections = &stack.services;
-    let container = |section: &crate::stack_file::ServiceSection,
-                     flag: Option<&String>,
-                     image: &str,
-                     port: u16| ContainerSettings {
-        image: non_empty(flag.cloned())
-            .or(section.image.clone())
-            .unwrap_or_else(|| image.to_string()),
-        container_port: section.container_port.unwrap_or(port),
-        env: section.env.clone().into_iter().collect(),
+    if sections.redis.engine.is_some() {
+        anyhow::bail!("`engine` of [services.redis] in inframock.toml: only [services.aws] has an engine (moto, ministack, localstack); remove it");
+    }
+    let engine_id = non_empty(args.engine.clone())
+        .or(sections.aws.engine.clone())
+        .unwrap_or_else(|| catalog::ENGINES[0].to_string());
+    let engine = catalog::engine(&engine_id).with_context(|| {
+        format!(
+            "AWS engine {engine_id:?} (--engine, INFRAMOCK_ENGINE or `engine` of [services.aws]) is not one of {}",
+            catalog::ENGINES.join(", ")
+        )
+    })?;
+    let mut services = BTreeMap::new();
+    let built_in = |kind: catalog::ServiceKind,
+                    section: &crate::stack_file::ServiceSection,
+                    port_flag: Option<u16>,
+                    flag: &str,
+                    program: &Option<PathBuf>,
+                    image: &Option<String>| {
+        let port = port_flag.or(section.port).unwrap_or(kind.default_port);
+        ServiceSettings {
+            port,
+            port_flag: flag.to_string(),
+            program: program.as_ref().map(|p| absolute(current_dir, p)),
+            container: container_settings(
+                &kind,
+                image.as_ref().or(section.image.as_ref()),
+                section.container_port,
+                &section.env,
+            ),
+            fault_proxy: fault_proxy_port(section.faults, section.faults_port, port),
+            env: Vec::new(),
+            kind,
+        }
     };
-    let aws_port = args
-        .aws_port
-        .or(sections.aws.port)
-        .unwrap_or(DEFAULT_AWS_PORT);
-    let redis_port = args
-        .redis_port
-        .or(sections.redis.port)
-        .unwrap_or(DEFAULT_REDIS_PORT);
-    let ours = |port: u16, port_flag: &'static str| ServiceSettings {
+    services.insert(
+        ServiceName::Aws,
+        built_in(
+            engine,
+            &sections.aws,
+            args.aws_port,
+            "--aws-port",
+            &args.moto_server,
+            &args.aws_image,
+        ),
+    );
+    let redis = catalog::preset("redis").context("the redis preset is described")?;
+    services.insert(
+        ServiceName::Redis,
+        built_in(
+            redis,
+            &sections.redis,
+            args.redis_port,
+            "--redis-port",
+            &args.redis_server,
+            &args.redis_image,
+        ),
+    );
+    let helper = |id: &str, port: u16, flag: &str| ServiceSettings {
         port,
-        port_flag,
+        port_flag: flag.to_string(),
         program: None,
         container: ContainerSettings {
             image: String::new(),
@@ -317,58 +374,161 @@ fn resolve_services(
             env: Vec::new(),
         },
         fault_proxy: None,
+        env: Vec::new(),
+        kind: catalog::helper(id),
     };
-    BTreeMap::from([
-        (
-            ServiceName::Aws,
-            ServiceSettings {
-                port: aws_port,
-                port_flag: "--aws-port",
-                program: args.moto_server.as_ref().map(|p| absolute(current_dir, p)),
-                container: container(
-                    &sections.aws,
-                    args.aws_image.as_ref(),
-                    DEFAULT_AWS_IMAGE,
-                    DEFAULT_AWS_PORT,
-                ),
-                fault_proxy: fault_proxy_port(&sections.aws, aws_port),
-            },
+    let mock_port = args
+        .mock_port
+        .or(sections.mock.port)
+        .unwrap_or(crate::mock::DEFAULT_PORT);
+    services.insert(ServiceName::Mock, helper("mock", mock_port, "--mock-port"));
+    let faults_port = args
+        .faults_port
+        .or(sections.faults.port)
+        .unwrap_or(DEFAULT_FAULTS_PORT);
+    services.insert(
+        ServiceName::Faults,
+        helper("faults", faults_port, "--faults-port"),
+    );
+    services.insert(ServiceName::Queues, helper("queues", 0, ""));
+    let mut exported: BTreeMap<String, String> = BTreeMap::new();
+    for (name, section) in &sections.declared {
+        let settings = declared_service(name, section)?;
+        if let Some(var) = &settings.kind.env_var {
+            if let Some(other) = exported.insert(var.clone(), name.clone()) {
+                anyhow::bail!(
+                    "[services.{other}] and [services.{name}] in inframock.toml both export {var}; set `env_var` of one of them"
+                );
+            }
+        }
+        services.insert(ServiceName::Declared(name.as_str().into()), settings);
+    }
+    Ok(services)
+}
+
+/// A declared service: its preset (or a kind of its own) with the section's fields over it.
+fn declared_service(
+    name: &str,
+    section: &crate::stack_file::DeclaredSection,
+) -> Result<ServiceSettings> {
+    let place = format!("[services.{name}] of inframock.toml");
+    let valid_name = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid_name {
+        anyhow::bail!("{place}: a service name is 1-32 of a-z, 0-9, '-' and '_'; rename it");
+    }
+    let mut kind = match &section.preset {
+        Some(preset) => catalog::preset(preset).with_context(|| {
+            format!(
+                "{place}: preset {preset:?} is not one of {}",
+                catalog::PRESETS.join(", ")
+            )
+        })?,
+        None => {
+            if section.command.is_none() && section.image.is_none() {
+                anyhow::bail!(
+                    "{place}: `{name}` is not a built-in service (aws, redis, mock, faults), so it needs `preset = \"{}\"` or a `command` (local runtime) and/or an `image` (docker runtime)",
+                    catalog::PRESETS.join("\" | \"")
+                );
+            }
+            catalog::ServiceKind {
+                id: "custom".into(),
+                summary: format!("{name} (declared)"),
+                local: None,
+                image: None,
+                container_port: 0,
+                container_env: Vec::new(),
+                pass_env: Vec::new(),
+                default_port: 0,
+                probe: catalog::ProbeSpec::Tcp,
+                url: "tcp://localhost:{port}".into(),
+                env_var: Some(format!(
+                    "{}_URL",
+                    name.to_ascii_uppercase().replace('-', "_")
+                )),
+                reset: catalog::ResetSpec::Keeps,
+                version: catalog::VersionSpec::Unknown,
+            }
+        }
+    };
+    if let Some(command) = &section.command {
+        let (program, args) = command.split_first().with_context(|| {
+            format!("{place}: `command` is empty; give the program and its arguments")
+        })?;
+        kind.local = Some(catalog::LocalCommand {
+            program: program.clone(),
+            args: args.to_vec(),
+            env: Vec::new(),
+            in_venv: false,
+            search_dirs: Vec::new(),
+            init: None,
+            refuses_root: false,
+            install_hint: format!("check `command` of {place}"),
+        });
+    }
+    if let Some(port) = section.container_port {
+        kind.container_port = port;
+    }
+    if kind.image.is_some() || section.image.is_some() {
+        if kind.container_port == 0 {
+            anyhow::bail!("{place}: `image` needs `container_port`, the port it listens on inside the container");
+        }
+    }
+    if let Some(probe) = &section.probe {
+        kind.probe = catalog::parse_probe(probe).map_err(|e| anyhow::anyhow!("{place}: {e}"))?;
+    }
+    if let Some(url) = &section.url {
+        if !url.contains("{port}") {
+            anyhow::bail!("{place}: `url` {url:?} has no {{port}}; write it as e.g. \"tcp://localhost:{{port}}\"");
+        }
+        kind.url = url.clone();
+    }
+    if let Some(var) = &section.env_var {
+        kind.env_var = non_empty(Some(var.clone()));
+    }
+    let port = section.port.unwrap_or(kind.default_port);
+    let env: Vec<(String, String)> = section.env.clone().into_iter().collect();
+    Ok(ServiceSettings {
+        port,
+        port_flag: format!("`port` of {place}"),
+        program: None,
+        container: container_settings(
+            &kind,
+            section.image.as_ref(),
+            section.container_port,
+            &section.env,
         ),
-        (
-            ServiceName::Redis,
-            ServiceSettings {
-                port: redis_port,
-                port_flag: "--redis-port",
-                program: args.redis_server.as_ref().map(|p| absolute(current_dir, p)),
-                container: container(
-                    &sections.redis,
-                    args.redis_image.as_ref(),
-                    DEFAULT_REDIS_IMAGE,
-                    DEFAULT_REDIS_PORT,
-                ),
-                fault_proxy: fault_proxy_port(&sections.redis, redis_port),
-            },
-        ),
-        (
-            ServiceName::Mock,
-            ours(
-                args.mock_port
-                    .or(sections.mock.port)
-                    .unwrap_or(crate::mock::DEFAULT_PORT),
-                "--mock-port",
-            ),
-        ),
-        (
-            ServiceName::Faults,
-            ours(
-                args.faults_port
-                    .or(sections.faults.port)
-                    .unwrap_or(DEFAULT_FAULTS_PORT),
-                "--faults-port",
-            ),
-        ),
-        (ServiceName::Queues, ours(0, "")),
-    ])
+        fault_proxy: fault_proxy_port(section.faults, section.faults_port, port),
+        env,
+        kind,
+    })
+}
+
+/// How a service runs as a container: the image named (flag, then section), else the kind's;
+/// the kind's environment, the variables it passes through, then the section's.
+fn container_settings(
+    kind: &catalog::ServiceKind,
+    image: Option<&String>,
+    container_port: Option<u16>,
+    section_env: &BTreeMap<String, String>,
+) -> ContainerSettings {
+    let mut env = kind.container_env.clone();
+    for name in &kind.pass_env {
+        if let Ok(value) = std::env::var(name) {
+            env.push((name.clone(), value));
+        }
+    }
+    env.extend(section_env.clone());
+    ContainerSettings {
+        image: non_empty(image.cloned())
+            .or(kind.image.clone())
+            .unwrap_or_default(),
+        container_port: container_port.unwrap_or(kind.container_port),
+        env,
+    }
 }
 
 /// `POPULATE_MOCK`: anything but false/0/no/off (any case) means load.
@@ -403,8 +563,8 @@ mod tests {
     fn defaults_without_stack_file() {
         let dir = tempfile::tempdir().unwrap();
         let s = resolve(GlobalArgs::default(), dir.path());
-        assert_eq!(s.service(ServiceName::Aws).port, 4566);
-        assert_eq!(s.service(ServiceName::Redis).port, 6379);
+        assert_eq!(s.service(&ServiceName::Aws).port, 4566);
+        assert_eq!(s.service(&ServiceName::Redis).port, 6379);
         assert_eq!(s.operation_timeout, Duration::from_secs(30));
         assert_eq!(s.region, "eu-west-1");
         assert_eq!(s.cluster_env, "development");
@@ -429,8 +589,8 @@ mod tests {
         let from_file = resolve(GlobalArgs::default(), dir.path());
         assert_eq!(
             (
-                from_file.service(ServiceName::Aws).port,
-                from_file.service(ServiceName::Redis).port
+                from_file.service(&ServiceName::Aws).port,
+                from_file.service(&ServiceName::Redis).port
             ),
             (5000, 7000)
         );
@@ -451,8 +611,8 @@ mod tests {
         let s = resolve(flags, dir.path());
         assert_eq!(
             (
-                s.service(ServiceName::Aws).port,
-                s.service(ServiceName::Redis).port
+                s.service(&ServiceName::Aws).port,
+                s.service(&ServiceName::Redis).port
             ),
             (0, 7001)
         );
@@ -467,17 +627,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = resolve(GlobalArgs::default(), dir.path());
         assert_eq!(
-            s.service(ServiceName::Aws).container.image,
-            "localstack/localstack:4.14.0"
+            s.service(&ServiceName::Aws).container.image,
+            "motoserver/moto:5.1.0",
+            "the default engine's image"
         );
         assert_eq!(
-            s.service(ServiceName::Redis).container.image,
+            s.service(&ServiceName::Redis).container.image,
             "redis:7-alpine"
         );
         assert_eq!(
             (
-                s.service(ServiceName::Aws).container.container_port,
-                s.service(ServiceName::Redis).container.container_port
+                s.service(&ServiceName::Aws).container.container_port,
+                s.service(&ServiceName::Redis).container.container_port
             ),
             (4566, 6379)
         );
@@ -487,11 +648,12 @@ mod tests {
         )
         .unwrap();
         let s = resolve(GlobalArgs::default(), dir.path());
-        assert_eq!(s.service(ServiceName::Aws).container.image, "my/aws:1");
-        assert_eq!(s.service(ServiceName::Aws).container.container_port, 5000);
+        assert_eq!(s.service(&ServiceName::Aws).container.image, "my/aws:1");
+        assert_eq!(s.service(&ServiceName::Aws).container.container_port, 5000);
         assert_eq!(
-            s.service(ServiceName::Aws).container.env,
-            [("DEBUG".to_string(), "1".to_string())]
+            s.service(&ServiceName::Aws).container.env.last(),
+            Some(&("DEBUG".to_string(), "1".to_string())),
+            "the section's environment comes after the engine's"
         );
         let s = resolve(
             GlobalArgs {
@@ -500,7 +662,7 @@ mod tests {
             },
             dir.path(),
         );
-        assert_eq!(s.service(ServiceName::Aws).container.image, "flag/aws:2");
+        assert_eq!(s.service(&ServiceName::Aws).container.image, "flag/aws:2");
     }
 
     #[test]
@@ -575,6 +737,108 @@ mod tests {
         let err =
             Settings::resolve(&args, None, false, dir.path(), StackFileUse::Required).unwrap_err();
         assert!(err.to_string().contains("--endpoint-url"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod service_tests {
+    use super::*;
+
+    fn with_stack(toml: &str, args: GlobalArgs) -> Result<Settings> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("inframock.toml"), toml).unwrap();
+        Settings::resolve(&args, None, false, dir.path(), StackFileUse::Required)
+    }
+
+    #[test]
+    fn the_engine_comes_from_the_flag_then_the_stack_file_then_moto() {
+        let aws = |s: &Settings| s.service(&ServiceName::Aws).kind.id.clone();
+        assert_eq!(aws(&with_stack("", GlobalArgs::default()).unwrap()), "moto");
+        let file = with_stack(
+            "[services.aws]\nengine = 'ministack'\n",
+            GlobalArgs::default(),
+        )
+        .unwrap();
+        assert_eq!(aws(&file), "ministack");
+        assert_eq!(
+            file.service(&ServiceName::Aws).container.image,
+            "ministackorg/ministack:latest",
+            "the engine picks the image"
+        );
+        let flag = GlobalArgs {
+            engine: Some("localstack".into()),
+            ..GlobalArgs::default()
+        };
+        let flagged = with_stack("[services.aws]\nengine = 'ministack'\n", flag).unwrap();
+        assert_eq!(aws(&flagged), "localstack");
+        assert_eq!(
+            flagged.service(&ServiceName::Aws).container.image,
+            DEFAULT_AWS_IMAGE
+        );
+        let err = with_stack("[services.aws]\nengine = 'motto'\n", GlobalArgs::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"motto\"") && err.contains("moto, ministack, localstack"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn declared_services_take_their_preset_and_the_sections_overrides() {
+        let s = with_stack(
+            "[services.cache]\npreset = 'memcached'\nport = 11311\nfaults = true\n[services.db]\npreset = 'postgres'\nenv_var = 'MAIN_DB'\n",
+            GlobalArgs::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            s.runtime_services(),
+            [
+                ServiceName::Aws,
+                ServiceName::Redis,
+                ServiceName::named("cache"),
+                ServiceName::named("db")
+            ]
+        );
+        let cache = s.service(&ServiceName::named("cache"));
+        assert_eq!((cache.port, cache.fault_proxy), (11311, Some(21311)));
+        assert_eq!(cache.kind.env_var.as_deref(), Some("MEMCACHED_URL"));
+        assert_eq!(cache.container.image, "memcached:1.6-alpine");
+        let db = s.service(&ServiceName::named("db"));
+        assert_eq!(db.port, 5432);
+        assert_eq!(db.kind.env_var.as_deref(), Some("MAIN_DB"));
+        assert_eq!(db.container.container_port, 5432);
+    }
+
+    #[test]
+    fn a_declared_service_must_be_a_preset_or_described_and_export_its_own_variable() {
+        let err = |toml: &str| {
+            with_stack(toml, GlobalArgs::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let typo = err("[services.cahce]\nport = 1\n");
+        assert!(
+            typo.contains("[services.cahce]") && typo.contains("preset = "),
+            "{typo}"
+        );
+        let twice = err("[services.a]\npreset = 'memcached'\n[services.b]\npreset = 'memcached'\n");
+        assert!(twice.contains("both export MEMCACHED_URL"), "{twice}");
+        let image = err("[services.x]\nimage = 'my/x'\n");
+        assert!(image.contains("container_port"), "{image}");
+        let probe = err("[services.x]\ncommand = ['x']\nprobe = 'ping'\n");
+        assert!(probe.contains("probe \"ping\""), "{probe}");
+        let name = err("[services.Big]\ncommand = ['x']\n");
+        assert!(name.contains("a-z"), "{name}");
+        let custom = with_stack(
+            "[services.site-2]\ncommand = ['srv', '{port}']\nprobe = 'http /up'\n",
+            GlobalArgs::default(),
+        )
+        .unwrap();
+        let site = custom.service(&ServiceName::named("site-2"));
+        assert_eq!(site.kind.env_var.as_deref(), Some("SITE_2_URL"));
+        assert_eq!(site.kind.probe, catalog::ProbeSpec::Http("/up".into()));
+        assert_eq!(site.kind.local.as_ref().unwrap().program, "srv");
     }
 }
 

@@ -75,9 +75,8 @@ pub struct ProjectSection {
     pub name: Option<String>,
 }
 
-/// `[services.*]`
+/// `[services.*]`: the built-in services, then every other name is a declared service.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct ServicesSection {
     #[serde(default)]
     pub aws: ServiceSection,
@@ -87,6 +86,40 @@ pub struct ServicesSection {
     pub mock: MockSection,
     #[serde(default)]
     pub faults: FaultsSection,
+    /// `[services.<name>]` of any other name: a service of a preset kind or described in full.
+    #[serde(flatten)]
+    pub declared: BTreeMap<String, DeclaredSection>,
+}
+
+/// `[services.<name>]` of a declared service: `preset = "memcached"` (every other field then
+/// overrides the preset's), or a full description (`command` and/or `image`, `probe`, `url`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredSection {
+    /// A kind inframock knows: `memcached`, `postgres`, `redis`.
+    pub preset: Option<String>,
+    /// Local runtime: the command line, `{port}` and `{data_dir}` filled in.
+    pub command: Option<Vec<String>>,
+    /// Port on 127.0.0.1 (0 = a free port; default: the preset's).
+    pub port: Option<u16>,
+    /// Docker runtime: the image.
+    pub image: Option<String>,
+    /// Port it listens on inside its container.
+    pub container_port: Option<u16>,
+    /// Environment of its process or container.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Readiness: `tcp`, `http /path`, `command <program> <args>`.
+    pub probe: Option<String>,
+    /// The URL clients use, with `{port}` (default `tcp://localhost:{port}`).
+    pub url: Option<String>,
+    /// The variable `inframock env` exports the URL as (default: the preset's, else `<NAME>_URL`).
+    pub env_var: Option<String>,
+    /// Put the service behind a fault proxy owned by inframock.
+    #[serde(default)]
+    pub faults: bool,
+    /// Port of that proxy (default: the service port + 10000; 0 = a free port).
+    pub faults_port: Option<u16>,
 }
 
 /// `[services.faults]`: the control port of the fault proxies.
@@ -120,6 +153,8 @@ pub struct MockSection {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSection {
+    /// `[services.aws]` only: the AWS engine (`moto`, `ministack`, `localstack`).
+    pub engine: Option<String>,
     /// Port on 127.0.0.1 (0 = a free port).
     pub port: Option<u16>,
     /// Container image of the docker runtime.

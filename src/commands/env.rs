@@ -10,15 +10,16 @@ use crate::config::Settings;
 use crate::stack::state::{self, StackState};
 use crate::stack::ServiceName;
 
-/// The `export` lines for a stack.
-pub fn export_lines(stack: &StackState) -> Vec<String> {
+/// The `export` lines for a stack: the AWS variables, then each service's URL under the variable
+/// its kind names (`REDIS_URL`, `MEMCACHED_URL`, `DATABASE_URL`, ...).
+pub fn export_lines(settings: &Settings, stack: &StackState) -> Vec<String> {
     let mut lines = Vec::new();
-    if let Some(aws) = stack.client_url(ServiceName::Aws) {
+    if let Some(aws) = stack.client_url(&ServiceName::Aws) {
         lines.push(format!("export AWS_ENDPOINT_URL={aws}"));
     }
     lines.push(format!("export AWS_DEFAULT_REGION={}", stack.region));
     lines.push(format!("export AWS_REGION={}", stack.region));
-    let test_keys = stack.service(ServiceName::Aws).is_some_and(|aws| {
+    let test_keys = stack.service(&ServiceName::Aws).is_some_and(|aws| {
         Endpoint::new(
             aws.url.clone(),
             stack.region.clone(),
@@ -31,13 +32,20 @@ pub fn export_lines(stack: &StackState) -> Vec<String> {
         lines.push(format!("export AWS_ACCESS_KEY_ID={TEST_ACCESS_KEY}"));
         lines.push(format!("export AWS_SECRET_ACCESS_KEY={TEST_SECRET_KEY}"));
     }
-    if let Some(redis) = stack.client_url(ServiceName::Redis) {
-        lines.push(format!("export REDIS_URL={redis}"));
+    for record in stack
+        .services
+        .iter()
+        .filter(|r| r.name != ServiceName::Aws && !r.name.is_helper())
+    {
+        let kind = crate::stack::lifecycle::kind_of(settings, record);
+        if let (Some(var), Some(url)) = (kind.env_var, stack.client_url(&record.name)) {
+            lines.push(format!("export {var}={url}"));
+        }
     }
-    if let Some(mock) = stack.service(ServiceName::Mock) {
+    if let Some(mock) = stack.service(&ServiceName::Mock) {
         lines.push(format!("export INFRAMOCK_MOCK_URL={}", mock.url));
     }
-    if let Some(faults) = stack.service(ServiceName::Faults) {
+    if let Some(faults) = stack.service(&ServiceName::Faults) {
         lines.push(format!("export INFRAMOCK_FAULTS_URL={}", faults.url));
     }
     lines.push(format!("export CLUSTER_ENV={}", stack.cluster_env));
@@ -48,7 +56,7 @@ pub fn export_lines(stack: &StackState) -> Vec<String> {
 pub fn execute(settings: &Settings) -> Result<ExitCode> {
     let stack = state::read(&settings.state_dir())?
         .context("no stack is running for this project; start one with `inframock run --detach`")?;
-    let lines = export_lines(&stack);
+    let lines = export_lines(settings, &stack);
     if settings.json {
         let map: serde_json::Map<String, serde_json::Value> = lines
             .iter()
@@ -73,14 +81,66 @@ mod tests {
         ServiceRecord {
             name,
             runtime: RuntimeKind::Local,
-            port: 1,
+            port: crate::stack::runtime::port_of(url).unwrap_or(0),
             url: url.into(),
             pid: Some(1),
             started: None,
             program: None,
             log: None,
             container: None,
+            kind: None,
         }
+    }
+
+    /// Settings of a project whose stack file is `toml`.
+    fn settings(toml: &str) -> Settings {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("inframock.toml"), toml).unwrap();
+        Settings::resolve(
+            &crate::cli::GlobalArgs::default(),
+            None,
+            false,
+            dir.path(),
+            crate::config::StackFileUse::Required,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn declared_services_are_exported_under_their_kinds_variables() {
+        let settings = settings(
+            "[services.cache]\npreset = 'memcached'\n[services.db]\npreset = 'postgres'\nenv_var = 'MAIN_DB'\n",
+        );
+        let stack = StackState {
+            project: "p".into(),
+            runtime: RuntimeKind::Local,
+            started_at: 0,
+            region: "eu-west-1".into(),
+            cluster_env: "development".into(),
+            services: vec![
+                record(ServiceName::named("cache"), "memcached://localhost:11211"),
+                record(
+                    ServiceName::named("db"),
+                    "postgres://postgres@localhost:5432/postgres",
+                ),
+            ],
+            fault_proxies: vec![crate::stack::state::FaultProxyRecord {
+                service: ServiceName::named("cache"),
+                port: 21211,
+                target_port: 11211,
+            }],
+        };
+        let lines = export_lines(&settings, &stack);
+        assert!(
+            lines.contains(&"export MEMCACHED_URL=memcached://localhost:21211".to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(
+                &"export MAIN_DB=postgres://postgres@localhost:5432/postgres".to_string()
+            ),
+            "{lines:?}"
+        );
     }
 
     #[test]
@@ -97,7 +157,7 @@ mod tests {
             ],
             fault_proxies: Vec::new(),
         };
-        let lines = export_lines(&stack);
+        let lines = export_lines(&settings(""), &stack);
         assert_eq!(
             lines,
             [
@@ -127,9 +187,8 @@ mod tests {
                 target_port: 6379,
             }],
         };
-        assert!(
-            export_lines(&stack).contains(&"export REDIS_URL=redis://localhost:16379".to_string())
-        );
+        assert!(export_lines(&settings(""), &stack)
+            .contains(&"export REDIS_URL=redis://localhost:16379".to_string()));
     }
 
     #[test]
@@ -143,7 +202,7 @@ mod tests {
             services: vec![record(ServiceName::Aws, "https://example.test")],
             fault_proxies: Vec::new(),
         };
-        let lines = export_lines(&stack).join("\n");
+        let lines = export_lines(&settings(""), &stack).join("\n");
         assert!(!lines.contains("AWS_ACCESS_KEY_ID"));
         assert!(!lines.contains("REDIS_URL"));
     }

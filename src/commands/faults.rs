@@ -76,7 +76,7 @@ fn control_url(settings: &Settings, target: &FaultsTarget) -> Result<String> {
         &settings.state_dir(),
         target.url.as_deref(),
         ServiceName::Faults,
-        settings.service(ServiceName::Faults).port,
+        settings.service(&ServiceName::Faults).port,
     )
 }
 
@@ -114,7 +114,7 @@ async fn serve(
         .map(|p| parse_proxy(p))
         .collect::<Result<Vec<_>>>()?;
     let targets: Vec<String> = specs.iter().map(|s| s.target.to_string()).collect();
-    let server = FaultServer::start(specs, settings.service(ServiceName::Faults).port).await?;
+    let server = FaultServer::start(specs, settings.service(&ServiceName::Faults).port).await?;
     if settings.json {
         let proxies: Vec<_> = server
             .proxies

@@ -12,14 +12,23 @@ use crate::stack::{state, ServiceName};
 
 /// Prints the last lines of each chosen service's log; with `--follow`, keeps printing.
 pub async fn execute(settings: &Settings, args: &LogsArgs) -> Result<ExitCode> {
+    let known: Vec<ServiceName> = settings.services.keys().cloned().collect();
     let services: Vec<ServiceName> = match &args.service {
-        Some(name) => vec![ServiceName::parse(name).with_context(|| {
-            format!(
-                "unknown service `{name}`; choose one of: {}",
-                ServiceName::EVERY.map(|s| s.as_str()).join(", ")
-            )
-        })?],
-        None => ServiceName::EVERY.to_vec(),
+        Some(name) => vec![known
+            .iter()
+            .find(|s| s.as_str() == name)
+            .cloned()
+            .with_context(|| {
+                format!(
+                    "unknown service `{name}`; choose one of: {}",
+                    known
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?],
+        None => known,
     };
     let prefix = services.len() > 1;
     let Some(stack) = state::read(&settings.state_dir())? else {
@@ -28,7 +37,7 @@ pub async fn execute(settings: &Settings, args: &LogsArgs) -> Result<ExitCode> {
     };
     let mut streams = Vec::new();
     for service in &services {
-        let Some(record) = stack.service(*service).cloned() else {
+        let Some(record) = stack.service(service).cloned() else {
             continue;
         };
         let runtime = runtime::of_recorded(record.runtime, &stack.project).await?;
@@ -65,7 +74,7 @@ async fn print_files(
     let log_dir = settings.state_dir().join("logs");
     let paths: Vec<_> = services
         .iter()
-        .map(|s| (*s, log_dir.join(format!("{s}.log"))))
+        .map(|s| (s, log_dir.join(format!("{s}.log"))))
         .filter(|(_, p)| p.is_file())
         .collect();
     if paths.is_empty() {

@@ -40,7 +40,7 @@ pub fn options(settings: &Settings, args: &MockServeArgs) -> MockOptions {
     let python = args.python.clone().or(mock.python.clone());
     MockOptions {
         bind: args.bind.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-        port: settings.service(ServiceName::Mock).port,
+        port: settings.service(&ServiceName::Mock).port,
         port_flag: "--mock-port",
         upstream: args.upstream.clone().or(mock.upstream.clone()),
         mocks_dir,
@@ -96,7 +96,7 @@ fn target_url(settings: &Settings, target: &MockUrlArgs) -> Result<String> {
         &settings.state_dir(),
         target.url.as_deref(),
         ServiceName::Mock,
-        settings.service(ServiceName::Mock).port,
+        settings.service(&ServiceName::Mock).port,
     )
 }
 

@@ -23,19 +23,23 @@ pub async fn execute(
     let began = Instant::now();
     let mut stack = lifecycle::running_stack(settings).await?;
     let step = reporter.step("wiping the stack's state");
-    let wiped = match lifecycle::wipe(&stack.state).await {
+    let wiped = match lifecycle::wipe(settings, &stack.state).await {
         Ok(wiped) => {
-            step.done(format!(
-                "wiped: aws ({}){}{}{}",
-                wiped.aws,
-                if wiped.redis {
-                    ", redis (FLUSHALL)"
-                } else {
-                    ""
-                },
-                if wiped.mock { ", mock server" } else { "" },
-                if wiped.faults { ", faults" } else { "" },
-            ));
+            let mut parts: Vec<String> = wiped
+                .services
+                .iter()
+                .map(|(name, how)| format!("{name} ({how})"))
+                .collect();
+            if wiped.mock {
+                parts.push("mock server".into());
+            }
+            if wiped.faults {
+                parts.push("faults".into());
+            }
+            step.done(format!("wiped: {}", parts.join(", ")));
+            for kept in &wiped.kept {
+                reporter.info(kept.clone());
+            }
             wiped
         }
         Err(e) => {

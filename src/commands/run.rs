@@ -140,7 +140,7 @@ async fn start_monitor(
 ) -> Result<tokio::task::JoinHandle<()>> {
     let edge_port = stack
         .state
-        .client_url(ServiceName::Aws)
+        .client_url(&ServiceName::Aws)
         .and_then(|url| url.rsplit(':').next().and_then(|p| p.parse().ok()))
         .unwrap_or(0);
     let stream = crate::harakiri::connect(address, edge_port).await?;
@@ -149,7 +149,7 @@ async fn start_monitor(
     ));
     let control = stack
         .state
-        .service(ServiceName::Faults)
+        .service(&ServiceName::Faults)
         .map(|f| std::net::SocketAddr::from(([127, 0, 0, 1], f.port)));
     Ok(tokio::spawn(crate::harakiri::serve(stream, control)))
 }
@@ -231,7 +231,7 @@ fn print_banner(
     data: &serde_json::Value,
     detach: bool,
 ) {
-    let exports = export_lines(&stack.state);
+    let exports = export_lines(settings, &stack.state);
     if settings.json {
         let document = serde_json::json!({
             "project": stack.state.project,
@@ -257,13 +257,7 @@ fn print_banner(
     println!();
     for service in &stack.state.services {
         let pid = service.pid.map(|p| format!("pid {p}")).unwrap_or_default();
-        let what = match service.name {
-            ServiceName::Aws => "S3, DynamoDB, SQS, SNS",
-            ServiceName::Redis => "Redis",
-            ServiceName::Mock => "HTTP mock/proxy (admin: /mocker/)",
-            ServiceName::Faults => "fault proxies' control (/mock/<command>)",
-            ServiceName::Queues => "queue tails and bridges of inframock.toml",
-        };
+        let what = crate::stack::lifecycle::kind_of(settings, service).summary;
         println!(
             "  {:<6} {:<26} {:<10} {what}",
             service.name.as_str(),
@@ -278,7 +272,7 @@ fn print_banner(
     for line in &exports {
         println!("  {line}");
     }
-    if let Some(aws) = stack.state.service(ServiceName::Aws) {
+    if let Some(aws) = stack.state.service(&ServiceName::Aws) {
         println!("  aws --endpoint-url={} s3 ls", aws.url);
     }
     println!();

@@ -17,6 +17,10 @@ use crate::stack::ServiceName;
 #[derive(Debug, Serialize)]
 pub struct ServiceStatus {
     pub service: ServiceName,
+    /// Its kind: the AWS engine (`moto`, `ministack`, ...) or the preset (`redis`, `memcached`, ...).
+    pub kind: String,
+    /// The version it reports, when it can be told.
+    pub version: Option<String>,
     pub runtime: RuntimeKind,
     pub url: String,
     pub port: u16,
@@ -48,8 +52,14 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
     let mut rows = Vec::new();
     for record in &stack.services {
         let running = runtime::is_running(record, &stack.project).await;
+        let kind = crate::stack::lifecycle::kind_of(settings, record);
+        let version = if running {
+            crate::stack::version::of_service(settings, record, &kind).await
+        } else {
+            None
+        };
         let health = if running {
-            match probe_for(settings, record.runtime, record.name, &record.url)
+            match probe_for(settings, record.runtime, &record.name, &record.url)
                 .check()
                 .await
             {
@@ -60,7 +70,9 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
             "not running (stale record; `inframock stop` cleans it up)".to_string()
         };
         rows.push(ServiceStatus {
-            service: record.name,
+            service: record.name.clone(),
+            kind: kind.id.clone(),
+            version,
             runtime: record.runtime,
             url: record.url.clone(),
             port: record.port,
@@ -91,13 +103,18 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
             stack.project, stack.runtime, stack.region, stack.cluster_env
         );
         println!(
-            "{:<7} {:<9} {:<24} {:>6} {:>12}  HEALTH",
-            "SERVICE", "RUNTIME", "URL", "PORT", "PID/ID"
+            "{:<7} {:<22} {:<9} {:<24} {:>6} {:>12}  HEALTH",
+            "SERVICE", "KIND", "RUNTIME", "URL", "PORT", "PID/ID"
         );
         for row in &rows {
+            let kind = match &row.version {
+                Some(version) => format!("{} {version}", row.kind),
+                None => row.kind.clone(),
+            };
             println!(
-                "{:<7} {:<9} {:<24} {:>6} {:>12}  {}",
+                "{:<7} {:<22} {:<9} {:<24} {:>6} {:>12}  {}",
                 row.service.as_str(),
+                kind,
                 row.runtime.to_string(),
                 row.url,
                 row.port,

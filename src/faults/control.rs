@@ -63,7 +63,7 @@ async fn bind(port: u16, flag: &'static str) -> Result<TcpListener> {
         Ok(listener) => Ok(listener),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(PortInUse {
             port,
-            flag,
+            flag: flag.to_string(),
             holder: find_listener(port),
         }
         .into()),

@@ -104,7 +104,7 @@ impl MockServer {
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 return Err(PortInUse {
                     port: options.port,
-                    flag: options.port_flag,
+                    flag: options.port_flag.to_string(),
                     holder: find_listener(options.port),
                 }
                 .into())

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use super::ports;
-use super::runtime::local::{find_program, is_running, spawn, stop_recorded, LocalRuntime};
+use super::runtime::local::{
+    find_program, fresh_log, is_running, spawn, stop_recorded, LocalRuntime,
+};
 use super::runtime::{Started, STOP_GRACE};
 use super::state::{self, FaultProxyRecord, ServiceRecord, StackState};
 use super::up::{
@@ -72,13 +74,10 @@ pub async fn ensure_helpers(
         }
         let mut proxies = Vec::new();
         for (service, wanted_port, target_port) in wanted {
-            let flag = match service {
-                ServiceName::Aws => "faults_port of [services.aws]",
-                _ => "faults_port of [services.redis]",
-            };
+            let flag = format!("`faults_port` of [services.{service}] in inframock.toml");
             proxies.push(FaultProxyRecord {
                 service,
-                port: ports::claim(wanted_port, flag)?,
+                port: ports::claim(wanted_port, &flag)?,
                 target_port,
             });
         }
@@ -104,7 +103,7 @@ pub async fn ensure_helpers(
             .services
             .retain(|r| r.name != ServiceName::Queues);
         stack.state.services.push(worker);
-        stack.state.services.sort_by_key(|r| r.name);
+        stack.state.services.sort_by(|a, b| a.name.cmp(&b.name));
     }
     state::write(&settings.state_dir(), &stack.state)
 }
@@ -117,7 +116,7 @@ pub async fn ensure_queue_worker(
     wanted: bool,
     stack: &mut RunningStack,
 ) -> Result<()> {
-    let previous = stack.state.service(ServiceName::Queues).cloned();
+    let previous = stack.state.service(&ServiceName::Queues).cloned();
     let line: Option<Box<dyn Fn(u16) -> Vec<std::ffi::OsString>>> = wanted.then(|| {
         let base = base_command_line(settings);
         let boxed: Box<dyn Fn(u16) -> Vec<std::ffi::OsString>> = Box::new(move |_port| {
@@ -148,11 +147,12 @@ pub async fn ensure_queue_worker(
 
 /// (service, wanted proxy port, service port) for each service with `faults = true`.
 fn wanted_fault_proxies(settings: &Settings, stack: &RunningStack) -> Vec<(ServiceName, u16, u16)> {
-    ServiceName::ALL
+    settings
+        .runtime_services()
         .into_iter()
         .filter_map(|service| {
-            let wanted = settings.service(service).fault_proxy?;
-            let record = stack.state.service(service)?;
+            let wanted = settings.service(&service).fault_proxy?;
+            let record = stack.state.service(&service)?;
             (record.runtime != RuntimeKind::External).then_some((service, wanted, record.port))
         })
         .collect()
@@ -243,14 +243,18 @@ async fn ensure_helper(
             if let Some(record) = other {
                 stop_recorded(&record, STOP_GRACE);
             }
-            let program = find_program(service, None, &settings.project_dir)?;
-            let port = claim_port(settings, service, true)?;
+            let program =
+                find_program(&service, settings.service(&service), &settings.project_dir)?;
+            let port = claim_port(settings, &service, true)?;
+            let mut command = std::process::Command::new(&program);
+            command.args(command_line(port));
             let process = spawn(
-                service,
+                &service,
+                command,
                 &program,
                 port,
-                &settings.state_dir(),
-                &command_line(port),
+                settings.service(&service).kind.url_at(port),
+                &fresh_log(&settings.state_dir(), &service)?,
             )?;
             let recorded = record_spawned(settings, RuntimeKind::Local, &process.record);
             let mut started = vec![Started::new(
@@ -272,6 +276,6 @@ async fn ensure_helper(
     }
     stack.state.services.retain(|r| r.name != service);
     stack.state.services.extend(records);
-    stack.state.services.sort_by_key(|r| r.name);
+    stack.state.services.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(())
 }

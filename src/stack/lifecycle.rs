@@ -2,16 +2,17 @@
 //! down. `run`, `stop`, `reset`, the harakiri monitor and Ctrl-C all go through here, each while
 //! holding the project lock (see [`super::lock`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
+use super::catalog::{self, ResetSpec, ServiceKind};
 use super::helpers::ensure_queue_worker;
 use super::runtime::docker::{engine_address, DockerRuntime};
 use super::runtime::{self, describe, Runtime, StopOutcome};
-use super::state::{self, StackState};
+use super::state::{self, ServiceRecord, StackState};
 use super::up::RunningStack;
 use super::ServiceName;
 use crate::aws::{AwsClients, Endpoint};
@@ -145,74 +146,130 @@ pub fn created_tables(ensured: &[Ensured]) -> BTreeSet<String> {
 /// What `reset` wiped.
 #[derive(Debug, Serialize)]
 pub struct Wiped {
-    /// How the engine's state was wiped (`moto-api/reset`, `_localstack/state/reset`).
-    pub aws: String,
-    /// Redis was flushed.
-    pub redis: bool,
+    /// How each service's state was wiped (`aws`: `moto-api/reset`; `redis`: `FLUSHALL`; ...).
+    #[serde(flatten)]
+    pub services: BTreeMap<String, String>,
+    /// Services whose kind keeps its state through `reset`, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<String>,
     /// The mock server's expectations, journal and scenario went back to its mocks folder.
     pub mock: bool,
     /// Every fault was cleared.
     pub faults: bool,
 }
 
-/// Wipes the running stack's state without restarting anything: the engine's state (its own
-/// reset call), Redis (FLUSHALL), the mock server and the faults. The caller then ensures the
-/// declared resources and loads the data again. Never done to an external endpoint.
-pub async fn wipe(recorded: &StackState) -> Result<Wiped> {
+/// Wipes the running stack's state without restarting anything: each service as its kind says
+/// (the AWS engine's reset call, Redis FLUSHALL, memcached flush_all), the mock server and the
+/// faults. The caller then ensures the declared resources and loads the data again. Never done to
+/// an external endpoint.
+pub async fn wipe(settings: &Settings, recorded: &StackState) -> Result<Wiped> {
     if recorded.runtime == RuntimeKind::External {
         bail!(
             "reset wipes the engine's state and this stack is an external endpoint (shared, or real AWS): nothing was wiped; reset it by its own means, then `inframock reload-data`"
         );
     }
-    let aws = recorded
-        .service(ServiceName::Aws)
-        .context("the recorded stack has no aws service; run `inframock run` again")?;
+    if recorded.service(&ServiceName::Aws).is_none() {
+        bail!("the recorded stack has no aws service; run `inframock run` again");
+    }
     let timeout = Duration::from_secs(30);
-    let mut how = None;
-    for path in ["/moto-api/reset", "/_localstack/state/reset"] {
-        let status = crate::http_client::post_empty(&format!("{}{path}", aws.url), timeout).await?;
-        match status {
-            Some(status) if status.is_success() => {
-                how = Some(path.trim_start_matches('/').to_string());
-                break;
-            }
-            Some(_) => continue,
-            None => bail!(
-                "the AWS endpoint {} did not answer {path} within {} s; is it running? (`inframock status`)",
-                aws.url,
-                timeout.as_secs()
-            ),
-        }
-    }
-    let aws_how = how.with_context(|| {
-        format!(
-            "the AWS engine at {} has no reset call (neither moto's /moto-api/reset nor LocalStack's /_localstack/state/reset answered); use `inframock run --fresh` to start it anew",
-            aws.url
-        )
-    })?;
-    let redis = match recorded.service(ServiceName::Redis) {
-        Some(redis) => {
-            flush_redis(&redis.url).await?;
-            true
-        }
-        None => false,
+    let mut wiped = Wiped {
+        services: BTreeMap::new(),
+        kept: Vec::new(),
+        mock: false,
+        faults: false,
     };
-    let mut mock = false;
-    if let Some(record) = recorded.service(ServiceName::Mock) {
+    for record in recorded.services.iter().filter(|r| !r.name.is_helper()) {
+        let kind = kind_of(settings, record);
+        let how = match &kind.reset {
+            ResetSpec::HttpPost(path) => {
+                let url = format!("{}{path}", record.url);
+                match crate::http_client::post_empty(&url, timeout).await? {
+                    Some(status) if status.is_success() => path.trim_start_matches('/').to_string(),
+                    Some(status) => bail!(
+                        "{} ({}) answered {status} to POST {path}: its state was not wiped; use `inframock run --fresh` to start it anew",
+                        record.name,
+                        kind.id
+                    ),
+                    None => bail!(
+                        "{} ({}) at {} did not answer POST {path} within {} s; is it running? (`inframock status`)",
+                        record.name,
+                        kind.id,
+                        record.url,
+                        timeout.as_secs()
+                    ),
+                }
+            }
+            ResetSpec::RedisFlushAll => {
+                flush_redis(&record.url).await?;
+                "FLUSHALL".to_string()
+            }
+            ResetSpec::TcpLine(line) => {
+                tcp_line(&record.name, record.port, line, timeout).await?;
+                line.clone()
+            }
+            ResetSpec::Keeps => {
+                if record.name == ServiceName::Aws {
+                    bail!(
+                        "the AWS engine {} has no reset call; use `inframock run --fresh` to start it anew",
+                        kind.id
+                    );
+                }
+                wiped.kept.push(format!(
+                    "{} ({}) keeps its state through reset; `inframock run --fresh` starts it anew",
+                    record.name, kind.id
+                ));
+                continue;
+            }
+        };
+        wiped.services.insert(record.name.to_string(), how);
+    }
+    if let Some(record) = recorded.service(&ServiceName::Mock) {
         let url = format!("{}/mocker/reset", record.url);
-        mock = matches!(crate::http_client::post_empty(&url, timeout).await?, Some(s) if s.is_success());
+        wiped.mock = matches!(crate::http_client::post_empty(&url, timeout).await?, Some(s) if s.is_success());
     }
-    let mut faults = false;
-    if let Some(record) = recorded.service(ServiceName::Faults) {
+    if let Some(record) = recorded.service(&ServiceName::Faults) {
         let reset = crate::http_client::get_json(&record.url, "", "/mock/reset").await;
-        faults = reset.is_ok();
+        wiped.faults = reset.is_ok();
     }
-    Ok(Wiped {
-        aws: aws_how,
-        redis,
-        mock,
-        faults,
-    })
+    Ok(wiped)
+}
+
+/// The kind a recorded service runs: the recorded one (the stack file may have changed since),
+/// else the settings'.
+pub fn kind_of(settings: &Settings, record: &ServiceRecord) -> ServiceKind {
+    let configured = &settings.service(&record.name).kind;
+    if record.kind.as_ref().is_none_or(|id| *id == configured.id) {
+        return configured.clone();
+    }
+    let recorded = record.kind.as_deref().and_then(|id| {
+        if record.name == ServiceName::Aws {
+            catalog::engine(id)
+        } else {
+            catalog::preset(id)
+        }
+    });
+    recorded.unwrap_or_else(|| settings.service(&record.name).kind.clone())
+}
+
+/// Sends one line over TCP to 127.0.0.1:`port` and expects an answer starting with `OK`.
+async fn tcp_line(service: &ServiceName, port: u16, line: &str, timeout: Duration) -> Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(format!("{line}\r\n").as_bytes()).await?;
+        let mut answer = String::new();
+        BufReader::new(stream).read_line(&mut answer).await?;
+        Ok::<String, std::io::Error>(answer)
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(answer)) if answer.starts_with("OK") => Ok(()),
+        Ok(Ok(answer)) => bail!("{service} answered {:?} to {line}", answer.trim()),
+        Ok(Err(e)) => bail!("{service} on port {port}: {line} failed: {e}"),
+        Err(_) => bail!(
+            "{service} on port {port} did not answer {line} within {} s",
+            timeout.as_secs()
+        ),
+    }
 }
 
 async fn flush_redis(url: &str) -> Result<()> {
@@ -251,7 +308,7 @@ pub async fn running_stack(settings: &Settings) -> Result<RunningStack> {
             dead.join(", ")
         );
     }
-    let reused = recorded.services.iter().map(|r| r.name).collect();
+    let reused = recorded.services.iter().map(|r| r.name.clone()).collect();
     Ok(RunningStack {
         state: recorded,
         runtime,

@@ -1,5 +1,6 @@
 //! The running stack: which services exist, where they run, how to start, probe and stop them.
 
+pub mod catalog;
 pub mod helpers;
 pub mod lifecycle;
 pub mod lock;
@@ -8,14 +9,16 @@ pub mod ready;
 pub mod runtime;
 pub mod state;
 pub mod up;
+pub mod version;
 
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
-/// A service of the stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A service of the stack: the built-in ones, or one declared as `[services.<name>]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ServiceName {
-    /// S3, DynamoDB, SQS, SNS on one edge port.
+    /// S3, DynamoDB, SQS, SNS on one edge port (the engine of `[services.aws]`).
     Aws,
     /// Redis.
     Redis,
@@ -25,13 +28,13 @@ pub enum ServiceName {
     Faults,
     /// The declared queue tails and bridges (our own binary, as a process, in every runtime).
     Queues,
+    /// A service declared in `inframock.toml` (`[services.cache] preset = "memcached"`).
+    Declared(Arc<str>),
 }
 
 impl ServiceName {
-    /// The services a runtime starts (processes or containers), in start order.
-    pub const ALL: [ServiceName; 2] = [ServiceName::Aws, ServiceName::Redis];
-    /// Every service, including the mock server that `run` starts when enabled.
-    pub const EVERY: [ServiceName; 5] = [
+    /// The built-in services, in start order.
+    pub const BUILT_IN: [ServiceName; 5] = [
         ServiceName::Aws,
         ServiceName::Redis,
         ServiceName::Mock,
@@ -40,27 +43,31 @@ impl ServiceName {
     ];
 
     /// The name used in flags, state and output.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             ServiceName::Aws => "aws",
             ServiceName::Redis => "redis",
             ServiceName::Mock => "mock",
             ServiceName::Faults => "faults",
             ServiceName::Queues => "queues",
+            ServiceName::Declared(name) => name,
         }
     }
 
     /// Our own helpers: processes of this binary in every runtime.
-    pub fn is_helper(self) -> bool {
+    pub fn is_helper(&self) -> bool {
         matches!(
             self,
             ServiceName::Mock | ServiceName::Faults | ServiceName::Queues
         )
     }
 
-    /// Parses a name given on the command line.
-    pub fn parse(name: &str) -> Option<ServiceName> {
-        ServiceName::EVERY.into_iter().find(|s| s.as_str() == name)
+    /// The service of this name: a built-in one, else a declared one.
+    pub fn named(name: &str) -> ServiceName {
+        ServiceName::BUILT_IN
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .unwrap_or_else(|| ServiceName::Declared(Arc::from(name)))
     }
 }
 
@@ -70,13 +77,15 @@ impl std::fmt::Display for ServiceName {
     }
 }
 
-/// The URL clients use to reach a service on 127.0.0.1.
-pub fn local_url(service: ServiceName, port: u16) -> String {
-    match service {
-        ServiceName::Aws => format!("http://localhost:{port}"),
-        ServiceName::Redis => format!("redis://localhost:{port}"),
-        ServiceName::Mock | ServiceName::Faults => format!("http://localhost:{port}"),
-        // No port: it records to .inframock/messages/.
-        ServiceName::Queues => String::new(),
+impl Serialize for ServiceName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Ok(ServiceName::named(&name))
     }
 }

@@ -4,11 +4,11 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 
 /// A port that is already taken, with its holder when we could find it.
 #[derive(Debug, thiserror::Error)]
-#[error("port {port} ({flag}) is already in use{}; stop that process, or choose another port with {flag} PORT (0 picks a free one)", holder_text(.holder))]
+#[error("port {port} ({flag}) is already in use{}; stop that process, or choose another port {} (0 picks a free one)", holder_text(.holder), how_to_choose(.flag))]
 pub struct PortInUse {
     pub port: u16,
     /// The flag that sets this port, named in the message.
-    pub flag: &'static str,
+    pub flag: String,
     pub holder: Option<PortHolder>,
 }
 
@@ -17,6 +17,15 @@ pub struct PortInUse {
 pub struct PortHolder {
     pub pid: u32,
     pub command: String,
+}
+
+/// `with --aws-port PORT` for a flag; `in <setting>` for a stack file setting.
+fn how_to_choose(flag: &str) -> String {
+    if flag.starts_with("--") {
+        format!("with {flag} PORT")
+    } else {
+        format!("in {flag}")
+    }
 }
 
 fn holder_text(holder: &Option<PortHolder>) -> String {
@@ -33,11 +42,11 @@ pub fn pick_free_port() -> std::io::Result<u16> {
 }
 
 /// Resolves a requested port: 0 becomes a free port; any other port must be free.
-pub fn claim(port: u16, flag: &'static str) -> Result<u16, PortInUse> {
+pub fn claim(port: u16, flag: &str) -> Result<u16, PortInUse> {
     if port == 0 {
         return pick_free_port().map_err(|_| PortInUse {
             port,
-            flag,
+            flag: flag.to_string(),
             holder: None,
         });
     }
@@ -45,7 +54,7 @@ pub fn claim(port: u16, flag: &'static str) -> Result<u16, PortInUse> {
         Ok(_) => Ok(port),
         Err(_) => Err(PortInUse {
             port,
-            flag,
+            flag: flag.to_string(),
             holder: find_listener(port),
         }),
     }

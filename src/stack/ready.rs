@@ -16,6 +16,10 @@ pub enum Probe {
     Redis { url: String },
     /// `GET <url>` answers 2xx (the health routes of our own helpers).
     Http { url: String },
+    /// A TCP connection to `host:port` is accepted (memcached, declared services).
+    Tcp { address: String },
+    /// A command exits 0 within 5 s (`pg_isready`).
+    Command { argv: Vec<String> },
     /// Nothing to ask: running is ready (the queue worker, which has no port).
     Alive,
 }
@@ -30,6 +34,8 @@ impl Probe {
             }
             Probe::Redis { url } => probe_redis(url).await,
             Probe::Http { url } => probe_http(url).await,
+            Probe::Tcp { address } => probe_tcp(address).await,
+            Probe::Command { argv } => probe_command(argv).await,
             Probe::Alive => Ok(()),
         }
     }
@@ -64,6 +70,41 @@ async fn probe_http(health: &str) -> Result<(), String> {
             crate::mock::proxy::error_chain(&e)
         )),
         Err(_) => Err(format!("GET {health}: no answer within 2 s")),
+    }
+}
+
+async fn probe_tcp(address: &str) -> Result<(), String> {
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(address),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("connecting to {address}: {e}")),
+        Err(_) => Err(format!("connecting to {address}: no answer within 2 s")),
+    }
+}
+
+async fn probe_command(argv: &[String]) -> Result<(), String> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err("the probe command is empty".to_string());
+    };
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    match tokio::time::timeout(Duration::from_secs(5), command.output()).await {
+        Ok(Ok(output)) if output.status.success() => Ok(()),
+        Ok(Ok(output)) => Err(format!(
+            "`{}` exited with {}: {}",
+            argv.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout).trim()
+        )),
+        Ok(Err(e)) => Err(format!("cannot run {program}: {e}")),
+        Err(_) => Err(format!("`{}` took longer than 5 s", argv.join(" "))),
     }
 }
 

@@ -55,21 +55,29 @@ pub struct ServiceRecord {
     /// Container id (docker runtime).
     #[serde(default)]
     pub container: Option<String>,
+    /// Its kind (`moto`, `ministack`, `memcached`, ...; `stack::catalog`): a stack file that now
+    /// names another kind (engine) gets a new one instead of this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 impl StackState {
     /// The URL applications should use for a service: its fault proxy's when it has one.
-    pub fn client_url(&self, name: ServiceName) -> Option<String> {
+    pub fn client_url(&self, name: &ServiceName) -> Option<String> {
         let record = self.service(name)?;
-        match self.fault_proxies.iter().find(|p| p.service == name) {
-            Some(proxy) => Some(super::local_url(name, proxy.port)),
+        match self.fault_proxies.iter().find(|p| p.service == *name) {
+            Some(proxy) => Some(record.url.replacen(
+                &format!(":{}", record.port),
+                &format!(":{}", proxy.port),
+                1,
+            )),
             None => Some(record.url.clone()),
         }
     }
 
     /// The record of one service, if it was started.
-    pub fn service(&self, name: ServiceName) -> Option<&ServiceRecord> {
-        self.services.iter().find(|s| s.name == name)
+    pub fn service(&self, name: &ServiceName) -> Option<&ServiceRecord> {
+        self.services.iter().find(|s| s.name == *name)
     }
 }
 
@@ -84,7 +92,7 @@ pub fn helper_url(
     if let Some(url) = explicit {
         return Ok(url.trim_end_matches('/').to_string());
     }
-    if let Some(record) = read(state_dir)?.and_then(|s| s.service(service).cloned()) {
+    if let Some(record) = read(state_dir)?.and_then(|s| s.service(&service).cloned()) {
         return Ok(record.url);
     }
     Ok(format!("http://127.0.0.1:{port}"))
@@ -196,13 +204,14 @@ mod tests {
                 program: Some("redis-server".into()),
                 log: None,
                 container: None,
+                kind: None,
             }],
             fault_proxies: Vec::new(),
         };
         write(dir.path(), &state).unwrap();
         assert_eq!(read(dir.path()).unwrap(), Some(state.clone()));
-        assert!(state.service(ServiceName::Redis).is_some());
-        assert!(state.service(ServiceName::Aws).is_none());
+        assert!(state.service(&ServiceName::Redis).is_some());
+        assert!(state.service(&ServiceName::Aws).is_none());
         remove(dir.path()).unwrap();
         assert!(read(dir.path()).unwrap().is_none());
         remove(dir.path()).unwrap();

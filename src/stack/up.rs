@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Result};
 use futures::future::join_all;
 
+use super::catalog::ProbeSpec;
 use super::helpers::ensure_helpers;
 use super::ports;
 use super::ready::{wait_until_ready, Probe};
@@ -35,7 +36,11 @@ pub struct RunningStack {
 impl RunningStack {
     /// Stops what this call started and forgets it in the state file.
     pub async fn stop_started(&mut self, state_dir: &std::path::Path) -> Result<()> {
-        let started: Vec<ServiceName> = self.started.iter().map(|s| s.record().name).collect();
+        let started: Vec<ServiceName> = self
+            .started
+            .iter()
+            .map(|s| s.record().name.clone())
+            .collect();
         for item in self.started.drain(..).rev() {
             item.stop().await;
         }
@@ -119,8 +124,21 @@ async fn start_services(
     for service in runtime.services(settings) {
         let recorded = previous
             .filter(|p| p.runtime == kind)
-            .and_then(|p| p.service(service));
-        match runtime.find(settings, service, recorded).await? {
+            .and_then(|p| p.service(&service));
+        let wanted_kind = &settings.service(&service).kind.id;
+        match runtime.find(settings, service.clone(), recorded).await? {
+            Some(found)
+                if found.running
+                    && found.record.kind.as_ref().is_some_and(|k| k != wanted_kind) =>
+            {
+                reporter.info(format!(
+                    "{service}: the running {} is {}, inframock.toml now says {wanted_kind}; starting {wanted_kind} instead",
+                    describe(&found.record),
+                    found.record.kind.as_deref().unwrap_or("?")
+                ));
+                runtime.stop(&found.record).await;
+                to_start.push(service);
+            }
             Some(found) if found.running && !fresh => {
                 reuse_if_healthy(settings, reporter, &found.record, &mut records, &mut reused)
                     .await?;
@@ -146,16 +164,15 @@ async fn start_services(
     // Pre-flight everything before starting anything: programs or images, and ports.
     let mut plans = Vec::new();
     for service in to_start {
-        runtime.prepare(settings, service).await?;
-        plans.push((
-            service,
-            claim_port(settings, service, kind == RuntimeKind::Local)?,
-        ));
+        runtime.prepare(settings, service.clone()).await?;
+        let port = claim_port(settings, &service, kind == RuntimeKind::Local)?;
+        plans.push((service, port));
     }
     let mut started = Vec::new();
     for (service, port) in plans {
-        let spawned = match runtime.start(settings, service, port).await {
-            Ok(item) => {
+        let spawned = match runtime.start(settings, service.clone(), port).await {
+            Ok(mut item) => {
+                item.record.kind = Some(settings.service(&service).kind.id.clone());
                 let recorded = record_spawned(settings, kind, item.record());
                 started.push(item);
                 recorded
@@ -172,7 +189,7 @@ async fn start_services(
         return Err(e);
     }
     records.extend(started.iter().map(|s| s.record().clone()));
-    records.sort_by_key(|r| r.name);
+    records.sort_by(|a, b| a.name.cmp(&b.name));
     let state = StackState {
         project: settings.project_name.clone(),
         runtime: kind,
@@ -207,8 +224,8 @@ pub async fn reuse_if_healthy(
     records: &mut Vec<ServiceRecord>,
     reused: &mut Vec<ServiceName>,
 ) -> Result<()> {
-    let service = record.name;
-    let probe = probe_for(settings, record.runtime, service, &record.url);
+    let service = record.name.clone();
+    let probe = probe_for(settings, record.runtime, &service, &record.url);
     let hint = format!("see `inframock logs {service}`");
     let answered = wait_until_ready(
         service.as_str(),
@@ -238,15 +255,15 @@ pub async fn reuse_if_healthy(
 }
 
 /// The port a service should use: 0 stays 0 for docker (the engine picks), a free one for local.
-pub fn claim_port(settings: &Settings, service: ServiceName, pick_free: bool) -> Result<u16> {
-    if service == ServiceName::Queues {
+pub fn claim_port(settings: &Settings, service: &ServiceName, pick_free: bool) -> Result<u16> {
+    if *service == ServiceName::Queues {
         return Ok(0);
     }
     let wanted = settings.service(service).port;
     if wanted == 0 && !pick_free {
         return Ok(0);
     }
-    Ok(ports::claim(wanted, settings.service(service).port_flag)?)
+    Ok(ports::claim(wanted, &settings.service(service).port_flag)?)
 }
 
 /// Waits until everything in `started` answers (each with its probe, all at once, one deadline);
@@ -269,8 +286,13 @@ pub async fn wait_for_started(
     let step = reporter.step(format!("waiting for {}", names.join(", ")));
     let deadline = settings.ready_timeout;
     let waits = started.iter_mut().map(|item| {
-        let service = item.record().name;
-        let probe = probe_for(settings, item.record().runtime, service, &item.record().url);
+        let service = item.record().name.clone();
+        let probe = probe_for(
+            settings,
+            item.record().runtime,
+            &service,
+            &item.record().url,
+        );
         let hint = match (&item.record().log, item.record().runtime) {
             (_, RuntimeKind::External) => format!("check that {} is reachable", item.record().url),
             (Some(log), _) => format!(
@@ -302,31 +324,50 @@ pub async fn wait_for_started(
     Ok(())
 }
 
-/// The readiness probe of a service at a URL, run by `runtime`.
+/// The readiness probe of a service at a URL, run by `runtime`, as its kind describes it.
 pub fn probe_for(
     settings: &Settings,
     runtime: RuntimeKind,
-    service: ServiceName,
+    service: &ServiceName,
     url: &str,
 ) -> Probe {
-    match service {
-        ServiceName::Aws => Probe::Aws(crate::aws::Endpoint::new(
+    match &settings.service(service).kind.probe {
+        ProbeSpec::Aws => Probe::Aws(crate::aws::Endpoint::new(
             url.to_string(),
             settings.region.clone(),
             runtime == RuntimeKind::External,
             settings.operation_timeout,
         )),
-        ServiceName::Redis => Probe::Redis {
+        ProbeSpec::Redis => Probe::Redis {
             url: url.to_string(),
         },
-        ServiceName::Mock => Probe::Http {
-            url: format!("{url}/mocker/health"),
+        ProbeSpec::Http(path) => Probe::Http {
+            url: format!("{url}{path}"),
         },
-        ServiceName::Faults => Probe::Http {
-            url: format!("{url}/mock/health"),
+        ProbeSpec::Tcp => Probe::Tcp {
+            address: host_port_of(url),
         },
-        ServiceName::Queues => Probe::Alive,
+        ProbeSpec::Command(argv) => {
+            let port = runtime::port_of(url).unwrap_or(0);
+            Probe::Command {
+                argv: argv
+                    .iter()
+                    .map(|a| a.replace("{port}", &port.to_string()))
+                    .collect(),
+            }
+        }
+        ProbeSpec::Alive => Probe::Alive,
     }
+}
+
+/// `host:port` of a URL (`memcached://localhost:11211` → `localhost:11211`).
+fn host_port_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+        .to_string()
 }
 
 /// Stops what this call started and forgets it in the state file.
@@ -359,7 +400,7 @@ pub fn record_spawned(
     });
     recorded.services.retain(|r| r.name != record.name);
     recorded.services.push(record.clone());
-    recorded.services.sort_by_key(|r| r.name);
+    recorded.services.sort_by(|a, b| a.name.cmp(&b.name));
     state::write(&state_dir, &recorded)
 }
 

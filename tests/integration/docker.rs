@@ -28,7 +28,13 @@ fn docker_ready() -> bool {
         eprintln!("skipped: no Docker engine answers");
         return false;
     }
-    for image in [AWS_IMAGE, REDIS_IMAGE, "inframock-test/crash"] {
+    for image in [
+        AWS_IMAGE,
+        REDIS_IMAGE,
+        "inframock-test/crash",
+        "inframock-test/memcached",
+        "inframock-test/postgres",
+    ] {
         let present = Command::new("docker")
             .args(["image", "inspect", image])
             .stdout(Stdio::null())
@@ -520,4 +526,97 @@ fn mock_server_and_fault_proxy_run_beside_the_containers_and_stop_with_them() {
         let pid = helper["pid"].as_u64().unwrap() as u32;
         assert!(!crate::support::alive(pid), "{} still runs", helper["name"]);
     }
+}
+
+#[test]
+fn declared_services_run_as_containers_behind_fault_proxies_and_stop() {
+    let Some((project, name, _cleanup)) = docker_project() else {
+        return;
+    };
+    project.write(
+        "inframock.toml",
+        r#"[services.cache]
+preset = "memcached"
+image = "inframock-test/memcached"
+port = 0
+faults = true
+faults_port = 0
+
+[services.db]
+preset = "postgres"
+image = "inframock-test/postgres"
+port = 0
+"#,
+    );
+    project.start(&docker_args(&["--no-populate", "--faults-port", "0"]));
+    assert_eq!(containers_of(&name).len(), 4, "aws, redis, cache, db");
+    let env = project.run_json(&["env", "--json"]);
+    let memcached = env["MEMCACHED_URL"]
+        .as_str()
+        .expect("MEMCACHED_URL")
+        .to_string();
+    let proxy_port: u16 = memcached.rsplit(':').next().unwrap().parse().unwrap();
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", proxy_port)).expect("through the proxy");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    use std::io::{BufRead, Write};
+    stream
+        .write_all(b"set k 0 0 2\r\nhi\r\nincr n 1\r\n")
+        .unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "STORED");
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(
+        line.trim(),
+        "NOT_FOUND",
+        "memcached answers incr of a missing key"
+    );
+
+    let database = env["DATABASE_URL"]
+        .as_str()
+        .expect("DATABASE_URL")
+        .to_string();
+    let output = Command::new("psql")
+        .args([database.as_str(), "-tAc", "SELECT 40 + 2"])
+        .output()
+        .expect("psql");
+    assert_eq!(
+        text(&output.stdout).trim(),
+        "42",
+        "{}",
+        text(&output.stderr)
+    );
+
+    let status = project.run_json(&["status", "--json"]);
+    let kinds: Vec<(String, String)> = status["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["service"].as_str().unwrap().to_string(),
+                s["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("cache".into(), "memcached".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("db".into(), "postgres".into())),
+        "{kinds:?}"
+    );
+    assert!(status["healthy"].as_bool().unwrap_or(false), "{status}");
+    let stop = project.run(&["stop"]);
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    assert!(
+        containers_of(&name).is_empty(),
+        "stop removes every container"
+    );
 }

@@ -213,7 +213,7 @@ fn reset_wipes_and_restores_the_declared_state_without_restarting() {
 
     let report = project.run_json(&["reset", "--json"]);
     assert_eq!(report["wiped"]["aws"], "moto-api/reset", "{report}");
-    assert_eq!(report["wiped"]["redis"], true);
+    assert_eq!(report["wiped"]["redis"], "FLUSHALL");
     assert_eq!(project.pids(), pids, "nothing was restarted");
     assert_eq!(
         item_count(&rt, &clients, "samples-development"),

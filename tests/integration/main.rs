@@ -9,4 +9,5 @@ mod faults;
 mod lifecycle;
 mod mock;
 mod queues;
+mod services;
 mod stack;

@@ -23,7 +23,7 @@ use crate::cli::RuntimeKind;
 use crate::config::{ContainerSettings, Settings};
 use crate::output::Reporter;
 use crate::stack::state::ServiceRecord;
-use crate::stack::{local_url, ServiceName};
+use crate::stack::ServiceName;
 
 /// Label marking everything inframock created.
 pub const LABEL_MANAGED: &str = "inframock.managed";
@@ -90,11 +90,11 @@ impl DockerRuntime {
     }
 
     /// `inframock-<project>-<service>`
-    pub fn container_name(&self, service: ServiceName) -> String {
+    pub fn container_name(&self, service: &ServiceName) -> String {
         format!("inframock-{}-{service}", sanitize(&self.project))
     }
 
-    fn labels(&self, service: Option<ServiceName>) -> HashMap<String, String> {
+    fn labels(&self, service: Option<&ServiceName>) -> HashMap<String, String> {
         let mut labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
             (LABEL_PROJECT.to_string(), self.project.clone()),
@@ -204,13 +204,13 @@ impl DockerRuntime {
     }
 
     /// Our container of a service, if one exists: (id, running).
-    pub async fn find_container(&self, service: ServiceName) -> Result<Option<(String, bool)>> {
+    pub async fn find_container(&self, service: &ServiceName) -> Result<Option<(String, bool)>> {
         let containers = self.list_ours(Some(service)).await?;
         Ok(containers.into_iter().next())
     }
 
     /// Ids and running state of this project's containers (of one service, or all).
-    pub async fn list_ours(&self, service: Option<ServiceName>) -> Result<Vec<(String, bool)>> {
+    pub async fn list_ours(&self, service: Option<&ServiceName>) -> Result<Vec<(String, bool)>> {
         let mut label_filters = vec![
             format!("{LABEL_MANAGED}=true"),
             format!("{LABEL_PROJECT}={}", self.project),
@@ -241,21 +241,19 @@ impl DockerRuntime {
     /// Creates and starts a service's container; returns its record (host port read back).
     pub async fn start_container(
         &self,
-        service: ServiceName,
+        service: &ServiceName,
         container: &ContainerSettings,
+        url_template: &crate::stack::catalog::ServiceKind,
         host_port: u16,
         network: &str,
     ) -> Result<ServiceRecord> {
         let name = self.container_name(service);
         let port_key = format!("{}/tcp", container.container_port);
-        let mut env: Vec<String> = Vec::new();
-        if service == ServiceName::Aws {
-            env.push("SERVICES=s3,dynamodb,sqs,sns".to_string());
-            if let Ok(token) = std::env::var("LOCALSTACK_AUTH_TOKEN") {
-                env.push(format!("LOCALSTACK_AUTH_TOKEN={token}"));
-            }
-        }
-        env.extend(container.env.iter().map(|(k, v)| format!("{k}={v}")));
+        let env: Vec<String> = container
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let bindings = HashMap::from([(
             port_key.clone(),
             Some(vec![PortBinding {
@@ -311,6 +309,7 @@ impl DockerRuntime {
         };
         Ok(container_record(
             service,
+            url_template.url_at(port),
             port,
             &container.image,
             created.id,
@@ -337,7 +336,7 @@ impl DockerRuntime {
     }
 
     /// `Ok` while the container runs; otherwise its exit code and last 20 log lines.
-    pub async fn check_alive(&self, id: &str, service: ServiceName) -> Result<(), String> {
+    pub async fn check_alive(&self, id: &str, service: &ServiceName) -> Result<(), String> {
         let inspected = self
             .docker
             .inspect_container(id, None)
@@ -442,8 +441,8 @@ impl Runtime for DockerRuntime {
         RuntimeKind::Docker
     }
 
-    fn services(&self, _settings: &Settings) -> Vec<ServiceName> {
-        ServiceName::ALL.to_vec()
+    fn services(&self, settings: &Settings) -> Vec<ServiceName> {
+        settings.runtime_services()
     }
 
     fn prepare<'a>(
@@ -452,11 +451,17 @@ impl Runtime for DockerRuntime {
         service: ServiceName,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let image = &settings.service(service).container.image;
+            let image = &settings.service(&service).container.image;
+            if image.is_empty() {
+                return Err(anyhow!("{service} has no container image: set `image` of [services.{service}] in inframock.toml, or use --runtime local"));
+            }
             if self.image_present(image).await {
                 Ok(())
             } else {
-                Err(anyhow!("image {image} of {service} is not present; pull or build it, or choose another with --{service}-image"))
+                Err(anyhow!(
+                    "image {image} of {service} is not present; pull or build it, or {}",
+                    choose_image_hint(&service)
+                ))
             }
         })
     }
@@ -469,10 +474,12 @@ impl Runtime for DockerRuntime {
     ) -> BoxFuture<'a, Result<Started>> {
         Box::pin(async move {
             let network = self.ensure_network().await?;
+            let service_settings = settings.service(&service);
             let record = self
                 .start_container(
-                    service,
-                    &settings.service(service).container,
+                    &service,
+                    &service_settings.container,
+                    &service_settings.kind,
                     port,
                     &network,
                 )
@@ -493,10 +500,11 @@ impl Runtime for DockerRuntime {
     ) -> BoxFuture<'a, Result<Option<Found>>> {
         Box::pin(async move {
             // By label: also finds a container whose record was lost (a run killed while creating it).
-            let Some((id, running)) = self.find_container(service).await? else {
+            let Some((id, running)) = self.find_container(&service).await? else {
                 return Ok(None);
             };
-            let container = &settings.service(service).container;
+            let service_settings = settings.service(&service);
+            let container = &service_settings.container;
             let port = if running {
                 let port_key = format!("{}/tcp", container.container_port);
                 self.published_port(&id, &port_key).await?
@@ -505,7 +513,13 @@ impl Runtime for DockerRuntime {
             };
             Ok(Some(Found {
                 running,
-                record: container_record(service, port, &container.image, id),
+                record: container_record(
+                    &service,
+                    service_settings.kind.url_at(port),
+                    port,
+                    &container.image,
+                    id,
+                ),
             }))
         })
     }
@@ -513,7 +527,7 @@ impl Runtime for DockerRuntime {
     fn is_alive<'a>(&'a self, record: &'a ServiceRecord) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let id = record.container.as_deref().unwrap_or_default();
-            self.check_alive(id, record.name).await
+            self.check_alive(id, &record.name).await
         })
     }
 
@@ -565,11 +579,11 @@ impl DockerRuntime {
         settings: &Settings,
         reporter: &Reporter,
     ) -> Result<()> {
-        for service in ServiceName::ALL {
-            let image = &settings.service(service).container.image;
-            if !self.image_present(image).await {
+        for service in settings.runtime_services() {
+            let image = &settings.service(&service).container.image;
+            if !image.is_empty() && !self.image_present(image).await {
                 self.pull(image, reporter.interactive).await.with_context(|| {
-                    format!("image {image} of {service} is not present and could not be pulled; pull or build it, or choose another with --{service}-image")
+                    format!("image {image} of {service} is not present and could not be pulled; pull or build it, or {}", choose_image_hint(&service))
                 })?;
             }
         }
@@ -583,9 +597,9 @@ impl DockerRuntime {
         settings: &Settings,
         reporter: &Reporter,
     ) -> std::result::Result<(), String> {
-        for service in ServiceName::ALL {
-            let image = &settings.service(service).container.image;
-            if self.image_present(image).await {
+        for service in settings.runtime_services() {
+            let image = &settings.service(&service).container.image;
+            if image.is_empty() || self.image_present(image).await {
                 continue;
             }
             let pulled = tokio::time::timeout(
@@ -607,17 +621,32 @@ impl DockerRuntime {
 }
 
 /// The record of a service's container published on `port` of 127.0.0.1.
-fn container_record(service: ServiceName, port: u16, image: &str, id: String) -> ServiceRecord {
+fn container_record(
+    service: &ServiceName,
+    url: String,
+    port: u16,
+    image: &str,
+    id: String,
+) -> ServiceRecord {
     ServiceRecord {
-        name: service,
+        name: service.clone(),
         runtime: RuntimeKind::Docker,
         port,
-        url: local_url(service, port),
+        url,
         pid: None,
         started: None,
         program: Some(image.to_string()),
         log: None,
         container: Some(id),
+        kind: None,
+    }
+}
+
+/// How to name another image for a service: its flag, or `image` of its section.
+fn choose_image_hint(service: &ServiceName) -> String {
+    match service {
+        ServiceName::Aws | ServiceName::Redis => format!("choose another with --{service}-image"),
+        other => format!("set `image` of [services.{other}] in inframock.toml"),
     }
 }
 

@@ -35,7 +35,7 @@ impl Runtime for ExternalRuntime {
         service: ServiceName,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let url = external_url(settings, service)?;
+            let url = external_url(settings, &service)?;
             if service == ServiceName::Aws {
                 // Missing credentials fail here at once, not after the whole ready timeout.
                 Endpoint::new(
@@ -58,7 +58,7 @@ impl Runtime for ExternalRuntime {
         _port: u16,
     ) -> BoxFuture<'a, Result<Started>> {
         Box::pin(async move {
-            let url = external_url(settings, service)?;
+            let url = external_url(settings, &service)?;
             let record = ServiceRecord {
                 name: service,
                 runtime: RuntimeKind::External,
@@ -69,6 +69,7 @@ impl Runtime for ExternalRuntime {
                 program: None,
                 log: None,
                 container: None,
+                kind: None,
             };
             Ok(Started::new(
                 record,

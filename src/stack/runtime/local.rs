@@ -14,10 +14,11 @@ use futures::future::BoxFuture;
 
 use super::{Found, Runtime, Started, StopOutcome};
 use crate::cli::RuntimeKind;
-use crate::config::Settings;
+use crate::config::{ServiceSettings, Settings};
+use crate::stack::catalog::LocalCommand;
 use crate::stack::ports::process_command;
 use crate::stack::state::ServiceRecord;
-use crate::stack::{local_url, ServiceName};
+use crate::stack::ServiceName;
 
 /// Services as processes on this machine: `moto_server`, `redis-server`, and our own helpers.
 #[derive(Debug, Clone, Copy)]
@@ -28,8 +29,8 @@ impl Runtime for LocalRuntime {
         RuntimeKind::Local
     }
 
-    fn services(&self, _settings: &Settings) -> Vec<ServiceName> {
-        ServiceName::ALL.to_vec()
+    fn services(&self, settings: &Settings) -> Vec<ServiceName> {
+        settings.runtime_services()
     }
 
     fn prepare<'a>(
@@ -38,8 +39,7 @@ impl Runtime for LocalRuntime {
         service: ServiceName,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let explicit = settings.service(service).program.as_deref();
-            find_program(service, explicit, &settings.project_dir).map(|_| ())
+            find_program(&service, settings.service(&service), &settings.project_dir).map(|_| ())
         })
     }
 
@@ -50,9 +50,15 @@ impl Runtime for LocalRuntime {
         port: u16,
     ) -> BoxFuture<'a, Result<Started>> {
         Box::pin(async move {
-            let explicit = settings.service(service).program.as_deref();
-            let program = find_program(service, explicit, &settings.project_dir)?;
-            let process = spawn(service, &program, port, &settings.state_dir(), &[])?;
+            let service_settings = settings.service(&service);
+            let program = find_program(&service, service_settings, &settings.project_dir)?;
+            let process = spawn_service(
+                &service,
+                service_settings,
+                &program,
+                port,
+                &settings.state_dir(),
+            )?;
             Ok(Started::new(
                 process.record.clone(),
                 std::sync::Arc::new(LocalRuntime),
@@ -234,59 +240,106 @@ fn indent(lines: &[String]) -> String {
         .join("\n")
 }
 
-/// Finds the executable of a service: the explicit setting, then (moto) the project's `.venv`,
+/// Finds the executable of a service's local command: the explicit setting (`--moto-server`,
+/// `--redis-server`), then the project's `.venv/bin` (Python engines), then the kind's own folders,
 /// then PATH. The error says how to install it.
 pub fn find_program(
-    service: ServiceName,
-    explicit: Option<&Path>,
+    service: &ServiceName,
+    settings: &ServiceSettings,
     project_dir: &Path,
 ) -> Result<PathBuf> {
-    let (name, flag, hint) = match service {
-        ServiceName::Mock | ServiceName::Faults | ServiceName::Queues => {
-            // The mock server is this very binary (`inframock mock`).
-            return std::env::current_exe()
-                .context("cannot find the inframock executable to start the mock server");
-        }
-        ServiceName::Aws => (
-            "moto_server",
-            "--moto-server",
-            "run `make setup` (creates .venv with moto[server]) or `pip install 'moto[server]'`",
-        ),
-        ServiceName::Redis => (
-            "redis-server",
-            "--redis-server",
-            "install it with `sudo apt-get install redis-server` (Debian/Ubuntu) or `brew install redis`",
-        ),
+    if service.is_helper() {
+        // Our helpers are this very binary (`inframock mock`, `faults`, `queue run`).
+        return std::env::current_exe()
+            .context("cannot find the inframock executable to start the mock server");
+    }
+    let command = local_command(service, settings)?;
+    let flag = match service {
+        ServiceName::Aws => "--moto-server / INFRAMOCK_MOTO_SERVER",
+        ServiceName::Redis => "--redis-server / INFRAMOCK_REDIS_SERVER",
+        _ => "`command` of the service",
     };
-    if let Some(path) = explicit {
+    let name = &command.program;
+    let hint = &command.install_hint;
+    if let Some(path) = &settings.program {
         if is_executable(path) {
-            return Ok(path.to_path_buf());
+            return Ok(path.clone());
         }
         anyhow::bail!(
-            "{} ({flag}) is not an executable file; point {flag} at {name}, or {hint}",
+            "{} ({flag}) is not an executable file; point it at {name}, or {hint}",
             path.display()
         );
     }
-    if service == ServiceName::Aws {
-        let venv = project_dir.join(".venv/bin/moto_server");
-        if is_executable(&venv) {
-            return Ok(venv);
-        }
+    locate(name, command, project_dir).with_context(|| {
+        format!(
+            "{name} ({} of {service}) was not found (looked in {}PATH); {hint}, or set {flag}",
+            settings.kind.id,
+            looked_in(command)
+        )
+    })
+}
+
+/// The local command of a service, or why it has none (an engine that runs only as a container).
+fn local_command<'a>(
+    service: &ServiceName,
+    settings: &'a ServiceSettings,
+) -> Result<&'a LocalCommand> {
+    settings.kind.local.as_ref().with_context(|| {
+        format!(
+            "{service} ({}) has no local form, it runs as a container only: use --runtime docker{}",
+            settings.kind.id,
+            if *service == ServiceName::Aws {
+                ", or choose a local engine with --engine moto or --engine ministack"
+            } else {
+                ", or give it a `command` in inframock.toml"
+            }
+        )
+    })
+}
+
+/// `program` in the places its command names, then on PATH (`None`: nowhere).
+fn locate(program: &str, command: &LocalCommand, project_dir: &Path) -> Option<PathBuf> {
+    if program.contains('/') {
+        let path = project_dir.join(program);
+        return is_executable(&path).then_some(path);
     }
-    if let Some(found) = search_path(name) {
-        return Ok(found);
+    let venv = command
+        .in_venv
+        .then(|| project_dir.join(".venv/bin"))
+        .into_iter();
+    venv.chain(command.search_dirs.iter().flat_map(|dir| expand_glob(dir)))
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+        .or_else(|| search_path(program))
+}
+
+fn looked_in(command: &LocalCommand) -> String {
+    let mut places = Vec::new();
+    if command.in_venv {
+        places.push(".venv/bin".to_string());
     }
-    anyhow::bail!(
-        "{name} was not found (looked in {}PATH); {hint}, or set {flag} / INFRAMOCK_{}",
-        if service == ServiceName::Aws {
-            ".venv/bin and "
-        } else {
-            ""
-        },
-        flag.trim_start_matches("--")
-            .replace('-', "_")
-            .to_uppercase()
-    )
+    places.extend(command.search_dirs.iter().cloned());
+    places.iter().map(|p| format!("{p}, ")).collect()
+}
+
+/// The folders a pattern with one `*` component names (`/usr/lib/postgresql/*/bin`), newest
+/// (highest name) first.
+fn expand_glob(pattern: &str) -> Vec<PathBuf> {
+    let Some((before, after)) = pattern.split_once('*') else {
+        return vec![PathBuf::from(pattern)];
+    };
+    let Ok(entries) = std::fs::read_dir(before) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort_by(|a, b| b.cmp(a));
+    names
+        .into_iter()
+        .map(|name| PathBuf::from(format!("{before}{name}{after}")))
+        .collect()
 }
 
 fn search_path(name: &str) -> Option<PathBuf> {
@@ -301,42 +354,126 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Starts a service's process on 127.0.0.1:`port`, logging to `log_dir/<service>.log`.
-/// `extra_args` is the command line of our own helpers (mock, faults); the other services ignore it.
-pub fn spawn(
-    service: ServiceName,
+/// The user a program that refuses root runs as when inframock runs as root.
+const UNPRIVILEGED_USER: (u32, u32) = (65534, 65534);
+
+/// Starts a service's local command on 127.0.0.1:`port` (its data in `.inframock/<service>/`),
+/// logging to `.inframock/logs/<service>.log`. A command with an `init` step (initdb) runs it
+/// first while its data folder is empty.
+pub fn spawn_service(
+    service: &ServiceName,
+    settings: &ServiceSettings,
     program: &Path,
     port: u16,
     state_dir: &Path,
-    extra_args: &[std::ffi::OsString],
 ) -> Result<StartedProcess> {
+    let command = local_command(service, settings)?;
+    let data_dir = state_dir.join(service.as_str());
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let as_user =
+        (command.refuses_root && unsafe { libc::geteuid() } == 0).then_some(UNPRIVILEGED_USER);
+    if let Some((uid, gid)) = as_user {
+        std::os::unix::fs::chown(&data_dir, Some(uid), Some(gid))
+            .with_context(|| format!("cannot hand {} to uid {uid}", data_dir.display()))?;
+    }
+    let fill = |template: &String| super::super::catalog::expand(template, port, &data_dir);
+    let log = fresh_log(state_dir, service)?;
+    if let Some(init) = &command.init {
+        let empty = std::fs::read_dir(&data_dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if empty {
+            run_init(init, program, command, &data_dir, port, as_user, &log)?;
+        }
+    }
+    let mut process = Command::new(program);
+    process.args(command.args.iter().map(fill));
+    process.envs(command.env.iter().map(|(k, v)| (k, fill(v))));
+    process.envs(settings.env.iter().map(|(k, v)| (k, fill(v))));
+    if let Some((uid, gid)) = as_user {
+        process.uid(uid).gid(gid);
+    }
+    let url = settings.kind.url_at(port);
+    spawn(service, process, program, port, url, &log)
+}
+
+/// Runs a kind's `init` command (its program found beside the service's program) and fails with
+/// its output when it fails.
+fn run_init(
+    init: &[String],
+    program: &Path,
+    command: &LocalCommand,
+    data_dir: &Path,
+    port: u16,
+    as_user: Option<(u32, u32)>,
+    log: &Path,
+) -> Result<()> {
+    let Some((name, args)) = init.split_first() else {
+        return Ok(());
+    };
+    let beside = program.parent().map(|dir| dir.join(name));
+    let init_program = beside
+        .filter(|p| is_executable(p))
+        .or_else(|| locate(name, command, data_dir))
+        .with_context(|| {
+            format!(
+                "{name} (the init step of {}) was not found; {}",
+                command.program, command.install_hint
+            )
+        })?;
+    let mut init_command = Command::new(&init_program);
+    init_command.args(
+        args.iter()
+            .map(|a| super::super::catalog::expand(a, port, data_dir)),
+    );
+    if let Some((uid, gid)) = as_user {
+        init_command.uid(uid).gid(gid).current_dir(data_dir);
+    }
+    let output = init_command
+        .output()
+        .with_context(|| format!("cannot run {}", init_program.display()))?;
+    if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(log) {
+        use std::io::Write;
+        let _ = file.write_all(&[output.stdout.as_slice(), output.stderr.as_slice()].concat());
+    }
+    if !output.status.success() {
+        let _ = std::fs::remove_dir_all(data_dir);
+        anyhow::bail!(
+            "{} failed ({}): {}",
+            init_program.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// `.inframock/logs/<service>.log`, emptied for a new start.
+pub fn fresh_log(state_dir: &Path, service: &ServiceName) -> Result<PathBuf> {
     let log = state_dir.join("logs").join(format!("{service}.log"));
-    let log_file = std::fs::File::create(&log)
+    std::fs::File::create(&log)
+        .with_context(|| format!("cannot create log file {}", log.display()))?;
+    Ok(log)
+}
+
+/// Starts a prepared command in its own session, its output appended to `log`, and records it.
+pub fn spawn(
+    service: &ServiceName,
+    mut command: Command,
+    program: &Path,
+    port: u16,
+    url: String,
+    log: &Path,
+) -> Result<StartedProcess> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
         .with_context(|| format!("cannot create log file {}", log.display()))?;
     let log_err = log_file
         .try_clone()
         .with_context(|| format!("cannot open log file {}", log.display()))?;
-    let mut command = Command::new(program);
-    match service {
-        ServiceName::Aws => {
-            command
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .env("MOTO_ACCOUNT_ID", crate::config::LOCAL_ACCOUNT_ID)
-                .env("PYTHONUNBUFFERED", "1");
-        }
-        ServiceName::Redis => {
-            let data_dir = state_dir.join("redis");
-            std::fs::create_dir_all(&data_dir)
-                .with_context(|| format!("cannot create {}", data_dir.display()))?;
-            command.args(["--bind", "127.0.0.1", "--port", &port.to_string()]);
-            command.args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
-            command.arg("--dir").arg(&data_dir);
-        }
-        ServiceName::Mock | ServiceName::Faults | ServiceName::Queues => {
-            // Our own binary: the caller gives the whole command line (port included).
-            command.args(extra_args);
-        }
-    }
     command
         .stdin(Stdio::null())
         .stdout(Stdio::from(log_file))
@@ -358,15 +495,16 @@ pub fn spawn(
         .map(|n| n.to_string_lossy().into_owned());
     Ok(StartedProcess {
         record: ServiceRecord {
-            name: service,
+            name: service.clone(),
             runtime: RuntimeKind::Local,
             port,
-            url: local_url(service, port),
+            url,
             pid: Some(child.id()),
             started: process_start_time(child.id()),
             program: program_name,
-            log: Some(log),
+            log: Some(log.to_path_buf()),
             container: None,
+            kind: None,
         },
         child,
         settled: false,
@@ -492,15 +630,37 @@ mod tests {
     #[test]
     fn missing_program_error_says_how_to_install() {
         let dir = tempfile::tempdir().unwrap();
-        let err = find_program(
-            ServiceName::Redis,
-            Some(&dir.path().join("nope")),
+        let settings = crate::config::Settings::resolve(
+            &crate::cli::GlobalArgs {
+                redis_server: Some(dir.path().join("nope")),
+                ..Default::default()
+            },
+            None,
+            false,
             dir.path(),
+            crate::config::StackFileUse::Required,
         )
-        .unwrap_err()
-        .to_string();
+        .unwrap();
+        let redis = settings.service(&ServiceName::Redis);
+        let err = find_program(&ServiceName::Redis, redis, dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--redis-server"), "{err}");
         assert!(err.contains("apt-get install redis-server"), "{err}");
+    }
+
+    #[test]
+    fn globbed_folders_are_searched_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        for version in ["13", "15"] {
+            std::fs::create_dir_all(dir.path().join(version).join("bin")).unwrap();
+        }
+        let pattern = format!("{}/*/bin", dir.path().display());
+        assert_eq!(
+            expand_glob(&pattern),
+            [dir.path().join("15/bin"), dir.path().join("13/bin")]
+        );
+        assert!(expand_glob("/nonexistent-inframock/*/bin").is_empty());
     }
 
     #[test]
@@ -515,6 +675,7 @@ mod tests {
             program: Some("moto_server_that_is_not_this_test".into()),
             log: None,
             container: None,
+            kind: None,
         };
         assert!(
             is_running(&record),

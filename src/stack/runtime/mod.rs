@@ -234,12 +234,12 @@ pub fn describe(record: &ServiceRecord) -> String {
 }
 
 /// The error for a service a runtime cannot provide.
-fn unsupported(runtime: RuntimeKind, service: ServiceName) -> anyhow::Error {
+fn unsupported(runtime: RuntimeKind, service: &ServiceName) -> anyhow::Error {
     anyhow::anyhow!("the {runtime} runtime does not start {service}")
 }
 
 /// The URL of a service of an external stack, from the settings.
-pub fn external_url(settings: &Settings, service: ServiceName) -> Result<String> {
+pub fn external_url(settings: &Settings, service: &ServiceName) -> Result<String> {
     match service {
         ServiceName::Aws => settings
             .endpoint_url

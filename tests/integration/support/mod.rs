@@ -12,6 +12,15 @@ use std::process::{Command, Output};
 use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
 
+/// The AWS engine the suite runs against: `INFRAMOCK_TEST_ENGINE` (`make test` runs the
+/// conformance modules once more with `ministack`), else moto.
+pub fn engine() -> String {
+    std::env::var("INFRAMOCK_TEST_ENGINE")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| "moto".to_string())
+}
+
 /// Fails the test (never skips it) when a server binary is missing, with the install hint.
 pub fn require_servers() {
     let has = |name: &str| {
@@ -19,10 +28,14 @@ pub fn require_servers() {
             .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
             .unwrap_or(false)
     };
-    let moto = std::env::var_os("INFRAMOCK_MOTO_SERVER").is_some() || has("moto_server");
+    let program = match engine().as_str() {
+        "ministack" => "ministack",
+        _ => "moto_server",
+    };
+    let aws = std::env::var_os("INFRAMOCK_MOTO_SERVER").is_some() || has(program);
     assert!(
-        moto,
-        "moto_server is required by the integration tests: run `make setup` (creates .venv with moto[server]) and put .venv/bin on PATH, or set INFRAMOCK_MOTO_SERVER"
+        aws,
+        "{program} is required by the integration tests: run `make setup` (installs the engines into .venv) and put .venv/bin on PATH, or set INFRAMOCK_MOTO_SERVER"
     );
     assert!(
         has("redis-server"),
@@ -80,6 +93,7 @@ impl Project {
                 command.env_remove(key);
             }
         }
+        command.env("INFRAMOCK_ENGINE", engine());
         command
     }
 
