@@ -46,7 +46,7 @@ status: build
 
 # The stand-in images (minutes of debootstrap and downloads, once per machine) are built while the
 # crate compiles; the tests wait for both. One profile: the tests reuse the release build.
-test: setup ## the whole test suite (unit + integration against real moto_server, redis-server, Docker)
+test: setup ## the whole test suite (unit + integration against real moto_server and MiniStack, redis-server, memcached, postgres, Docker)
 	@set -e; mkdir -p target; images=; \
 	if docker info >/dev/null 2>&1; then \
 	  tests/docker/build-standin-images.sh > target/standin-images.log 2>&1 & images=$$!; \
@@ -56,7 +56,13 @@ test: setup ## the whole test suite (unit + integration against real moto_server
 	  wait $$images || { echo "building the stand-in images failed:"; tail -n 30 target/standin-images.log; exit 1; }; \
 	  tail -n 1 target/standin-images.log; \
 	fi; \
-	cargo test --release
+	cargo test --release; \
+	echo "conformance: the AWS modules again against MiniStack"; \
+	INFRAMOCK_TEST_ENGINE=ministack cargo test --release --test integration -- $(CONFORMANCE)
+
+# The integration modules that talk to the AWS engine: `make test` runs them against moto (with the
+# rest) and again against MiniStack, the same tests; where the engines differ the test says so.
+CONFORMANCE := data:: stack:: lifecycle:: queues:: faults:: services::
 
 docker-images: ## build the offline stand-in images the docker tests use
 	tests/docker/build-standin-images.sh

@@ -149,7 +149,14 @@ fn every_rule_loads_into_the_right_place_and_reload_uploads_nothing() {
     let AttributeValue::M(inner) = &samples["samples"] else {
         panic!("map")
     };
-    assert_eq!(inner["n"], AttributeValue::N("3.50".into()));
+    // Engine difference: moto keeps a number's text as written; MiniStack normalises it as
+    // DynamoDB itself does (3.50 -> 3.5). The 30- and 34-digit numbers above stay exact on both.
+    let normalised = if crate::support::engine() == "ministack" {
+        "3.5"
+    } else {
+        "3.50"
+    };
+    assert_eq!(inner["n"], AttributeValue::N(normalised.into()));
     // The GSI answers for the typed projectUuid.
     let by_project = rt.block_on(async {
         aws.dynamodb

@@ -124,7 +124,7 @@ fn reset_and_deleted_tables_are_restored_by_the_next_reload() {
     );
 
     // The engine reset behind our back (what test suites do between cases).
-    let answer = crate::support::http_post(&endpoint, "/moto-api/reset");
+    let answer = crate::support::http_post(&endpoint, crate::support::engine_reset_path());
     assert!(
         answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
         "{answer}"
@@ -212,7 +212,11 @@ fn reset_wipes_and_restores_the_declared_state_without_restarting() {
         .unwrap();
 
     let report = project.run_json(&["reset", "--json"]);
-    assert_eq!(report["wiped"]["aws"], "moto-api/reset", "{report}");
+    assert_eq!(
+        report["wiped"]["aws"],
+        crate::support::engine_reset_path().trim_start_matches('/'),
+        "{report}"
+    );
     assert_eq!(report["wiped"]["redis"], "FLUSHALL");
     assert_eq!(project.pids(), pids, "nothing was restarted");
     assert_eq!(
@@ -301,7 +305,10 @@ fn kill_9_while_waiting_for_readiness_leaves_everything_findable() {
     // moto that takes a while to start: run is killed while it waits.
     let slow = project.write(
         "slow_moto.sh",
-        "#!/bin/sh\nsleep 2\nexec moto_server \"$@\"\n",
+        format!(
+            "#!/bin/sh\nsleep 2\nexec {} \"$@\"\n",
+            crate::support::engine_program()
+        ),
     );
     let mut permissions = std::fs::metadata(&slow).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
@@ -401,11 +408,7 @@ fn two_runs_at_once_give_one_stack() {
     let ours = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| text(&c).contains(&format!("\0{aws}")))
-                .unwrap_or(false)
-        })
+        .filter(|pid| crate::support::serves_port(*pid, aws.parse().expect("a port")))
         .count();
     assert_eq!(ours, 1, "exactly one process serves port {aws}");
 }

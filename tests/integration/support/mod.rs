@@ -21,6 +21,39 @@ pub fn engine() -> String {
         .unwrap_or_else(|| "moto".to_string())
 }
 
+/// The program of the engine under test (`moto_server`, `ministack`).
+pub fn engine_program() -> &'static str {
+    match engine().as_str() {
+        "ministack" => "ministack",
+        _ => "moto_server",
+    }
+}
+
+/// The route that wipes the engine under test (what `inframock reset` calls, and what test suites
+/// call behind inframock's back).
+pub fn engine_reset_path() -> &'static str {
+    match engine().as_str() {
+        "ministack" => "/_ministack/reset",
+        _ => "/moto-api/reset",
+    }
+}
+
+/// Whether process `pid` is an engine serving `port`: moto takes the port as an argument,
+/// MiniStack as `GATEWAY_PORT` in its environment.
+pub fn serves_port(pid: u32, port: u16) -> bool {
+    let has = |file: &str, needle: &str| {
+        std::fs::read(format!("/proc/{pid}/{file}"))
+            .map(|c| text(&c).contains(needle))
+            .unwrap_or(false)
+    };
+    match engine().as_str() {
+        "ministack" => {
+            has("environ", &format!("GATEWAY_PORT={port}\0")) && has("cmdline", "ministack")
+        }
+        _ => has("cmdline", &format!("\0{port}")),
+    }
+}
+
 /// Fails the test (never skips it) when a server binary is missing, with the install hint.
 pub fn require_servers() {
     let has = |name: &str| {
@@ -28,10 +61,7 @@ pub fn require_servers() {
             .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
             .unwrap_or(false)
     };
-    let program = match engine().as_str() {
-        "ministack" => "ministack",
-        _ => "moto_server",
-    };
+    let program = engine_program();
     let aws = std::env::var_os("INFRAMOCK_MOTO_SERVER").is_some() || has(program);
     assert!(
         aws,
