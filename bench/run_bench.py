@@ -15,11 +15,13 @@
            static expectation, wrk at 8 connections against one mock server (bench/mock_bench.py).
   faults   redis-benchmark through the fault proxy (no fault) vs direct (bench/queue_bench.py).
   bridge   messages/s of `inframock queue bridge` vs a boto3 loop (bench/queue_bench.py).
+  engines  each AWS engine of the local runtime (moto, MiniStack), alternating round by round on the same
+           data (20 experiments × 20 MiB r.rds + 4,000 items): `run --detach`, first load, reload, reset.
   docker   `run --detach` on the docker runtime (stand-in images): containers reused vs fresh, next to
            docker-compose of compose.yaml.
 
 Options: --runs N (5), --experiments N (50), --rds-mib N (40 decompressed ≈ 20 MB gzip),
---memory-gib N (2), --only startup,load,reset,memory,mock,handlers,faults,bridge,docker (docker needs `make docker-images`).
+--memory-gib N (2), --only startup,load,reset,memory,mock,handlers,faults,bridge,engines,docker (docker needs `make docker-images`).
 """
 import argparse
 import datetime
@@ -305,6 +307,67 @@ def bench_reset(runs):
     return {"reset_s": resets, "stop_plus_run_s": restarts}
 
 
+ENGINES = ["moto", "ministack"]
+
+
+def bench_engines(runs, experiments, rds_mib, items):
+    """Each engine of the local runtime, alternating round by round on the same data in one run:
+    `run --detach` to ready, the first load, a reload with nothing changed, and `reset`."""
+    data = os.path.join(WORK, f"data-{experiments}x{rds_mib}-{items}")
+    if not os.path.isdir(data):
+        subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gen_data.py"), data, "--experiments",
+                        str(experiments), "--rds-bytes", str(rds_mib * 1024 * 1024), "--items", str(items)],
+                       check=True)
+    results = {engine: {"startup_s": [], "first_load_s": [], "reload_unchanged_s": [], "reset_s": [],
+                        "version": None} for engine in ENGINES}
+    project = tempfile.mkdtemp(dir=WORK, prefix="engines-")
+    try:
+        for _ in range(runs):
+            for engine in ENGINES:
+                row = results[engine]
+                common = ["--engine", engine, "--data", data]
+                elapsed, _ = inframock(["run", "--detach", "--runtime", "local", "--no-populate", "--aws-port", "0",
+                                        "--redis-port", "0", *common], project)
+                row["startup_s"].append(elapsed)
+                _, status = inframock(["status", "--json", *common], project)
+                aws = [s for s in json.loads(status.stdout)["services"] if s["service"] == "aws"][0]
+                row["version"] = aws.get("version")
+                elapsed, result = inframock(["reload-data", "--json", *common], project)
+                row["first_load_s"].append(elapsed)
+                assert json.loads(result.stdout)["total"]["failed"] == 0, result.stdout
+                elapsed, result = inframock(["reload-data", "--json", *common], project)
+                row["reload_unchanged_s"].append(elapsed)
+                assert json.loads(result.stdout)["total"]["bytes"] == 0, "reload uploaded bytes"
+                elapsed, result = inframock(["reset", "--json", *common], project)
+                row["reset_s"].append(elapsed)
+                assert json.loads(result.stdout)["data"]["total"]["failed"] == 0, result.stdout
+                inframock(["stop"], project)
+                for record in ("fingerprints.json", "loaded-items.json"):
+                    path = os.path.join(project, ".inframock", record)
+                    if os.path.exists(path):
+                        os.remove(path)
+    finally:
+        inframock(["stop"], project, check=False)
+    return {"experiments": experiments, "rds_decompressed_mib": rds_mib, "items": items, "engines": results}
+
+
+def report_engines(result):
+    engines = result["engines"]
+    lines = [f"## AWS engines, local runtime: {result['experiments']} experiments × {result['rds_decompressed_mib']} "
+             f"MiB r.rds + {result['items']} items, engines alternating round by round", "",
+             "| engine | version | `run --detach` | first load | reload, unchanged | `reset` (wipe + resources + load) |",
+             "|---|---|---|---|---|---|"]
+    for engine, row in engines.items():
+        lines.append(f"| {engine} | {row['version']} | {median(row['startup_s']):.2f} s | "
+                     f"{median(row['first_load_s']):.2f} s | {median(row['reload_unchanged_s']):.2f} s | "
+                     f"{median(row['reset_s']):.2f} s |")
+    moto, mini = engines["moto"], engines["ministack"]
+    ratios = ", ".join(f"{key.replace('_s', '')} {median(moto[key]) / median(mini[key]):.2f}x"
+                       for key in ["startup_s", "first_load_s", "reload_unchanged_s", "reset_s"])
+    lines += ["", f"- moto / MiniStack (medians, same run): {ratios}", ""]
+    return lines
+
+
 def fmt(values):
     return f"{median(values):.3f} s (runs: {', '.join(f'{v:.2f}' for v in values)})" if values else "n/a"
 
@@ -315,7 +378,7 @@ def main():
     parser.add_argument("--experiments", type=int, default=50)
     parser.add_argument("--rds-mib", type=int, default=40)
     parser.add_argument("--memory-gib", type=int, default=2)
-    parser.add_argument("--only", default="startup,load,reset,memory,mock,handlers,faults,bridge,docker")
+    parser.add_argument("--only", default="startup,load,reset,memory,mock,handlers,faults,bridge,engines,docker")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(RESULTS, exist_ok=True)
@@ -388,6 +451,10 @@ def main():
         lines += ["moto_server's ReceiveMessage costs ~0.4 ms per message waiting in the queue (measured here: "
                   "420 ms for one receive of 10 from a backlog of 1000; SendMessageBatch and DeleteMessageBatch "
                   "~6 ms), so a deep backlog bounds both sides by the endpoint.", ""]
+    if "engines" in only:
+        result = bench_engines(args.runs, 20, 20, 4000)
+        raw["engines"] = result
+        lines += report_engines(result)
     images_present = subprocess.run(["docker", "image", "inspect", "inframock-test/aws", "inframock-test/redis"],
                                     capture_output=True).returncode == 0 if shutil.which("docker") else False
     if "docker" in only and not images_present:

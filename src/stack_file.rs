@@ -298,6 +298,9 @@ pub struct RuleDecl {
     pub pattern: String,
     pub table: Option<String>,
     pub bucket: Option<String>,
+    /// A declared PostgreSQL service (`[services.<name>] preset = "postgres"`): the file is SQL,
+    /// run in one transaction.
+    pub service: Option<String>,
     /// S3 key; `${experiment}` is the folder name. Default `${experiment}/<file name>`.
     pub key: Option<String>,
     /// Gunzip the file while uploading it.
@@ -354,21 +357,36 @@ impl StackFile {
                 index + 1,
                 rule.pattern
             );
-            match (&rule.table, &rule.bucket) {
-                (Some(_), Some(_)) => {
-                    return Err(format!("{which} names both `table` and `bucket`; keep one"))
-                }
-                (None, None) => {
+            let targets = [rule.table.is_some(), rule.bucket.is_some(), rule.service.is_some()];
+            match targets.iter().filter(|t| **t).count() {
+                0 => {
                     return Err(format!(
-                        "{which} needs a target: add `table = ...` or `bucket = ...`"
+                        "{which} needs a target: add `table = ...`, `bucket = ...` or `service = ...`"
                     ))
                 }
-                (Some(_), None) if rule.key.is_some() || rule.gunzip => {
+                1 => {}
+                _ => {
                     return Err(format!(
-                        "{which}: `key` and `gunzip` only apply to `bucket` rules"
+                        "{which} names more than one of `table`, `bucket`, `service`; keep one"
                     ))
                 }
-                _ => {}
+            }
+            if rule.bucket.is_none() && (rule.key.is_some() || rule.gunzip) {
+                return Err(format!(
+                    "{which}: `key` and `gunzip` only apply to `bucket` rules"
+                ));
+            }
+            if let Some(service) = &rule.service {
+                let postgres = self
+                    .services
+                    .declared
+                    .get(service)
+                    .is_some_and(|s| s.preset.as_deref() == Some("postgres"));
+                if !postgres {
+                    return Err(format!(
+                        "{which}: service \"{service}\" is not declared as a PostgreSQL service; add [services.{service}] with preset = \"postgres\""
+                    ));
+                }
             }
             if let Err(e) = globset::Glob::new(&rule.pattern) {
                 return Err(format!("{which}: invalid glob pattern: {e}"));
@@ -564,7 +582,21 @@ mod tests {
             "f",
         )
         .unwrap_err();
-        assert!(both.to_string().contains("both"), "{both}");
+        assert!(both.to_string().contains("more than one"), "{both}");
+        let undeclared = StackFile::parse(
+            "[[data.rules]]\npattern='*.sql'\nservice='db'\n",
+            "f",
+        )
+        .unwrap_err();
+        assert!(
+            undeclared.to_string().contains("add [services.db] with preset = \"postgres\""),
+            "{undeclared}"
+        );
+        let declared = StackFile::parse(
+            "[services.db]\npreset='postgres'\n[[data.rules]]\npattern='*.sql'\nservice='db'\n",
+            "f",
+        );
+        assert!(declared.is_ok(), "{declared:?}");
     }
 
     #[test]

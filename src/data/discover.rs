@@ -162,6 +162,9 @@ pub enum PlannedTarget {
         key: String,
         gunzip: bool,
     },
+    Sql {
+        service: String,
+    },
 }
 
 /// A file that is not loaded, and why.
@@ -207,6 +210,9 @@ pub fn plan(experiments: &[ExperimentDir], rules: &Rules) -> LoadPlan {
                                 bucket: bucket.clone(),
                                 key: object_key(key, &experiment.id, &entry.name),
                                 gunzip: *gunzip,
+                            },
+                            Target::Sql { service } => PlannedTarget::Sql {
+                                service: service.clone(),
                             },
                         },
                     }),

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use futures::stream::{self, StreamExt};
@@ -37,6 +37,8 @@ pub struct LoadOptions {
     pub force: bool,
     /// Tables created by this command: their files are written whatever the record says.
     pub created_tables: BTreeSet<String>,
+    /// The running declared services, name → URL (targets of SQL rules).
+    pub services: BTreeMap<String, String>,
 }
 
 /// What loading one file did.
@@ -47,8 +49,10 @@ pub enum FileResult {
     Items { count: usize, format: JsonFormat },
     /// An object written (bytes sent).
     Uploaded { bytes: u64 },
-    /// The object already holds this source: nothing sent.
+    /// The object already holds this source, or the SQL already ran on this database: nothing sent.
     Unchanged,
+    /// An SQL file ran, whole, in one transaction.
+    Ran,
     /// The file could not be loaded; nothing of it was written.
     Failed { error: String },
 }
@@ -135,7 +139,7 @@ pub async fn apply(
         .flat_map(|e| &e.actions)
         .filter_map(|a| match &a.target {
             PlannedTarget::Table { table } => Some(table.clone()),
-            PlannedTarget::Object { .. } => None,
+            PlannedTarget::Object { .. } | PlannedTarget::Sql { .. } => None,
         })
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
@@ -186,6 +190,7 @@ pub fn describe_target(target: &PlannedTarget) -> String {
     match target {
         PlannedTarget::Table { table } => format!("table {table}"),
         PlannedTarget::Object { bucket, key, .. } => format!("s3://{bucket}/{key}"),
+        PlannedTarget::Sql { service } => format!("service {service} (SQL)"),
     }
 }
 
@@ -264,6 +269,12 @@ async fn load_file(
             )
             .await
         }
+        PlannedTarget::Sql { service } => match options.services.get(service) {
+            Some(url) => super::sql::run_unless_ran(action, service, url, cache, loaded, options).await,
+            None => Err(format!(
+                "service {service} is not running; declare it as [services.{service}] preset = \"postgres\" in inframock.toml and `inframock run`"
+            )),
+        },
     };
     match outcome {
         Ok(done) => done,
@@ -333,7 +344,8 @@ async fn load_items_unless_present(
     Ok((result, why.to_string()))
 }
 
-async fn source_fingerprint(
+/// The fingerprint of an action's source file under `transform`, hashed off the async threads.
+pub(super) async fn source_fingerprint(
     cache: &Arc<FingerprintCache>,
     action: &Action,
     transform: &'static str,

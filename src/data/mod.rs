@@ -9,5 +9,6 @@ pub mod presence;
 pub mod rules;
 pub mod s3_upload;
 pub mod session;
+pub mod sql;
 pub mod summary;
 pub mod validate;

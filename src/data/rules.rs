@@ -15,6 +15,8 @@ pub enum Target {
         key: String,
         gunzip: bool,
     },
+    /// SQL run against a declared PostgreSQL service, in one transaction.
+    Sql { service: String },
 }
 
 /// A compiled rule: a glob on the whole file name and its target.
@@ -66,18 +68,21 @@ impl Rules {
             let matcher = Glob::new(&decl.pattern)
                 .map_err(|e| format!("invalid pattern {:?}: {e}", decl.pattern))?
                 .compile_matcher();
-            let target = match (&decl.table, &decl.bucket) {
-                (Some(table), None) => Target::Table {
+            let target = match (&decl.table, &decl.bucket, &decl.service) {
+                (Some(table), None, None) => Target::Table {
                     table: vars.expand(table),
                 },
-                (None, Some(bucket)) => Target::Object {
+                (None, Some(bucket), None) => Target::Object {
                     bucket: vars.expand(bucket),
                     key: vars.expand(decl.key.as_deref().unwrap_or("${experiment}/${file}")),
                     gunzip: decl.gunzip,
                 },
+                (None, None, Some(service)) => Target::Sql {
+                    service: service.clone(),
+                },
                 _ => {
                     return Err(format!(
-                        "rule {:?} needs exactly one of table, bucket",
+                        "rule {:?} needs exactly one of table, bucket, service",
                         decl.pattern
                     ))
                 }
@@ -226,6 +231,7 @@ mod tests {
                 pattern: "special*.json".into(),
                 table: Some("a".into()),
                 bucket: None,
+                service: None,
                 key: None,
                 gunzip: false,
             },
@@ -233,6 +239,7 @@ mod tests {
                 pattern: "*.json".into(),
                 table: None,
                 bucket: Some("b".into()),
+                service: None,
                 key: None,
                 gunzip: false,
             },

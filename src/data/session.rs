@@ -23,6 +23,19 @@ pub struct LoadReport {
     pub failed: usize,
 }
 
+/// The declared services of the running stack, name → URL (what SQL rules run against).
+fn running_services(settings: &Settings) -> std::collections::BTreeMap<String, String> {
+    let recorded = crate::stack::state::read(&settings.state_dir())
+        .ok()
+        .flatten();
+    recorded
+        .iter()
+        .flat_map(|stack| stack.services.iter())
+        .filter(|record| matches!(record.name, crate::stack::ServiceName::Declared(_)))
+        .map(|record| (record.name.to_string(), record.url.clone()))
+        .collect()
+}
+
 /// One load of the data folder: walk it, plan (with `--dry-run`, print the plan and stop), then
 /// load every file and report. `created_tables` are the tables the calling command created (their
 /// files are written whatever the record says). Human output is printed here.
@@ -63,6 +76,7 @@ pub async fn load(
     let options = LoadOptions {
         force: args.force,
         created_tables,
+        services: running_services(settings),
     };
     let started = std::time::Instant::now();
     let outcomes = if reporter.interactive {

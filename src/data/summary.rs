@@ -20,6 +20,8 @@ pub struct ExperimentTotals {
     pub unchanged: usize,
     pub ignored: usize,
     pub failed: usize,
+    /// SQL files run (declared PostgreSQL services).
+    pub sql: usize,
 }
 
 /// Totals per experiment (plan order) plus a TOTAL row.
@@ -54,6 +56,7 @@ pub fn totals(
             }
             FileResult::Unchanged => row.unchanged += 1,
             FileResult::Failed { .. } => row.failed += 1,
+            FileResult::Ran => row.sql += 1,
         }
     }
     let mut total = ExperimentTotals {
@@ -67,6 +70,7 @@ pub fn totals(
         total.unchanged += row.unchanged;
         total.ignored += row.ignored;
         total.failed += row.failed;
+        total.sql += row.sql;
     }
     (rows, total)
 }
@@ -79,20 +83,36 @@ pub fn render_table(rows: &[ExperimentTotals], total: &ExperimentTotals) -> Stri
         .chain([10])
         .max()
         .unwrap_or(10);
+    // The SQL column only when SQL files are loaded at all.
+    let sql = |value: String| {
+        if total.sql > 0 {
+            format!("  {value:>4}")
+        } else {
+            String::new()
+        }
+    };
     let mut text = format!(
-        "{:<width$}  {:>7}  {:>7}  {:>10}  {:>9}  {:>7}  {:>6}\n",
-        "EXPERIMENT", "ITEMS", "OBJECTS", "BYTES", "UNCHANGED", "IGNORED", "FAILED"
+        "{:<width$}  {:>7}  {:>7}  {:>10}  {:>9}  {:>7}  {:>6}{}\n",
+        "EXPERIMENT",
+        "ITEMS",
+        "OBJECTS",
+        "BYTES",
+        "UNCHANGED",
+        "IGNORED",
+        "FAILED",
+        sql("SQL".into())
     );
     for row in rows.iter().chain([total]) {
         text.push_str(&format!(
-            "{:<width$}  {:>7}  {:>7}  {:>10}  {:>9}  {:>7}  {:>6}\n",
+            "{:<width$}  {:>7}  {:>7}  {:>10}  {:>9}  {:>7}  {:>6}{}\n",
             row.experiment,
             row.items,
             row.objects,
             human_bytes(row.bytes),
             row.unchanged,
             row.ignored,
-            row.failed
+            row.failed,
+            sql(row.sql.to_string())
         ));
     }
     text
@@ -111,6 +131,7 @@ pub fn outcome_line(outcome: &FileOutcome) -> String {
         ),
         FileResult::Uploaded { bytes } => human_bytes(*bytes),
         FileResult::Unchanged => "unchanged".to_string(),
+        FileResult::Ran => "SQL ran".to_string(),
         FileResult::Failed { error } => format!("FAILED: {error}"),
     };
     format!(
@@ -210,6 +231,7 @@ mod tests {
             outcome(FileResult::Failed {
                 error: "bad".into(),
             }),
+            outcome(FileResult::Ran),
         ];
         let (rows, total) = totals(&plan, &outcomes);
         let expected = ExperimentTotals {
@@ -220,6 +242,7 @@ mod tests {
             unchanged: 1,
             ignored: 1,
             failed: 1,
+            sql: 1,
         };
         assert_eq!(rows, std::slice::from_ref(&expected));
         assert_eq!(

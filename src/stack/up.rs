@@ -164,6 +164,15 @@ async fn start_services(
     // Pre-flight everything before starting anything: programs or images, and ports.
     let mut plans = Vec::new();
     for service in to_start {
+        if fresh && kind == RuntimeKind::Local {
+            // `--fresh` means empty: a declared service's data folder (Postgres) starts anew too.
+            let data_dir = settings.state_dir().join(service.as_str());
+            if data_dir.is_dir() {
+                std::fs::remove_dir_all(&data_dir).map_err(|e| {
+                    anyhow::anyhow!("--fresh: cannot empty {}: {e}", data_dir.display())
+                })?;
+            }
+        }
         runtime.prepare(settings, service.clone()).await?;
         let port = claim_port(settings, &service, kind == RuntimeKind::Local)?;
         plans.push((service, port));

@@ -546,6 +546,8 @@ faults_port = 0
 preset = "postgres"
 image = "inframock-test/postgres"
 port = 0
+faults = true
+faults_port = 0
 "#,
     );
     project.start(&docker_args(&["--no-populate", "--faults-port", "0"]));
@@ -581,6 +583,12 @@ port = 0
         .as_str()
         .expect("DATABASE_URL")
         .to_string();
+    let db_proxy = project.state()["fault_proxies"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["service"] == "db"))
+        .and_then(|p| p["port"].as_u64())
+        .expect("db behind a fault proxy");
+    assert!(database.contains(&format!(":{db_proxy}/")), "{database}");
     let output = Command::new("psql")
         .args([database.as_str(), "-tAc", "SELECT 40 + 2"])
         .output()

@@ -218,39 +218,104 @@ fn psql(url: &str, sql: &str) -> std::process::Output {
         .expect("psql runs (apt-get install postgresql-client)")
 }
 
+/// The `result` and `why` of one file in a load report.
+fn file_outcome(report: &Value, file: &str) -> (String, String) {
+    let entry = report["files"]
+        .as_array()
+        .and_then(|files| files.iter().find(|f| f["file"] == file))
+        .unwrap_or_else(|| panic!("{file} in {report}"));
+    (
+        entry["result"].as_str().unwrap_or_default().to_string(),
+        entry["why"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+const POSTGRES_STACK: &str = r#"[services.db]
+preset = "postgres"
+port = 0
+faults = true
+faults_port = 0
+
+[[data.rules]]
+pattern = "*.sql"
+service = "db"
+"#;
+
 #[test]
-fn postgres_runs_sql_from_a_real_client_and_keeps_its_data_until_stop() {
+fn postgres_runs_the_data_folders_sql_once_per_database_and_answers_through_its_proxy() {
     let project = Project::new();
+    project.write("inframock.toml", POSTGRES_STACK);
     project.write(
-        "inframock.toml",
-        "[services.db]\npreset = \"postgres\"\nport = 0\n",
+        "data/e1/schema.sql",
+        "CREATE TABLE experiments (id text PRIMARY KEY, cells int);\nINSERT INTO experiments VALUES ('e1', 1200), ('e2', 34);\n",
     );
-    project.start(&["--no-populate"]);
+    let first = project.start(&["--faults-port", "0"]);
+    assert_eq!(
+        file_outcome(&first["data"], "schema.sql").0,
+        "ran",
+        "{}",
+        first["data"]
+    );
     let env = project.run_json(&["env", "--json"]);
-    let url = env["DATABASE_URL"]
-        .as_str()
-        .expect("DATABASE_URL exported")
-        .to_string();
-    assert!(url.starts_with("postgres://postgres@localhost:"), "{url}");
-    let created = psql(
-        &url,
-        "CREATE TABLE experiments (id text PRIMARY KEY, cells int); INSERT INTO experiments VALUES ('e1', 1200), ('e2', 34);",
-    );
-    assert!(created.status.success(), "{}", text(&created.stderr));
+    let url = env["DATABASE_URL"].as_str().expect("DATABASE_URL exported").to_string();
+    let state = project.state();
+    let proxy = port_of(&state, "fault_proxies", "service", "db");
+    assert!(url.contains(&format!(":{proxy}/")), "clients use the fault proxy: {url}");
     let sum = psql(&url, "SELECT sum(cells) FROM experiments");
     assert_eq!(text(&sum.stdout).trim(), "1234", "{}", text(&sum.stderr));
 
-    // A second `run` reuses the running server; `reset` says Postgres keeps its data.
-    project.start(&["--no-populate"]);
-    let reset = project.run(&["reset", "--no-data"]);
+    // Behind its fault proxy: failed over, then respawned.
+    succeed(&project, &["faults", "failover", "--service", "db"]);
+    assert!(!psql(&url, "SELECT 1").status.success(), "refused while failed over");
+    succeed(&project, &["faults", "respawn", "--service", "db"]);
+    assert!(psql(&url, "SELECT 1").status.success(), "answers after respawn");
+
+    // Unchanged: skipped. Changed: run again. Broken: rolled back whole, reported.
+    let again = project.run_json(&["reload-data", "--json"]);
+    let (result, why) = file_outcome(&again, "schema.sql");
+    assert_eq!(result, "unchanged", "{again}");
+    assert!(why.contains("ran on this database"), "{why}");
+    project.write(
+        "data/e1/schema.sql",
+        "CREATE TABLE IF NOT EXISTS experiments (id text PRIMARY KEY, cells int);\nINSERT INTO experiments VALUES ('e3', 1) ON CONFLICT DO NOTHING;\n",
+    );
+    project.write(
+        "data/e1/broken.sql",
+        "CREATE TABLE half (x int);\nINSERT INTO nowhere VALUES (1);\n",
+    );
+    let output = project.run(&["reload-data", "--json"]);
+    assert!(!output.status.success(), "a failed file fails the load");
+    let changed: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(file_outcome(&changed, "schema.sql").0, "ran", "{changed}");
+    let (result, _) = file_outcome(&changed, "broken.sql");
+    assert_eq!(result, "failed", "{changed}");
+    let count = psql(&url, "SELECT count(*) FROM experiments");
+    assert_eq!(text(&count.stdout).trim(), "3");
+    let half = psql(&url, "SELECT count(*) FROM half");
+    assert!(
+        !half.status.success(),
+        "the broken file's first statement was rolled back too"
+    );
+    std::fs::remove_file(project.path().join("data/e1/broken.sql")).unwrap();
+
+    // `reset` keeps Postgres (said), `run --fresh` gives a new database: the SQL runs again.
+    let reset = project.run(&["reset"]);
     assert!(reset.status.success(), "{}", text(&reset.stderr));
     assert!(
         text(&reset.stderr).contains("db (postgres) keeps its state"),
         "{}",
         text(&reset.stderr)
     );
+    let fresh = project.start(&["--fresh", "--faults-port", "0"]);
+    let (result, why) = file_outcome(&fresh["data"], "schema.sql");
+    assert_eq!(result, "ran", "{}", fresh["data"]);
+    assert!(why.contains("not run on this database"), "{why}");
+    let url = project.run_json(&["env", "--json"])["DATABASE_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let count = psql(&url, "SELECT count(*) FROM experiments");
-    assert_eq!(text(&count.stdout).trim(), "2");
+    assert_eq!(text(&count.stdout).trim(), "1", "a new database holds only e3");
 
     let pids = project.pids();
     succeed(&project, &["stop"]);
