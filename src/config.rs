@@ -472,10 +472,10 @@ fn declared_service(
     if let Some(port) = section.container_port {
         kind.container_port = port;
     }
-    if kind.image.is_some() || section.image.is_some() {
-        if kind.container_port == 0 {
-            anyhow::bail!("{place}: `image` needs `container_port`, the port it listens on inside the container");
-        }
+    if (kind.image.is_some() || section.image.is_some()) && kind.container_port == 0 {
+        anyhow::bail!(
+            "{place}: `image` needs `container_port`, the port it listens on inside the container"
+        );
     }
     if let Some(probe) = &section.probe {
         kind.probe = catalog::parse_probe(probe).map_err(|e| anyhow::anyhow!("{place}: {e}"))?;

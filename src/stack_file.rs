@@ -357,12 +357,16 @@ impl StackFile {
                 index + 1,
                 rule.pattern
             );
-            let targets = [rule.table.is_some(), rule.bucket.is_some(), rule.service.is_some()];
+            let targets = [
+                rule.table.is_some(),
+                rule.bucket.is_some(),
+                rule.service.is_some(),
+            ];
             match targets.iter().filter(|t| **t).count() {
                 0 => {
                     return Err(format!(
-                        "{which} needs a target: add `table = ...`, `bucket = ...` or `service = ...`"
-                    ))
+                    "{which} needs a target: add `table = ...`, `bucket = ...` or `service = ...`"
+                ))
                 }
                 1 => {}
                 _ => {
@@ -583,13 +587,12 @@ mod tests {
         )
         .unwrap_err();
         assert!(both.to_string().contains("more than one"), "{both}");
-        let undeclared = StackFile::parse(
-            "[[data.rules]]\npattern='*.sql'\nservice='db'\n",
-            "f",
-        )
-        .unwrap_err();
+        let undeclared =
+            StackFile::parse("[[data.rules]]\npattern='*.sql'\nservice='db'\n", "f").unwrap_err();
         assert!(
-            undeclared.to_string().contains("add [services.db] with preset = \"postgres\""),
+            undeclared
+                .to_string()
+                .contains("add [services.db] with preset = \"postgres\""),
             "{undeclared}"
         );
         let declared = StackFile::parse(

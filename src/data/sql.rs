@@ -26,7 +26,10 @@ pub async fn run_unless_ran(
     let fingerprint = source_fingerprint(cache, action, "sql").await?;
     let database = psql(
         url,
-        &["--command", "SELECT system_identifier FROM pg_control_system()"],
+        &[
+            "--command",
+            "SELECT system_identifier FROM pg_control_system()",
+        ],
     )
     .await
     .map_err(|e| format!("service {service} at {url}: {e}"))?;

@@ -257,18 +257,30 @@ fn postgres_runs_the_data_folders_sql_once_per_database_and_answers_through_its_
         first["data"]
     );
     let env = project.run_json(&["env", "--json"]);
-    let url = env["DATABASE_URL"].as_str().expect("DATABASE_URL exported").to_string();
+    let url = env["DATABASE_URL"]
+        .as_str()
+        .expect("DATABASE_URL exported")
+        .to_string();
     let state = project.state();
     let proxy = port_of(&state, "fault_proxies", "service", "db");
-    assert!(url.contains(&format!(":{proxy}/")), "clients use the fault proxy: {url}");
+    assert!(
+        url.contains(&format!(":{proxy}/")),
+        "clients use the fault proxy: {url}"
+    );
     let sum = psql(&url, "SELECT sum(cells) FROM experiments");
     assert_eq!(text(&sum.stdout).trim(), "1234", "{}", text(&sum.stderr));
 
     // Behind its fault proxy: failed over, then respawned.
     succeed(&project, &["faults", "failover", "--service", "db"]);
-    assert!(!psql(&url, "SELECT 1").status.success(), "refused while failed over");
+    assert!(
+        !psql(&url, "SELECT 1").status.success(),
+        "refused while failed over"
+    );
     succeed(&project, &["faults", "respawn", "--service", "db"]);
-    assert!(psql(&url, "SELECT 1").status.success(), "answers after respawn");
+    assert!(
+        psql(&url, "SELECT 1").status.success(),
+        "answers after respawn"
+    );
 
     // Unchanged: skipped. Changed: run again. Broken: rolled back whole, reported.
     let again = project.run_json(&["reload-data", "--json"]);
@@ -315,7 +327,11 @@ fn postgres_runs_the_data_folders_sql_once_per_database_and_answers_through_its_
         .unwrap()
         .to_string();
     let count = psql(&url, "SELECT count(*) FROM experiments");
-    assert_eq!(text(&count.stdout).trim(), "1", "a new database holds only e3");
+    assert_eq!(
+        text(&count.stdout).trim(),
+        "1",
+        "a new database holds only e3"
+    );
 
     let pids = project.pids();
     succeed(&project, &["stop"]);

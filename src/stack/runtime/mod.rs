@@ -168,7 +168,7 @@ pub async fn choose(settings: &Settings, reporter: &Reporter) -> Result<Arc<dyn 
                 Ok(docker) => docker,
                 Err(e) => {
                     reporter.info(format!(
-                        "runtime auto: no Docker engine answers at {} ({e}); using local processes (moto_server, redis-server)",
+                        "runtime auto: no Docker engine answers at {} ({e}); using local processes",
                         engine_address()
                     ));
                     return Ok(Arc::new(LocalRuntime));
@@ -181,7 +181,7 @@ pub async fn choose(settings: &Settings, reporter: &Reporter) -> Result<Arc<dyn 
                 }
                 Err(why) => {
                     reporter.info(format!(
-                        "runtime auto: the Docker engine answers but {why}; using local processes (moto_server, redis-server)"
+                        "runtime auto: the Docker engine answers but {why}; using local processes"
                     ));
                     Ok(Arc::new(LocalRuntime))
                 }
