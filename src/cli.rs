@@ -273,15 +273,18 @@ pub struct FaultsArgs {
 pub enum FaultsAction {
     /// Stall every chunk a service sends for MSECS after OFFSET bytes (msecs 0 clears).
     Hiccup {
+        /// Milliseconds each stall lasts (0 clears the hiccup).
         #[arg(long)]
         msecs: u64,
+        /// Bytes of each chunk that pass before the stall.
         #[arg(long, default_value_t = 0)]
         offset: u64,
         #[command(flatten)]
         target: FaultsTarget,
     },
-    /// Cut the next chunk a service sends to LIMIT bytes, then close that connection.
+    /// Cut the next chunk a service sends to LIMIT bytes, then close that connection (0 clears).
     Truncate {
+        /// Bytes of the next chunk that still reach the client (0: no truncation).
         #[arg(long)]
         limit: u64,
         #[command(flatten)]
@@ -299,10 +302,24 @@ pub enum FaultsAction {
     },
     /// Delay every chunk a service sends by MS plus up to JITTER ms (0 clears).
     Latency {
+        /// Milliseconds added to every chunk (0 with jitter 0 clears).
         #[arg(long)]
         ms: u64,
+        /// Up to this many more milliseconds, random per chunk.
         #[arg(long, default_value_t = 0)]
         jitter: u64,
+        #[command(flatten)]
+        target: FaultsTarget,
+    },
+    /// Fail the next COUNT connections (CouchbaseMock's opfail): answered with HTTP CODE when it
+    /// is 100-599, else closed at once. COUNT < 0: every connection until reset; 0: restore.
+    Opfail {
+        /// Connections to fail (negative: all until reset; 0: restore).
+        #[arg(long, allow_hyphen_values = true)]
+        count: i64,
+        /// HTTP status answered to each failed connection (default: close it without an answer).
+        #[arg(long)]
+        code: Option<u16>,
         #[command(flatten)]
         target: FaultsTarget,
     },
@@ -323,7 +340,7 @@ pub enum FaultsAction {
 /// Which proxies a fault command addresses.
 #[derive(Debug, Args, Clone)]
 pub struct FaultsTarget {
-    /// Only this service's proxy (aws or redis; default: every proxied service).
+    /// Only this service's proxy (aws, redis or a declared service; default: every proxied one).
     #[arg(long)]
     pub service: Option<String>,
     /// Control URL (default: the stack's, else http://127.0.0.1:<faults-port>).

@@ -44,6 +44,17 @@ pub async fn execute(
             vec![("ms", ms.to_string()), ("jitter", jitter.to_string())],
             target,
         ),
+        FaultsAction::Opfail {
+            count,
+            code,
+            target,
+        } => {
+            let mut params = vec![("count", count.to_string())];
+            if let Some(code) = code {
+                params.push(("code", code.to_string()));
+            }
+            ("opfail", params, target)
+        }
         FaultsAction::Reset { target } => ("reset", vec![], target),
         FaultsAction::Status { target } => ("status", vec![], target),
     };

@@ -5,28 +5,57 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::{Faults, Hiccup, Latency};
+use super::{Faults, Hiccup, Latency, OpFail};
 
-/// The commands and their parameters (besides `service`, which every one takes).
-pub const COMMANDS: [(&str, &[&str]); 7] = [
-    ("hiccup", &["msecs", "offset"]),
-    ("truncate", &["limit"]),
-    ("failover", &[]),
-    ("respawn", &[]),
-    ("latency", &["ms", "jitter"]),
-    ("reset", &[]),
-    ("status", &[]),
+/// The commands and their parameters (besides `service`, which every one takes), with what each
+/// does (listed by `help`). Names are case-insensitive (`HICCUP`, as libcouchbase sends them).
+pub const COMMANDS: [(&str, &[&str], &str); 9] = [
+    (
+        "hiccup",
+        &["msecs", "offset"],
+        "stall what a service sends for msecs after offset bytes (msecs 0 clears)",
+    ),
+    (
+        "truncate",
+        &["limit"],
+        "cut the next chunk a service sends to limit bytes, then close (limit 0 clears)",
+    ),
+    (
+        "failover",
+        &["idx", "bucket"],
+        "drop open connections and refuse new ones until respawn",
+    ),
+    (
+        "respawn",
+        &["idx", "bucket"],
+        "accept connections again after failover",
+    ),
+    (
+        "latency",
+        &["ms", "jitter"],
+        "delay every chunk by ms plus up to jitter ms (0 clears)",
+    ),
+    (
+        "opfail",
+        &["count", "code"],
+        "fail the next count connections (count < 0: until reset; 0: restore), answering HTTP code when it is 100-599, else closing them",
+    ),
+    ("reset", &[], "clear every fault"),
+    ("status", &[], "the faults in force and the connections forwarded"),
+    ("help", &[], "this list"),
 ];
 
-/// Applies a command to the chosen service (`service=` parameter) or to every proxied service.
-/// Returns the answer body (`{"status": "ok", ...}`); the error says what is wrong.
+/// Applies a command to the chosen service (`service=` or CouchbaseMock's `idx=`, the proxied
+/// service's index in declared order) or to every proxied service. Returns the answer body
+/// (`{"status": "ok", "faults": ...}`, plus `commands` for `help`); the error says what is wrong.
 pub fn apply(
     faults: &Faults,
     command: &str,
     params: &BTreeMap<String, Value>,
 ) -> Result<Value, String> {
-    let Some((_, allowed)) = COMMANDS.iter().find(|(name, _)| *name == command) else {
-        let names: Vec<&str> = COMMANDS.iter().map(|(n, _)| *n).collect();
+    let command = command.to_ascii_lowercase();
+    let Some((_, allowed, _)) = COMMANDS.iter().find(|(name, _, _)| *name == command) else {
+        let names: Vec<&str> = COMMANDS.iter().map(|(n, _, _)| *n).collect();
         return Err(format!(
             "unknown command `{command}`; the commands are {}",
             names.join(", ")
@@ -51,26 +80,8 @@ pub fn apply(
             ));
         }
     }
-    let targets = match params.get("service") {
-        Some(value) => {
-            let name = text(value);
-            match faults.service(&name) {
-                Some(service) => vec![service],
-                None => {
-                    return Err(format!(
-                        "no fault proxy for service `{name}`; proxied services: {}",
-                        faults.names().join(", ")
-                    ))
-                }
-            }
-        }
-        None => faults
-            .names()
-            .iter()
-            .filter_map(|n| faults.service(n))
-            .collect(),
-    };
-    match command {
+    let targets = targets(faults, params)?;
+    match command.as_str() {
         "hiccup" => {
             let msecs = number(params, "msecs", MAX_DELAY_MS)?.ok_or("`hiccup` needs `msecs`")?;
             let offset = number(params, "offset", u64::MAX)?.unwrap_or(0);
@@ -80,9 +91,11 @@ pub fn apply(
         "truncate" => {
             let limit =
                 number(params, "limit", u64::MAX)?.ok_or("`truncate` needs `limit` (bytes)")?;
+            // CouchbaseMock: a limit of 0 turns truncation off.
+            let truncate = (limit > 0).then_some(limit);
             targets
                 .iter()
-                .for_each(|t| t.update(|s| s.truncate = Some(limit)));
+                .for_each(|t| t.update(|s| s.truncate = truncate));
         }
         "failover" => targets.iter().for_each(|t| t.update(|s| s.down = true)),
         "respawn" => targets.iter().for_each(|t| t.update(|s| s.down = false)),
@@ -94,12 +107,100 @@ pub fn apply(
                 .iter()
                 .for_each(|t| t.update(|s| s.latency = latency));
         }
+        "opfail" => {
+            let count = signed(params, "count")?.ok_or("`opfail` needs `count`")?;
+            let code = number(params, "code", u64::from(u16::MAX))?.map(|c| c as u16);
+            let opfail = match count {
+                0 => None,
+                n if n < 0 => Some(OpFail {
+                    remaining: -1,
+                    code,
+                }),
+                n => Some(OpFail { remaining: n, code }),
+            };
+            targets.iter().for_each(|t| t.update(|s| s.opfail = opfail));
+        }
         "reset" => targets
             .iter()
             .for_each(|t| t.update(|s| *s = Default::default())),
+        "help" => {
+            let commands: serde_json::Map<String, Value> = COMMANDS
+                .iter()
+                .map(|(name, params, what)| {
+                    (
+                        name.to_string(),
+                        json!({"parameters": params, "does": what}),
+                    )
+                })
+                .collect();
+            return Ok(json!({"status": "ok", "commands": commands}));
+        }
         _ => {}
     }
     Ok(json!({"status": "ok", "faults": faults.status()}))
+}
+
+/// The services a command addresses: `service`, or `idx` (CouchbaseMock's server index, counted
+/// in declared order; its `bucket` is accepted and ignored), else every proxied service.
+fn targets(
+    faults: &Faults,
+    params: &BTreeMap<String, Value>,
+) -> Result<Vec<std::sync::Arc<super::ServiceFaults>>, String> {
+    let name = match (params.get("service"), params.get("idx")) {
+        (Some(_), Some(_)) => {
+            return Err("give `service` or `idx`, not both".to_string());
+        }
+        (Some(value), None) => Some(text(value)),
+        (None, Some(_)) => {
+            let index = number(params, "idx", u64::from(u32::MAX))?.unwrap_or(0) as usize;
+            let name = faults.name_at(index).ok_or_else(|| {
+                format!(
+                    "no proxied service has idx {index}; they are {}",
+                    faults
+                        .ordered_names()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| format!("{i} = {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+            Some(name.to_string())
+        }
+        (None, None) => None,
+    };
+    match name {
+        Some(name) => match faults.service(&name) {
+            Some(service) => Ok(vec![service]),
+            None => Err(format!(
+                "no fault proxy for service `{name}`; proxied services: {}",
+                faults.names().join(", ")
+            )),
+        },
+        None => Ok(faults
+            .names()
+            .iter()
+            .filter_map(|n| faults.service(n))
+            .collect()),
+    }
+}
+
+/// A whole number that may be negative (`opfail`'s count), bounded to ±1,000,000,000.
+fn signed(params: &BTreeMap<String, Value>, key: &str) -> Result<Option<i64>, String> {
+    let Some(value) = params.get(key) else {
+        return Ok(None);
+    };
+    let parsed = match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    match parsed {
+        Some(n) if n.abs() <= 1_000_000_000 => Ok(Some(n)),
+        _ => Err(format!(
+            "`{key}` must be a whole number from -1000000000 to 1000000000, got {value}"
+        )),
+    }
 }
 
 fn text(value: &Value) -> String {
@@ -190,6 +291,58 @@ mod tests {
     }
 
     #[test]
+    fn couchbasemock_forms_are_understood() {
+        let faults = Faults::new(["aws".to_string(), "redis".to_string(), "cache".to_string()]);
+        // Upper case, as libcouchbase sends them; idx counts in declared order, bucket is ignored.
+        apply(
+            &faults,
+            "FAILOVER",
+            &params(&[("idx", json!(1)), ("bucket", json!("default"))]),
+        )
+        .unwrap();
+        assert!(faults.service("redis").unwrap().current().down);
+        assert!(!faults.service("aws").unwrap().current().down);
+        apply(&faults, "Respawn", &params(&[("idx", json!("1"))])).unwrap();
+        assert!(!faults.service("redis").unwrap().current().down);
+        // truncate with limit 0 turns truncation off.
+        apply(&faults, "truncate", &params(&[("limit", json!(3))])).unwrap();
+        apply(&faults, "truncate", &params(&[("limit", json!(0))])).unwrap();
+        assert_eq!(faults.service("cache").unwrap().current().truncate, None);
+        // opfail: N connections, then normal; negative until reset; 0 restores.
+        let cache = faults.service("cache").unwrap();
+        apply(
+            &faults,
+            "opfail",
+            &params(&[
+                ("count", json!(2)),
+                ("code", json!(503)),
+                ("service", json!("cache")),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cache.take_opfail(), Some(Some(503)));
+        assert_eq!(cache.take_opfail(), Some(Some(503)));
+        assert_eq!(
+            cache.take_opfail(),
+            None,
+            "two connections failed, then normal"
+        );
+        assert!(!cache.is_active());
+        apply(&faults, "opfail", &params(&[("count", json!(-5))])).unwrap();
+        for _ in 0..10 {
+            assert_eq!(cache.take_opfail(), Some(None), "until reset");
+        }
+        apply(&faults, "opfail", &params(&[("count", json!(0))])).unwrap();
+        assert_eq!(cache.take_opfail(), None, "count 0 restores");
+        let help = apply(&faults, "help", &params(&[])).unwrap();
+        assert_eq!(
+            help["commands"]["opfail"]["parameters"],
+            json!(["count", "code"])
+        );
+        assert_eq!(help["commands"].as_object().unwrap().len(), COMMANDS.len());
+    }
+
+    #[test]
     fn bad_commands_are_explained() {
         let faults = Faults::new(["redis".to_string()]);
         let cases = [
@@ -215,6 +368,22 @@ mod tests {
                 "failover",
                 params(&[("service", json!("aws"))]),
                 "no fault proxy for service `aws`",
+            ),
+            (
+                "failover",
+                params(&[("idx", json!(3))]),
+                "no proxied service has idx 3; they are 0 = redis",
+            ),
+            (
+                "failover",
+                params(&[("idx", json!(0)), ("service", json!("redis"))]),
+                "not both",
+            ),
+            ("opfail", params(&[]), "needs `count`"),
+            (
+                "opfail",
+                params(&[("count", json!("many"))]),
+                "whole number",
             ),
         ];
         for (command, p, reason) in cases {

@@ -108,11 +108,20 @@ pub async fn json_lines(stream: TcpStream, faults: &Faults) {
     }
 }
 
-/// One JSON-line command and its answer (`{"status": "ok"}` or `{"status": "fail", "error": ...}`).
+/// One JSON-line command and its answer, as CouchbaseMock answers: `{"status": "ok"}`, with a
+/// `payload` for the commands that report something (`status`: the faults; `help`: the commands),
+/// or `{"status": "fail", "error": ...}`.
 pub fn answer_json_line(faults: &Faults, line: &str) -> Value {
-    let parsed =
-        parse_json_line(line).and_then(|(command, payload)| apply(faults, &command, &payload));
+    let parsed = parse_json_line(line).and_then(|(command, payload)| {
+        apply(faults, &command, &payload).map(|answer| (command.to_ascii_lowercase(), answer))
+    });
     match parsed {
+        Ok((command, answer)) if command == "status" => {
+            json!({"status": "ok", "payload": answer["faults"]})
+        }
+        Ok((command, answer)) if command == "help" => {
+            json!({"status": "ok", "payload": answer["commands"]})
+        }
         Ok(_) => json!({"status": "ok"}),
         Err(error) => json!({"status": "fail", "error": error}),
     }
@@ -192,6 +201,11 @@ mod tests {
         let faults = Faults::new(["redis".to_string()]);
         let ok = answer_json_line(&faults, r#"{"command": "latency", "payload": {"ms": 5}}"#);
         assert_eq!(ok, json!({"status": "ok"}));
+        let status = answer_json_line(&faults, r#"{"command": "STATUS"}"#);
+        assert_eq!(status["status"], "ok");
+        assert_eq!(status["payload"]["redis"]["latency"]["ms"], 5, "{status}");
+        let help = answer_json_line(&faults, r#"{"command": "help"}"#);
+        assert!(help["payload"]["hiccup"]["does"].is_string(), "{help}");
         let bad = answer_json_line(&faults, r#"{"command": "latency", "payload": {"ms": "x"}}"#);
         assert_eq!(bad["status"], "fail");
         assert!(parse_json_line("[1]").is_err());

@@ -37,6 +37,17 @@ pub struct FaultSettings {
     pub down: bool,
     /// Every chunk to the client waits `ms` plus up to `jitter` ms.
     pub latency: Option<Latency>,
+    /// The next connections fail (CouchbaseMock's `opfail`).
+    pub opfail: Option<OpFail>,
+}
+
+/// `opfail` parameters: how many more connections fail, and how.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct OpFail {
+    /// Connections still to fail; `-1`: every one until `reset` (or `opfail` with count 0).
+    pub remaining: i64,
+    /// An HTTP status (100-599) answered before closing; otherwise the connection is closed at once.
+    pub code: Option<u16>,
 }
 
 /// `hiccup` parameters.
@@ -96,6 +107,22 @@ impl ServiceFaults {
         limit
     }
 
+    /// Takes one failure of `opfail` for a new connection: `Some(code)` when it must fail.
+    pub fn take_opfail(&self) -> Option<Option<u16>> {
+        let mut settings = self.lock();
+        let opfail = settings.opfail?;
+        if opfail.remaining > 0 {
+            let remaining = opfail.remaining - 1;
+            settings.opfail = (remaining > 0).then_some(OpFail {
+                remaining,
+                ..opfail
+            });
+        }
+        let active = *settings != FaultSettings::default();
+        self.active.store(active, Ordering::Release);
+        Some(opfail.code)
+    }
+
     /// A receiver that changes when open connections must be dropped.
     pub fn watch_failover(&self) -> watch::Receiver<u64> {
         self.epoch.subscribe()
@@ -110,19 +137,33 @@ impl ServiceFaults {
 #[derive(Debug, Default, Clone)]
 pub struct Faults {
     services: Arc<BTreeMap<String, Arc<ServiceFaults>>>,
+    /// The names in the order they were given: CouchbaseMock's `idx` counts in this order.
+    order: Arc<Vec<String>>,
 }
 
 impl Faults {
     /// Fault state for these service names.
     pub fn new(names: impl IntoIterator<Item = String>) -> Self {
+        let order: Vec<String> = names.into_iter().collect();
         Faults {
             services: Arc::new(
-                names
-                    .into_iter()
-                    .map(|n| (n, Arc::new(ServiceFaults::default())))
+                order
+                    .iter()
+                    .map(|n| (n.clone(), Arc::new(ServiceFaults::default())))
                     .collect(),
             ),
+            order: Arc::new(order),
         }
+    }
+
+    /// The name of the service at `index` in the order given (CouchbaseMock's `idx`).
+    pub fn name_at(&self, index: usize) -> Option<&str> {
+        self.order.get(index).map(String::as_str)
+    }
+
+    /// The names in the order given.
+    pub fn ordered_names(&self) -> &[String] {
+        &self.order
     }
 
     /// One service's faults.

@@ -42,6 +42,10 @@ async fn forward(client: TcpStream, target: SocketAddr, faults: Arc<ServiceFault
         reset(client);
         return;
     }
+    if let Some(code) = faults.take_opfail() {
+        fail(client, code).await;
+        return;
+    }
     let Ok(server) = TcpStream::connect(target).await else {
         reset(client);
         return;
@@ -64,6 +68,26 @@ async fn forward(client: TcpStream, target: SocketAddr, faults: Arc<ServiceFault
         // Dropping the halves closes both connections.
         _ = failover.changed() => {}
     }
+}
+
+/// Fails a connection for `opfail`: an HTTP status `code` (100-599) answered after the request's
+/// first bytes, or closed at once.
+async fn fail(mut client: TcpStream, code: Option<u16>) {
+    let Some(status) = code.and_then(|c| http::StatusCode::from_u16(c).ok()) else {
+        reset(client);
+        return;
+    };
+    let mut request = vec![0u8; CHUNK];
+    let _ = tokio::time::timeout(Duration::from_secs(1), client.read(&mut request)).await;
+    let body = format!("inframock fault proxy: opfail answered {status}\n");
+    let response = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
+    let _ = client.write_all(response.as_bytes()).await;
+    let _ = client.shutdown().await;
 }
 
 async fn copy_plain(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin) {

@@ -257,6 +257,115 @@ fn the_aws_sdk_through_the_proxy_sees_each_fault() {
     assert!(answer.contains("non-negative"), "{answer}");
 }
 
+/// One JSON-lines connection to the control port, as libcouchbase's test harness holds it.
+struct ControlLines {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl ControlLines {
+    fn connect(port: u16) -> ControlLines {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("control port");
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        ControlLines { stream, reader }
+    }
+
+    fn send(&mut self, line: &str) -> Value {
+        self.stream.write_all(line.as_bytes()).unwrap();
+        self.stream.write_all(b"\n").unwrap();
+        let mut answer = String::new();
+        self.reader.read_line(&mut answer).unwrap();
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{answer:?}: {e}"))
+    }
+}
+
+#[test]
+fn couchbasemock_control_lines_work_as_libcouchbase_sends_them() {
+    let project = faulty_project();
+    let mut control = ControlLines::connect(service_port(&project, "faults"));
+    let redis_port = proxy_port(&project, "redis");
+    let mut connection = redis_connection(redis_port).expect("through the proxy");
+    redis::cmd("SET")
+        .arg("greeting")
+        .arg("hello world")
+        .query::<()>(&mut connection)
+        .unwrap();
+
+    // Upper-case names; `idx` is the proxied service's index in declared order (aws 0, redis 1);
+    // `bucket` is accepted and ignored.
+    let failover =
+        control.send(r#"{"command": "FAILOVER", "payload": {"idx": 1, "bucket": "default"}}"#);
+    assert_eq!(failover, serde_json::json!({"status": "ok"}));
+    assert!(
+        redis_get(&mut connection).is_err(),
+        "redis (idx 1) failed over"
+    );
+    let status = control.send(r#"{"command": "status"}"#);
+    assert_eq!(status["payload"]["redis"]["down"], true, "{status}");
+    assert_eq!(status["payload"]["aws"]["down"], false, "{status}");
+    control.send(r#"{"command": "RESPAWN", "payload": {"idx": 1}}"#);
+    let mut connection = redis_connection(redis_port).expect("respawned");
+    assert_eq!(redis_get(&mut connection).unwrap(), "hello world");
+
+    // truncate with limit 0 disables truncation.
+    control.send(r#"{"command": "TRUNCATE", "payload": {"limit": 4, "service": "redis"}}"#);
+    control.send(r#"{"command": "truncate", "payload": {"limit": 0, "service": "redis"}}"#);
+    assert_eq!(redis_get(&mut connection).unwrap(), "hello world");
+
+    let help = control.send(r#"{"command": "help"}"#);
+    for command in [
+        "hiccup", "truncate", "failover", "respawn", "opfail", "status",
+    ] {
+        assert!(
+            help["payload"][command]["does"].is_string(),
+            "{command}: {help}"
+        );
+    }
+
+    // opfail: the next 2 connections fail, the third works; count < 0 until reset.
+    control.send(r#"{"command": "OPFAIL", "payload": {"count": 2, "service": "redis"}}"#);
+    for attempt in 1..=2 {
+        let failed = redis_connection(redis_port).and_then(|mut c| redis_get(&mut c));
+        assert!(failed.is_err(), "connection {attempt} fails: {failed:?}");
+    }
+    let mut third = redis_connection(redis_port).expect("the third connection works");
+    assert_eq!(redis_get(&mut third).unwrap(), "hello world");
+    assert_eq!(
+        redis_get(&mut connection).unwrap(),
+        "hello world",
+        "open connections are untouched"
+    );
+
+    // With an HTTP code, the AWS SDK sees that status.
+    let runtime = crate::support::runtime();
+    let s3 = s3_without_retries(&runtime, proxy_port(&project, "aws"));
+    control
+        .send(r#"{"command": "opfail", "payload": {"count": -1, "code": 503, "service": "aws"}}"#);
+    for _ in 0..3 {
+        let error = runtime
+            .block_on(s3.list_buckets().send())
+            .expect_err("every request fails until reset");
+        let raw = error.raw_response().map(|r| r.status().as_u16());
+        assert_eq!(raw, Some(503), "{error:?}");
+    }
+    assert_eq!(
+        control.send(r#"{"command": "opfail", "payload": {"count": 0}}"#)["status"],
+        "ok"
+    );
+    runtime
+        .block_on(s3.list_buckets().send())
+        .expect("count 0 restores");
+
+    // The CLI has it too.
+    faults(&project, &["opfail", "--count", "1", "--service", "redis"]);
+    assert!(redis_connection(redis_port)
+        .and_then(|mut c| redis_get(&mut c))
+        .is_err());
+    assert!(redis_connection(redis_port)
+        .and_then(|mut c| redis_get(&mut c))
+        .is_ok());
+}
+
 #[test]
 fn harakiri_monitor_gets_the_port_sends_commands_and_owns_the_lifetime() {
     let project = Project::new();
