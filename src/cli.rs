@@ -361,10 +361,12 @@ pub const MOCK_HELP: &str = "\
 Admin API (answers only to 127.0.0.1 unless --admin-any-host):
   POST   /mocker/expectation   {path, path_match, method, query, request_headers, json_body,
                                 response_delay, status_code, body, headers, repeat_count, handler}
-  DELETE /mocker/expectation   {path} or {id}
-  GET    /mocker/expectations  the expectations in force
+                               -> 201 {\"message\": \"Mock response set successfully.\", ...}
+  DELETE /mocker/expectation   {path} or {id} (404 {\"error\": \"Mock response not found.\"})
+  GET    /mocker/expectations  the expectations in force, keyed by path (?format=full: every field)
   POST   /mocker/reset         back to the expectations of the mocks folder; clears journal and scenario
   GET    /mocker/requests      the journal (?path=/x or a glob, &method=GET, &limit=N)
+  GET    /mocker/history       the calls as the mockserver seed lists them (api_calls, is_mocked)
   POST   /setscenario          [[\"BODY\", STATUS, DELAY_MS], ...] = the next responses of /
   GET    /requests             arrival times of the requests to / since the scenario was set";
 

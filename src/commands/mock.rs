@@ -172,7 +172,7 @@ async fn print_requests(settings: &Settings, args: &MockRequestsArgs) -> Result<
 
 async fn print_expectations(settings: &Settings, target: &MockUrlArgs) -> Result<ExitCode> {
     let base = target_url(settings, target)?;
-    let list = get_json(&base, MOCK_HINT, "/mocker/expectations").await?;
+    let list = get_json(&base, MOCK_HINT, "/mocker/expectations?format=full").await?;
     let items = list.as_array().cloned().unwrap_or_default();
     if settings.json {
         println!("{list}");

@@ -102,6 +102,11 @@ pub enum Action {
     },
 }
 
+/// An exact `path` without its query string (the mockserver seed matches on the path alone).
+pub fn exact_path(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(path, _)| path)
+}
+
 /// A validated expectation, ready to match requests.
 #[derive(Debug)]
 pub struct Expectation {
@@ -132,9 +137,17 @@ pub struct RequestView<'a> {
 
 impl Expectation {
     /// Validates a spec; `handlers_dir` resolves relative handler paths. The error says what is wrong.
-    pub fn compile(spec: ExpectationSpec, id: String, handlers_dir: &Path) -> Result<Self, String> {
+    pub fn compile(
+        mut spec: ExpectationSpec,
+        id: String,
+        handlers_dir: &Path,
+    ) -> Result<Self, String> {
         if spec.path.is_empty() {
             return Err("`path` must not be empty".into());
+        }
+        if spec.path_match == PathMatch::Exact {
+            // As the mockserver seed stores it: `/mds/q?x=1` answers `/mds/q` with any query.
+            spec.path = exact_path(&spec.path).to_string();
         }
         let path = match spec.path_match {
             PathMatch::Exact => {

@@ -119,6 +119,29 @@ impl Journal {
         self.dropped.store(0, Ordering::Relaxed);
     }
 
+    /// The calls as the mockserver seed's `GET /mocker/history` lists them: each with its path
+    /// without the leading slash, the status answered and whether a mock (an expectation's or the
+    /// scenario's answer) answered it rather than the upstream, oldest first.
+    pub fn history(&self) -> Value {
+        let calls: Vec<Value> = self
+            .lock()
+            .iter()
+            .map(|entry| {
+                json!({
+                    "path": entry.path.trim_start_matches('/'),
+                    "status_code": entry.status,
+                    "is_mocked": matches!(entry.outcome, Outcome::Expectation(_) | Outcome::Scenario),
+                })
+            })
+            .collect();
+        json!({
+            "api_calls": calls,
+            "external_logger_events": [],
+            "external_logger_scriptlogs": [],
+            "unauthenticated_external_logs": [],
+        })
+    }
+
     /// The journal as JSON: `{"requests": [...], "total": n, "dropped": n, "capacity": n}`.
     pub fn query(&self, query: &JournalQuery) -> Result<Value, String> {
         let glob = match &query.path {

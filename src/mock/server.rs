@@ -85,7 +85,14 @@ async fn admin(
             Ok(value) => delete_expectation(state, value),
             Err(response) => response,
         },
-        ("/mocker/expectations", &Method::GET) => json_response(StatusCode::OK, &Value::Array(state.store.list())),
+        ("/mocker/expectations", &Method::GET) => {
+            if query.iter().any(|(k, v)| k == "format" && v == "full") {
+                json_response(StatusCode::OK, &Value::Array(state.store.list()))
+            } else {
+                json_response(StatusCode::OK, &state.store.list_by_path())
+            }
+        }
+        ("/mocker/history", &Method::GET) => json_response(StatusCode::OK, &state.journal.history()),
         ("/mocker/reset", &Method::POST) => match state.store.reset() {
             Ok(()) => {
                 state.scenario.clear();
@@ -133,7 +140,7 @@ async fn admin(
             }
             None => error(
                 StatusCode::NOT_FOUND,
-                format!("{path} is not an admin route; they are /mocker/expectation, /mocker/expectations, /mocker/reset, /mocker/requests, /mocker/health, /setscenario, /requests"),
+                format!("{path} is not an admin route; they are /mocker/expectation, /mocker/expectations, /mocker/reset, /mocker/requests, /mocker/history, /mocker/health, /setscenario, /requests"),
             ),
         },
     }
@@ -142,7 +149,7 @@ async fn admin(
 fn allowed_methods(path: &str) -> Option<&'static str> {
     Some(match path {
         "/mocker/expectation" => "POST, DELETE",
-        "/mocker/expectations" | "/mocker/health" | "/requests" => "GET",
+        "/mocker/expectations" | "/mocker/history" | "/mocker/health" | "/requests" => "GET",
         "/mocker/reset" => "POST",
         "/mocker/requests" => "GET, DELETE",
         "/setscenario" => "POST, PUT",
@@ -180,12 +187,13 @@ fn add_expectations(state: &MockState, value: Value) -> Response<Body> {
         Ok(added) => added,
         Err((index, e)) => return error(StatusCode::BAD_REQUEST, format!("{}{e}", prefix(index))),
     };
+    // 201 with the mockserver seed's message (its clients check both), plus what was stored.
     let body = if single {
-        added.remove(0)
+        json!({"message": "Mock response set successfully.", "expectation": added.remove(0)})
     } else {
-        Value::Array(added)
+        json!({"message": "Mock response set successfully.", "expectations": added})
     };
-    json_response(StatusCode::OK, &body)
+    json_response(StatusCode::CREATED, &body)
 }
 
 #[derive(Deserialize)]
@@ -209,6 +217,13 @@ fn delete_expectation(state: &MockState, value: Value) -> Response<Body> {
     let deleted = state
         .store
         .delete(request.path.as_deref(), request.id.as_deref());
+    if deleted == 0 {
+        // The mockserver seed's answer, word for word.
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "Mock response not found."}),
+        );
+    }
     json_response(StatusCode::OK, &json!({"deleted": deleted}))
 }
 

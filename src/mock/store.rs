@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::{json, Value};
 
-use super::expectation::{Expectation, ExpectationSpec, RequestView};
+use super::expectation::{exact_path, Action, Expectation, ExpectationSpec, RequestView};
 
 /// Where an expectation came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,7 +108,9 @@ impl Store {
         let mut entries = self.write();
         let before = entries.len();
         entries.retain(|e| {
-            let path_hit = path.is_some_and(|p| e.expectation.spec.path == p);
+            let path_hit = path.is_some_and(|p| {
+                e.expectation.spec.path == p || e.expectation.spec.path == exact_path(p)
+            });
             let id_hit = id.is_some_and(|i| e.expectation.id == i);
             !(path_hit || id_hit)
         });
@@ -128,6 +130,32 @@ impl Store {
     /// Every expectation in force, oldest first.
     pub fn list(&self) -> Vec<Value> {
         self.read().iter().map(|e| describe(e)).collect()
+    }
+
+    /// The expectations as the mockserver seed lists them: an object keyed by path (the newest
+    /// wins a path), each with `status_code`, `headers`, `body`, `repeat_count` (answers left) and
+    /// `response_delay` in seconds.
+    pub fn list_by_path(&self) -> Value {
+        let mut by_path = serde_json::Map::new();
+        for entry in self.read().iter() {
+            let spec = &entry.expectation.spec;
+            let remaining = entry
+                .remaining
+                .as_ref()
+                .map(|left| json!(left.load(Ordering::Relaxed)))
+                .unwrap_or(Value::Null);
+            by_path.insert(
+                spec.path.clone(),
+                json!({
+                    "status_code": spec.status_code,
+                    "headers": spec.headers,
+                    "body": spec.body,
+                    "repeat_count": remaining,
+                    "response_delay": entry.expectation.delay_ms as f64 / 1000.0,
+                }),
+            );
+        }
+        Value::Object(by_path)
     }
 
     /// Number of expectations in force.
@@ -155,6 +183,9 @@ impl Store {
                     }
                 }
                 match &entry.remaining {
+                    // A delay-only expectation forwards on every call and never expires: the
+                    // repeat count counts mocked answers only (as the mockserver seed does).
+                    _ if matches!(e.action, Action::Proxy) => {}
                     None => {}
                     Some(left) => {
                         let taken = left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {

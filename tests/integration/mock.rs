@@ -102,7 +102,7 @@ async fn get(client: &crate::support::http::Client, url: &str) -> (u16, String) 
 }
 
 async fn expectations(client: &crate::support::http::Client, mock: &Mock) -> Vec<Value> {
-    let (status, body) = get(client, &mock.url("/mocker/expectations")).await;
+    let (status, body) = get(client, &mock.url("/mocker/expectations?format=full")).await;
     assert_eq!(status, 200, "{body}");
     serde_json::from_str::<Value>(&body)
         .expect("JSON")
@@ -124,8 +124,9 @@ fn expectations_api_is_compatible_with_the_mockserver_seed() {
                     "body": {"reason": "mocked"}, "headers": {"x-mocked": "yes"}, "repeat_count": 2}),
         )
         .await;
-        assert_eq!(status, 200, "{created}");
-        assert_eq!(created["remaining"], 2);
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["message"], "Mock response set successfully.");
+        assert_eq!(created["expectation"]["remaining"], 2);
         for _ in 0..2 {
             let began = Instant::now();
             let response = client.get(mock.url("/abc/test")).send().await.unwrap();
@@ -150,7 +151,7 @@ fn expectations_api_is_compatible_with_the_mockserver_seed() {
                 &json!({"path": path, "status_code": 200, "body": path}),
             )
             .await;
-            assert_eq!(status, 200);
+            assert_eq!(status, 201);
         }
         let listed = expectations(&client, &mock).await;
         let paths: Vec<&str> = listed.iter().map(|e| e["path"].as_str().unwrap()).collect();
@@ -173,6 +174,90 @@ fn expectations_api_is_compatible_with_the_mockserver_seed() {
 }
 
 #[test]
+fn the_mockserver_seeds_clients_see_its_answers_word_for_word() {
+    let rt = runtime();
+    let upstream = rt.block_on(start_upstream());
+    let mock = Mock::start(&["--upstream", &format!("http://{upstream}")]);
+    let client = crate::support::http::Client::new();
+    rt.block_on(async {
+        // The path is stored without its query: it answers /mds/q with any query or none.
+        let (status, created) = post(
+            &client,
+            &mock.url("/mocker/expectation"),
+            &json!({"path": "/mds/q?x=1", "status_code": 200, "body": {"first": true}}),
+        )
+        .await;
+        assert_eq!(status, 201);
+        assert_eq!(created["message"], "Mock response set successfully.");
+        for path in ["/mds/q", "/mds/q?y=2", "/mds/q?x=1"] {
+            let (status, body) = get(&client, &mock.url(path)).await;
+            assert_eq!((status, body.as_str()), (200, r#"{"first":true}"#), "{path}");
+        }
+        // Posting the same path replaces it.
+        post(
+            &client,
+            &mock.url("/mocker/expectation"),
+            &json!({"path": "/mds/q", "status_code": 418, "repeat_count": 3, "response_delay": 1500}),
+        )
+        .await;
+        assert_eq!(get(&client, &mock.url("/mds/q")).await.0, 418);
+
+        // The listing is an object keyed by path, delays in seconds, answers left.
+        let (status, listed) = get(&client, &mock.url("/mocker/expectations")).await;
+        assert_eq!(status, 200);
+        let listed: Value = serde_json::from_str(&listed).unwrap();
+        assert_eq!(
+            listed,
+            json!({"/mds/q": {"status_code": 418, "headers": {}, "body": null, "repeat_count": 2, "response_delay": 1.5}})
+        );
+
+        // Deleting a path that has none: the seed's 404, word for word.
+        let response = client
+            .delete(mock.url("/mocker/expectation"))
+            .json(&json!({"path": "/nothing/here"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+        assert_eq!(
+            response.json::<Value>().await.unwrap(),
+            json!({"error": "Mock response not found."})
+        );
+
+        // Delay-only (no status_code): delays and forwards every call, never expires, and its
+        // repeat_count counts only mocked answers.
+        post(
+            &client,
+            &mock.url("/mocker/expectation"),
+            &json!({"path": "/dms/slow", "response_delay": 200, "repeat_count": 1}),
+        )
+        .await;
+        for _ in 0..3 {
+            let began = Instant::now();
+            let (status, _) = get(&client, &mock.url("/dms/slow")).await;
+            assert_eq!(status, 202, "forwarded to the upstream");
+            assert!(began.elapsed() >= Duration::from_millis(200));
+        }
+
+        // History: every call, path without its leading slash, whether a mock answered.
+        let (status, history) = get(&client, &mock.url("/mocker/history")).await;
+        assert_eq!(status, 200);
+        let history: Value = serde_json::from_str(&history).unwrap();
+        let calls = history["api_calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 7, "{history}");
+        assert_eq!(calls[0], json!({"path": "mds/q", "status_code": 200, "is_mocked": true}));
+        assert_eq!(calls[6], json!({"path": "dms/slow", "status_code": 202, "is_mocked": false}));
+        for key in ["external_logger_events", "external_logger_scriptlogs", "unauthenticated_external_logs"] {
+            assert_eq!(history[key], json!([]), "{key}");
+        }
+        post(&client, &mock.url("/mocker/reset"), &json!({})).await;
+        let (_, history) = get(&client, &mock.url("/mocker/history")).await;
+        let history: Value = serde_json::from_str(&history).unwrap();
+        assert_eq!(history["api_calls"], json!([]), "reset clears the history");
+    });
+}
+
+#[test]
 fn matches_on_method_path_query_headers_and_json_body_newest_first() {
     let mock = Mock::start(&[]);
     let client = crate::support::http::Client::new();
@@ -182,7 +267,7 @@ fn matches_on_method_path_query_headers_and_json_body_newest_first() {
             let url = mock.url("/mocker/expectation");
             async move {
                 let (status, body) = post(&client, &url, &spec).await;
-                assert_eq!(status, 200, "{spec}: {body}");
+                assert_eq!(status, 201, "{spec}: {body}");
             }
         };
         add(json!({"path": "/users/*", "path_match": "glob", "status_code": 200, "body": "any user"})).await;
@@ -242,7 +327,7 @@ fn bad_admin_input_is_a_400_with_the_reason_and_changes_nothing() {
             &json!({"path": "/kept", "status_code": 200}),
         )
         .await;
-        assert_eq!(status, 200);
+        assert_eq!(status, 201);
         let before = expectations(&client, &mock).await;
         let cases: Vec<(String, &str)> = vec![
             ("{\"path\": ".into(), "not valid JSON"),
@@ -471,7 +556,7 @@ fn proxies_unmatched_requests_to_the_upstream_streaming_both_ways() {
             &json!({"path": "/slow", "response_delay": 300}),
         )
         .await;
-        assert_eq!(status, 200);
+        assert_eq!(status, 201);
         let began = Instant::now();
         let response = client.get(mock.url("/slow")).send().await.unwrap();
         assert!(began.elapsed() >= Duration::from_millis(300));
@@ -563,7 +648,7 @@ fn python_handlers_answer_and_crashes_or_timeouts_are_502s() {
             &json!({"path": "/dyn", "handler": "handlers/api.py", "handler_timeout_ms": 1500}),
         )
         .await;
-        assert_eq!(status, 200, "{body}");
+        assert_eq!(status, 201, "{body}");
         let answer = client
             .post(mock.url("/dyn"))
             .json(&json!({"kind": "plain", "n": 1}))
@@ -907,7 +992,7 @@ fn expectations_change_while_requests_are_served() {
                         &json!({"path": "/c", "status_code": 200, "body": body}),
                     )
                     .await;
-                    assert_eq!(status, 200);
+                    assert_eq!(status, 201);
                     post(
                         &client,
                         &url,
@@ -1111,7 +1196,7 @@ fn handler_code_cannot_escape_the_kernel_sandbox_and_the_server_keeps_serving() 
             &json!({"path": "/escape", "handler": "escapes.py", "handler_timeout_ms": 10000}),
         )
         .await;
-        assert_eq!(status, 200, "{body}");
+        assert_eq!(status, 201, "{body}");
         for fresh in [false, true] {
             let (status, _) = post(
                 &client,
@@ -1119,7 +1204,7 @@ fn handler_code_cannot_escape_the_kernel_sandbox_and_the_server_keeps_serving() 
                 &json!({"path": "/escape", "handler": "escapes.py", "handler_timeout_ms": 10000, "fresh": fresh}),
             )
             .await;
-            assert_eq!(status, 200);
+            assert_eq!(status, 201);
             let answer = client
                 .post(mock.url("/escape"))
                 .json(&json!({"target": target, "port": port}))
@@ -1215,7 +1300,7 @@ fn framing_headers_slow_clients_and_hung_upstreams_are_handled_by_the_server() {
             json!({"path": "/dynamic", "handler": "length.py"}),
         ] {
             let (status, body) = post(&client, &format!("{ipv4}/mocker/expectation"), &expectation).await;
-            assert_eq!(status, 200, "{body}");
+            assert_eq!(status, 201, "{body}");
         }
         // Many answers on one keep-alive connection: each whole, none garbled.
         for _ in 0..3 {
