@@ -370,6 +370,31 @@ Admin API (answers only to 127.0.0.1 unless --admin-any-host):
   POST   /setscenario          [[\"BODY\", STATUS, DELAY_MS], ...] = the next responses of /
   GET    /requests             arrival times of the requests to / since the scenario was set";
 
+/// One `--route` of the mock server.
+#[derive(Debug, Clone)]
+pub struct RouteArg {
+    pub prefix: String,
+    pub upstream: String,
+    pub rewrite: Option<String>,
+}
+
+/// Parses `PREFIX=URL[=REWRITE]` (the URL holds no `=`; a query is not allowed in it anyway).
+fn parse_route(text: &str) -> Result<RouteArg, String> {
+    let mut parts = text.splitn(3, '=');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(prefix), Some(upstream), rewrite) if !prefix.is_empty() && !upstream.is_empty() => {
+            Ok(RouteArg {
+                prefix: prefix.to_string(),
+                upstream: upstream.to_string(),
+                rewrite: rewrite.map(str::to_string),
+            })
+        }
+        _ => Err(format!(
+            "{text:?} is not PREFIX=URL[=REWRITE], e.g. /mds=http://localhost:9000 or /logger=http://localhost:8082=/v2"
+        )),
+    }
+}
+
 /// `inframock mock`: serve (no subcommand) or query a running server.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -383,9 +408,14 @@ pub struct MockArgs {
 /// Flags of the mock server (they override `[services.mock]` of inframock.toml).
 #[derive(Debug, Args, Clone, Default)]
 pub struct MockServeArgs {
-    /// Forward requests without a matching expectation to this http:// URL.
+    /// Forward requests without a matching expectation to this http:// URL (the catch-all of the
+    /// routes).
     #[arg(long, env = "INFRAMOCK_MOCK_UPSTREAM", value_name = "URL")]
     pub upstream: Option<String>,
+    /// A route: requests under PREFIX go to URL, PREFIX replaced by REWRITE when given
+    /// (`/logger=http://localhost:8082=/v2`). Repeatable; before those of inframock.toml.
+    #[arg(long = "route", value_name = "PREFIX=URL[=REWRITE]", value_parser = parse_route)]
+    pub routes: Vec<RouteArg>,
     /// Folder of *.json expectations loaded at start (default <project-dir>/mocks).
     #[arg(long, env = "INFRAMOCK_MOCKS", value_name = "DIR")]
     pub mocks: Option<PathBuf>,

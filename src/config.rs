@@ -105,6 +105,8 @@ pub struct MockSettings {
     pub mocks_named: bool,
     pub journal_size: usize,
     pub python: Option<PathBuf>,
+    /// `[[services.mock.routes]]`: (prefix, upstream URL, rewrite).
+    pub routes: Vec<(String, String, Option<String>)>,
 }
 
 /// Whether a command can work without a usable `inframock.toml` (from the recorded state alone).
@@ -219,6 +221,11 @@ impl Settings {
                 .python
                 .as_ref()
                 .map(|p| absolute(&project_dir, p)),
+            routes: mock_section
+                .routes
+                .iter()
+                .map(|r| (r.prefix.clone(), r.upstream.clone(), r.rewrite.clone()))
+                .collect(),
         };
         Ok(Settings {
             services,

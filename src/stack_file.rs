@@ -147,6 +147,20 @@ pub struct MockSection {
     pub journal_size: Option<usize>,
     /// Python interpreter of handlers (default: the project's .venv, then python3).
     pub python: Option<std::path::PathBuf>,
+    /// Routes by path prefix for what no expectation answers (`[[services.mock.routes]]`);
+    /// `upstream` is the catch-all.
+    #[serde(default)]
+    pub routes: Vec<MockRouteDecl>,
+}
+
+/// `[[services.mock.routes]]`: requests whose path starts with `prefix` go to `upstream`, the
+/// prefix replaced by `rewrite` when given.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MockRouteDecl {
+    pub prefix: String,
+    pub upstream: String,
+    pub rewrite: Option<String>,
 }
 
 /// One service's settings.

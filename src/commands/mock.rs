@@ -43,6 +43,12 @@ pub fn options(settings: &Settings, args: &MockServeArgs) -> MockOptions {
         port: settings.service(&ServiceName::Mock).port,
         port_flag: "--mock-port",
         upstream: args.upstream.clone().or(mock.upstream.clone()),
+        routes: args
+            .routes
+            .iter()
+            .map(|r| (r.prefix.clone(), r.upstream.clone(), r.rewrite.clone()))
+            .chain(mock.routes.iter().cloned())
+            .collect(),
         mocks_dir,
         mocks_required,
         journal_capacity: args.journal_size.unwrap_or(mock.journal_size),

@@ -10,6 +10,7 @@ pub mod files;
 pub mod handler;
 pub mod journal;
 pub mod proxy;
+pub mod routes;
 pub mod scenario;
 pub mod server;
 pub mod store;
@@ -28,7 +29,7 @@ use tokio::sync::watch;
 use crate::stack::ports::{find_listener, PortInUse};
 use handler::HandlerRunner;
 use journal::Journal;
-use proxy::Upstream;
+use routes::Routes;
 use scenario::Scenario;
 use server::MockState;
 use store::Store;
@@ -45,8 +46,10 @@ pub struct MockOptions {
     pub port: u16,
     /// The flag that sets the port, named when it is taken.
     pub port_flag: &'static str,
-    /// Where unmatched requests go.
+    /// Where unmatched requests go that no route takes.
     pub upstream: Option<String>,
+    /// Declared routes: (path prefix, upstream URL, rewrite of the prefix).
+    pub routes: Vec<(String, String, Option<String>)>,
     /// Folder of `*.json` expectations loaded at start, also the base of handler paths.
     pub mocks_dir: PathBuf,
     /// Whether a missing mocks folder is an error (it was named explicitly).
@@ -80,19 +83,19 @@ impl MockServer {
     pub async fn start(options: MockOptions) -> Result<MockServer> {
         let loaded = files::load_dir(&options.mocks_dir, options.mocks_required)
             .map_err(anyhow::Error::msg)?;
-        let upstream = match &options.upstream {
-            Some(url) => {
-                Some(Upstream::parse(url, options.upstream_timeout).map_err(anyhow::Error::msg)?)
-            }
-            None => None,
-        };
+        let routes = Routes::new(
+            &options.routes,
+            options.upstream.as_deref(),
+            options.upstream_timeout,
+        )
+        .map_err(anyhow::Error::msg)?;
         let count = loaded.len();
         let store = Store::new(loaded, options.mocks_dir.clone()).map_err(anyhow::Error::msg)?;
         let state = Arc::new(MockState {
             store,
             scenario: Scenario::default(),
             journal: Journal::new(options.journal_capacity),
-            upstream,
+            routes,
             handlers: HandlerRunner::new(
                 options.sandbox.clone(),
                 std::thread::available_parallelism().map_or(2, |n| n.get()),

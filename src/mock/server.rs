@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 use super::expectation::{Action, ExpectationSpec, RequestView};
 use super::handler::{HandlerRequest, HandlerRunner};
 use super::journal::{now_ms, Journal, JournalEntry, JournalQuery, Outcome};
-use super::proxy::{Body, BoxError, Upstream};
+use super::proxy::{Body, BoxError};
+use super::routes::{Destination, Routes};
 use super::scenario::{self, Scenario};
 use super::store::{Lookup, Source, Store};
 
@@ -31,7 +32,8 @@ pub struct MockState {
     pub store: Store,
     pub scenario: Scenario,
     pub journal: Journal,
-    pub upstream: Option<Upstream>,
+    /// Where unanswered requests go: declared routes, then `--upstream`.
+    pub routes: Routes,
     pub handlers: HandlerRunner,
     /// Answer admin routes from any address, not only loopback.
     pub admin_any_host: bool,
@@ -450,9 +452,9 @@ async fn answer(
     let entry = match lookup {
         Lookup::Matched(entry) => entry,
         Lookup::NoMatch | Lookup::NeedsBody => {
-            return match &state.upstream {
-                Some(upstream) => (
-                    proxy(upstream, parts, body, peer, counter).await,
+            return match state.routes.destination(path) {
+                Some(destination) => (
+                    proxy(destination, parts, body, peer, counter).await,
                     Outcome::Proxied(None),
                 ),
                 None => {
@@ -515,9 +517,9 @@ async fn answer(
             };
             (response, Outcome::Expectation(id))
         }
-        Action::Proxy => match &state.upstream {
-            Some(upstream) => (
-                proxy(upstream, parts, body, peer, counter).await,
+        Action::Proxy => match state.routes.destination(path) {
+            Some(destination) => (
+                proxy(destination, parts, body, peer, counter).await,
                 Outcome::Proxied(Some(id)),
             ),
             None => {
@@ -535,14 +537,29 @@ async fn answer(
 }
 
 async fn proxy(
-    upstream: &Upstream,
-    parts: http::request::Parts,
+    destination: Destination<'_>,
+    mut parts: http::request::Parts,
     body: RequestBody,
     peer: SocketAddr,
     counter: &Arc<AtomicU64>,
 ) -> Response<Body> {
+    if let Some(path) = &destination.path {
+        let path_and_query = match parts.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.clone(),
+        };
+        match path_and_query.parse::<http::Uri>() {
+            Ok(uri) => parts.uri = uri,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    format!("the rewritten path {path_and_query:?} is not a valid path: {e}"),
+                )
+            }
+        }
+    }
     let forwarded = body.into_forwarded(Arc::clone(counter));
-    match upstream.forward(parts, forwarded, peer).await {
+    match destination.upstream.forward(parts, forwarded, peer).await {
         Ok(response) => response,
         Err(failure) => error(failure.status, failure.message),
     }
@@ -560,6 +577,10 @@ fn not_matched(
         query,
         headers: &parts.headers,
     };
+    if state.routes.has_routes() {
+        // The mockserver seed's answer for a path no route takes, word for word.
+        return json_response(StatusCode::NOT_FOUND, &json!({"error": "Path not found."}));
+    }
     let closest = state.store.closest(&view, CLOSEST_LISTED);
     json_response(
         StatusCode::NOT_FOUND,

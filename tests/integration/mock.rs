@@ -258,6 +258,81 @@ fn the_mockserver_seeds_clients_see_its_answers_word_for_word() {
 }
 
 #[test]
+fn routes_by_prefix_rewrite_and_fall_back_like_the_mockserver_seed() {
+    let rt = runtime();
+    let (mds, logger, catch_all) = rt.block_on(async {
+        (
+            start_upstream().await,
+            start_upstream().await,
+            start_upstream().await,
+        )
+    });
+    let routes = [
+        format!("/mds=http://{mds}"),
+        format!("/logger=http://{logger}=/v2"),
+    ];
+    let client = crate::support::http::Client::new();
+    let forwarded = |mock: &Mock, path: &str| {
+        let client = client.clone();
+        let url = mock.url(path);
+        async move {
+            let (status, body) = get(&client, &url).await;
+            (
+                status,
+                serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+            )
+        }
+    };
+    // Routes only: a path no route takes is the seed's 404.
+    let mock = Mock::start(&["--route", &routes[0], "--route", &routes[1]]);
+    rt.block_on(async {
+        let (status, echo) = forwarded(&mock, "/mds/models/7?tag=a").await;
+        assert_eq!(status, 202, "{echo}");
+        assert_eq!(
+            echo["path"], "/mds/models/7",
+            "no rewrite: the path as it is"
+        );
+        assert_eq!(echo["query"], "tag=a");
+        assert_eq!(echo["headers"]["host"], mds.to_string());
+        let (status, echo) = forwarded(&mock, "/logger/events").await;
+        assert_eq!(status, 202);
+        assert_eq!(echo["path"], "/v2/events", "the prefix rewritten");
+        assert_eq!(echo["headers"]["host"], logger.to_string());
+        let (status, body) = get(&client, &mock.url("/elsewhere")).await;
+        assert_eq!(status, 404);
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap(),
+            json!({"error": "Path not found."})
+        );
+    });
+    drop(mock);
+    // With --upstream: it is the catch-all.
+    let mock = Mock::start(&[
+        "--route",
+        &routes[0],
+        "--upstream",
+        &format!("http://{catch_all}"),
+    ]);
+    rt.block_on(async {
+        let (_, echo) = forwarded(&mock, "/elsewhere").await;
+        assert_eq!(echo["headers"]["host"], catch_all.to_string());
+        let (_, echo) = forwarded(&mock, "/mds/x").await;
+        assert_eq!(
+            echo["headers"]["host"],
+            mds.to_string(),
+            "a route wins over the catch-all"
+        );
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let bad = mock_command(dir.path(), &["--route", "mds"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = crate::support::text(&bad.stderr);
+    assert!(stderr.contains("PREFIX=URL[=REWRITE]"), "{stderr}");
+}
+
+#[test]
 fn matches_on_method_path_query_headers_and_json_body_newest_first() {
     let mock = Mock::start(&[]);
     let client = crate::support::http::Client::new();
