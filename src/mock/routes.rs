@@ -60,7 +60,7 @@ impl Routes {
                 rewrite: rewrite.clone(),
             });
         }
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let fallback = fallback
             .map(|url| Upstream::parse(url, timeout))
             .transpose()?;
