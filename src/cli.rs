@@ -416,6 +416,17 @@ pub struct MockServeArgs {
     /// (`/logger=http://localhost:8082=/v2`). Repeatable; before those of inframock.toml.
     #[arg(long = "route", value_name = "PREFIX=URL[=REWRITE]", value_parser = parse_route)]
     pub routes: Vec<RouteArg>,
+    /// Answer PATH, when no scenario step is left, as the scenario seed's mimicked backend did:
+    /// 100-600 ms, then mostly 200 {"time": ms}, sometimes invalid JSON, a 500 or no answer
+    /// for 10 s (probabilities: [services.mock.flaky] in inframock.toml).
+    #[arg(long, value_name = "PATH")]
+    pub flaky: Option<String>,
+    /// Seed of the flaky responder's choices (the same seed, the same sequence).
+    #[arg(long, value_name = "N")]
+    pub flaky_seed: Option<u64>,
+    /// Answer scenario steps whose status is not 200 with a bare 500, as the scenario seed did.
+    #[arg(long)]
+    pub scenario_errors_as_500: bool,
     /// Folder of *.json expectations loaded at start (default <project-dir>/mocks).
     #[arg(long, env = "INFRAMOCK_MOCKS", value_name = "DIR")]
     pub mocks: Option<PathBuf>,

@@ -107,6 +107,10 @@ pub struct MockSettings {
     pub python: Option<PathBuf>,
     /// `[[services.mock.routes]]`: (prefix, upstream URL, rewrite).
     pub routes: Vec<(String, String, Option<String>)>,
+    /// `[services.mock.flaky]`.
+    pub flaky: Option<crate::mock::flaky::FlakySettings>,
+    /// `scenario_errors_as_500` of `[services.mock]`.
+    pub scenario_errors_as_500: bool,
 }
 
 /// Whether a command can work without a usable `inframock.toml` (from the recorded state alone).
@@ -226,6 +230,8 @@ impl Settings {
                 .iter()
                 .map(|r| (r.prefix.clone(), r.upstream.clone(), r.rewrite.clone()))
                 .collect(),
+            flaky: mock_section.flaky.clone(),
+            scenario_errors_as_500: mock_section.scenario_errors_as_500,
         };
         Ok(Settings {
             services,

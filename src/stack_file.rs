@@ -151,6 +151,12 @@ pub struct MockSection {
     /// `upstream` is the catch-all.
     #[serde(default)]
     pub routes: Vec<MockRouteDecl>,
+    /// The scenario seed's mimicked backend (`[services.mock.flaky]`), for its path when no
+    /// scenario step is left.
+    pub flaky: Option<crate::mock::flaky::FlakySettings>,
+    /// Answer a scenario step whose status is not 200 with a bare `500`, as the seed did.
+    #[serde(default)]
+    pub scenario_errors_as_500: bool,
 }
 
 /// `[[services.mock.routes]]`: requests whose path starts with `prefix` go to `upstream`, the

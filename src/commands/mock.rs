@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::cli::{MockAction, MockArgs, MockRequestsArgs, MockServeArgs, MockUrlArgs};
 use crate::config::Settings;
 use crate::http_client::get_json;
+use crate::mock::flaky::FlakySettings;
 use crate::mock::{MockOptions, MockServer};
 use crate::output::{human_bytes, Reporter};
 use crate::stack::ServiceName;
@@ -49,6 +50,8 @@ pub fn options(settings: &Settings, args: &MockServeArgs) -> MockOptions {
             .map(|r| (r.prefix.clone(), r.upstream.clone(), r.rewrite.clone()))
             .chain(mock.routes.iter().cloned())
             .collect(),
+        flaky: flaky_settings(&mock.flaky, args),
+        scenario_errors_as_500: args.scenario_errors_as_500 || mock.scenario_errors_as_500,
         mocks_dir,
         mocks_required,
         journal_capacity: args.journal_size.unwrap_or(mock.journal_size),
@@ -60,6 +63,22 @@ pub fn options(settings: &Settings, args: &MockServeArgs) -> MockOptions {
         header_timeout: Duration::from_secs(args.header_timeout),
         max_connections: args.max_connections as usize,
     }
+}
+
+/// The flaky responder: `--flaky PATH` (and `--flaky-seed`) over `[services.mock.flaky]`.
+fn flaky_settings(declared: &Option<FlakySettings>, args: &MockServeArgs) -> Option<FlakySettings> {
+    let mut settings = match (&args.flaky, declared) {
+        (None, None) => return None,
+        (_, Some(declared)) => declared.clone(),
+        (Some(_), None) => FlakySettings::default(),
+    };
+    if let Some(path) = &args.flaky {
+        settings.path = path.clone();
+    }
+    if let Some(seed) = args.flaky_seed {
+        settings.seed = seed;
+    }
+    Some(settings)
 }
 
 async fn serve(settings: &Settings, args: &MockServeArgs, reporter: &Reporter) -> Result<ExitCode> {

@@ -22,6 +22,11 @@ pub enum Outcome {
     Proxied(Option<String>),
     /// Nothing matched and there is no upstream.
     Unmatched,
+    /// The flaky responder answered (the scenario seed's mimicked backend).
+    Flaky,
+    /// Deliberately not answered (a scenario step with status 0, the flaky responder's silence):
+    /// the connection was held, then closed.
+    NoAnswer,
 }
 
 /// One served request.
@@ -50,6 +55,8 @@ impl JournalEntry {
             Outcome::Scenario => ("scenario", None),
             Outcome::Proxied(id) => ("proxied", id.as_deref()),
             Outcome::Unmatched => ("unmatched", None),
+            Outcome::Flaky => ("flaky", None),
+            Outcome::NoAnswer => ("no answer", None),
         };
         let headers: serde_json::Map<String, Value> = self
             .headers
@@ -130,7 +137,10 @@ impl Journal {
                 json!({
                     "path": entry.path.trim_start_matches('/'),
                     "status_code": entry.status,
-                    "is_mocked": matches!(entry.outcome, Outcome::Expectation(_) | Outcome::Scenario),
+                    "is_mocked": matches!(
+                        entry.outcome,
+                        Outcome::Expectation(_) | Outcome::Scenario | Outcome::Flaky | Outcome::NoAnswer
+                    ),
                 })
             })
             .collect();

@@ -7,6 +7,7 @@
 
 pub mod expectation;
 pub mod files;
+pub mod flaky;
 pub mod handler;
 pub mod journal;
 pub mod proxy;
@@ -50,6 +51,10 @@ pub struct MockOptions {
     pub upstream: Option<String>,
     /// Declared routes: (path prefix, upstream URL, rewrite of the prefix).
     pub routes: Vec<(String, String, Option<String>)>,
+    /// The scenario seed's mimicked backend, when wanted.
+    pub flaky: Option<flaky::FlakySettings>,
+    /// Answer a scenario step whose status is not 200 with a bare 500, as the seed did.
+    pub scenario_errors_as_500: bool,
     /// Folder of `*.json` expectations loaded at start, also the base of handler paths.
     pub mocks_dir: PathBuf,
     /// Whether a missing mocks folder is an error (it was named explicitly).
@@ -83,6 +88,9 @@ impl MockServer {
     pub async fn start(options: MockOptions) -> Result<MockServer> {
         let loaded = files::load_dir(&options.mocks_dir, options.mocks_required)
             .map_err(anyhow::Error::msg)?;
+        if let Some(flaky) = &options.flaky {
+            flaky.validate().map_err(anyhow::Error::msg)?;
+        }
         let routes = Routes::new(
             &options.routes,
             options.upstream.as_deref(),
@@ -101,6 +109,8 @@ impl MockServer {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
             admin_any_host: options.admin_any_host,
+            flaky: options.flaky.clone().map(flaky::Flaky::new),
+            scenario_errors_as_500: options.scenario_errors_as_500,
         });
         let listener = match TcpListener::bind((options.bind, options.port)).await {
             Ok(listener) => listener,

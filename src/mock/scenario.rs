@@ -1,6 +1,7 @@
 //! The scenario API of the scenario seed: `POST /setscenario` with `[["BODY", STATUS, DELAY_MS], ...]`
-//! sets the next responses of `/`; `GET /requests` lists the arrival times of the requests to `/`
-//! since the scenario was set.
+//! sets the next responses of `/`; `GET /requests` lists the arrival times of the requests to `/`,
+//! in seconds since the scenario was set (as the seed lists them). A step with status 0 is the
+//! seed's "no answer": the connection is held for the delay, then closed.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -14,14 +15,18 @@ const MAX_TIMESTAMPS: usize = 1_000_000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub body: String,
-    pub status: http::StatusCode,
+    /// `None`: status 0, no answer.
+    pub status: Option<http::StatusCode>,
     pub delay_ms: u64,
 }
 
 #[derive(Default)]
 struct State {
     steps: VecDeque<Step>,
-    /// Seconds since the Unix epoch of each request to `/`.
+    /// Seconds since the Unix epoch when the scenario was set (0: never set; then times count
+    /// from the first request's clock).
+    set_at: f64,
+    /// Seconds since the scenario was set of each request to `/`.
     requests: Vec<f64>,
 }
 
@@ -32,30 +37,36 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// Replaces the scenario and forgets the recorded requests.
-    pub fn set(&self, steps: Vec<Step>) {
+    /// Replaces the scenario (set at `now_seconds`, since the Unix epoch) and forgets the
+    /// recorded requests.
+    pub fn set(&self, steps: Vec<Step>, now_seconds: f64) {
         let mut state = self.lock();
         state.steps = steps.into();
+        state.set_at = now_seconds;
         state.requests.clear();
     }
 
-    /// Records a request to `/` and takes the next step, if any is left.
+    /// Records a request to `/` (arrived at `now_seconds`) and takes the next step, if any.
     pub fn next(&self, now_seconds: f64) -> Option<Step> {
         let mut state = self.lock();
+        if state.set_at == 0.0 {
+            state.set_at = now_seconds;
+        }
         if state.requests.len() < MAX_TIMESTAMPS {
-            state.requests.push(now_seconds);
+            let since = (now_seconds - state.set_at).max(0.0);
+            state.requests.push(since);
         }
         state.steps.pop_front()
     }
 
-    /// Arrival times of the requests to `/` since the scenario was set.
+    /// Arrival times of the requests to `/`, in seconds since the scenario was set.
     pub fn requests(&self) -> Vec<f64> {
         self.lock().requests.clone()
     }
 
     /// Drops the steps and the recorded requests.
     pub fn clear(&self) {
-        self.set(Vec::new());
+        self.set(Vec::new(), 0.0);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -87,11 +98,17 @@ fn parse_step(item: &Value) -> Result<Step, String> {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let status = status
-        .as_u64()
-        .and_then(|s| u16::try_from(s).ok())
-        .and_then(|s| http::StatusCode::from_u16(s).ok())
-        .ok_or_else(|| format!("STATUS {status} is not an HTTP status"))?;
+    let status = match status.as_u64() {
+        Some(0) => None,
+        other => Some(
+            other
+                .and_then(|s| u16::try_from(s).ok())
+                .and_then(|s| http::StatusCode::from_u16(s).ok())
+                .ok_or_else(|| {
+                    format!("STATUS {status} is not an HTTP status (or 0 for no answer)")
+                })?,
+        ),
+    };
     let delay_ms = match delay.as_u64() {
         Some(ms) => ms,
         None => match delay.as_f64() {
@@ -115,15 +132,24 @@ mod tests {
     fn parses_the_seed_format_and_serves_in_order() {
         let steps = parse(br#"[["{\"time\":50}", 200, 50], ["oops", 500, 0]]"#).unwrap();
         assert_eq!(steps[0].body, r#"{"time":50}"#);
-        assert_eq!(steps[1].status, 500);
+        assert_eq!(
+            steps[1].status,
+            Some(http::StatusCode::INTERNAL_SERVER_ERROR)
+        );
         let scenario = Scenario::default();
-        scenario.set(steps);
-        assert_eq!(scenario.next(1.0).unwrap().delay_ms, 50);
-        assert_eq!(scenario.next(2.0).unwrap().body, "oops");
-        assert!(scenario.next(3.0).is_none());
-        assert_eq!(scenario.requests(), vec![1.0, 2.0, 3.0]);
-        scenario.set(Vec::new());
+        scenario.set(steps, 100.0);
+        assert_eq!(scenario.next(100.5).unwrap().delay_ms, 50);
+        assert_eq!(scenario.next(101.0).unwrap().body, "oops");
+        assert!(scenario.next(103.0).is_none());
+        assert_eq!(
+            scenario.requests(),
+            vec![0.5, 1.0, 3.0],
+            "seconds since the scenario was set"
+        );
+        scenario.set(Vec::new(), 200.0);
         assert!(scenario.requests().is_empty());
+        let silent = parse(br#"[["", 0, 20]]"#).unwrap();
+        assert_eq!(silent[0].status, None, "status 0: no answer");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Request handling: admin routes (expectations, journal, scenario) and mocked traffic (scenario
 //! step, expectation, proxy, or a 404 listing the closest expectations).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::expectation::{Action, ExpectationSpec, RequestView};
+use super::flaky::{Flaky, FlakyAnswer};
 use super::handler::{HandlerRequest, HandlerRunner};
 use super::journal::{now_ms, Journal, JournalEntry, JournalQuery, Outcome};
 use super::proxy::{Body, BoxError};
@@ -37,7 +37,23 @@ pub struct MockState {
     pub handlers: HandlerRunner,
     /// Answer admin routes from any address, not only loopback.
     pub admin_any_host: bool,
+    /// The scenario seed's mimicked backend, for its path when no scenario step is left.
+    pub flaky: Option<Flaky>,
+    /// Answer a scenario step whose status is not 200 with a bare `500`, as the seed did.
+    pub scenario_errors_as_500: bool,
 }
+
+/// Returned instead of a response to close the connection without answering.
+#[derive(Debug)]
+pub struct NoAnswer;
+
+impl std::fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("closed without an answer (scenario status 0 or the flaky responder)")
+    }
+}
+
+impl std::error::Error for NoAnswer {}
 
 /// Whether a path belongs to the admin API.
 pub fn is_admin_path(path: &str) -> bool {
@@ -47,16 +63,16 @@ pub fn is_admin_path(path: &str) -> bool {
         || path == "/requests"
 }
 
-/// Answers one request.
+/// Answers one request, or (`NoAnswer`) closes the connection without an answer.
 pub async fn handle(
     state: Arc<MockState>,
     peer: SocketAddr,
     request: http::Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Body>, NoAnswer> {
     if is_admin_path(request.uri().path()) {
         return Ok(admin(&state, peer, request).await);
     }
-    Ok(serve_mocked(&state, peer, request).await)
+    serve_mocked(&state, peer, request).await.ok_or(NoAnswer)
 }
 
 // ---------------------------------------------------------------- admin
@@ -122,7 +138,7 @@ async fn admin(
             };
             match scenario::parse(&body) {
                 Ok(steps) => {
-                    state.scenario.set(steps);
+                    state.scenario.set(steps, time_seconds());
                     text_response(StatusCode::OK, "OK")
                 }
                 Err(e) => error(StatusCode::BAD_REQUEST, e),
@@ -333,7 +349,7 @@ async fn serve_mocked(
     state: &MockState,
     peer: SocketAddr,
     request: http::Request<Incoming>,
-) -> Response<Body> {
+) -> Option<Response<Body>> {
     let started = Instant::now();
     let time_ms = now_ms();
     let (parts, body) = request.into_parts();
@@ -365,9 +381,10 @@ async fn serve_mocked(
     // A mocked answer's framing is the server's: a content-length or transfer-encoding set by an
     // expectation or a handler would desynchronise the connection. Proxied answers keep theirs.
     let note = match outcome {
-        Outcome::Proxied(_) => None,
+        Outcome::Proxied(_) | Outcome::NoAnswer => None,
         _ => drop_framing_headers(response.headers_mut()),
     };
+    let silent = outcome == Outcome::NoAnswer;
     state.journal.record(JournalEntry {
         note,
         time_ms,
@@ -377,10 +394,14 @@ async fn serve_mocked(
         headers,
         body_size: counter,
         outcome,
-        status: response.status().as_u16(),
+        status: if silent {
+            0
+        } else {
+            response.status().as_u16()
+        },
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
     });
-    response
+    (!silent).then_some(response)
 }
 
 /// Removes user-set framing headers; the note for the journal names them.
@@ -420,17 +441,14 @@ async fn answer(
         if let Some(step) = state.scenario.next(time_seconds()) {
             body.note_size(counter);
             sleep_ms(step.delay_ms).await;
-            let content_type = if super::expectation::looks_like_json(&step.body) {
-                "application/json"
-            } else {
-                "text/plain; charset=utf-8"
+            let Some(status) = step.status else {
+                return (Response::new(full(Bytes::new())), Outcome::NoAnswer);
             };
-            let mut response = Response::new(full(Bytes::from(step.body)));
-            *response.status_mut() = step.status;
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static(content_type),
-            );
+            let response = if state.scenario_errors_as_500 && status != StatusCode::OK {
+                bare_500()
+            } else {
+                typed_text(status, step.body)
+            };
             return (response, Outcome::Scenario);
         }
     }
@@ -452,6 +470,30 @@ async fn answer(
     let entry = match lookup {
         Lookup::Matched(entry) => entry,
         Lookup::NoMatch | Lookup::NeedsBody => {
+            if let Some(flaky) = state.flaky.as_ref().filter(|f| f.settings.path == path) {
+                body.note_size(counter);
+                return match flaky.next() {
+                    FlakyAnswer::Answer {
+                        delay,
+                        status,
+                        body,
+                    } => {
+                        tokio::time::sleep(delay).await;
+                        let status = StatusCode::from_u16(status)
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                        let response = if status == StatusCode::OK {
+                            typed_text(status, body)
+                        } else {
+                            bare_500()
+                        };
+                        (response, Outcome::Flaky)
+                    }
+                    FlakyAnswer::NoAnswer(wait) => {
+                        tokio::time::sleep(wait).await;
+                        (Response::new(full(Bytes::new())), Outcome::NoAnswer)
+                    }
+                };
+            }
             return match state.routes.destination(path) {
                 Some(destination) => (
                     proxy(destination, parts, body, peer, counter).await,
@@ -461,7 +503,7 @@ async fn answer(
                     body.note_size(counter);
                     (not_matched(state, &parts, path, query), Outcome::Unmatched)
                 }
-            }
+            };
         }
     };
     let expectation = &entry.expectation;
@@ -601,7 +643,36 @@ async fn sleep_ms(ms: u64) {
 }
 
 fn time_seconds() -> f64 {
-    now_ms() as f64 / 1000.0
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A body with the content type its text suggests (JSON or plain text).
+fn typed_text(status: StatusCode, text: String) -> Response<Body> {
+    let content_type = if super::expectation::looks_like_json(&text) {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let mut response = Response::new(full(Bytes::from(text)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+/// The scenario seed's answer to every failure: aiohttp's bare 500 page.
+fn bare_500() -> Response<Body> {
+    let mut response = Response::new(full(Bytes::from_static(b"500: Internal Server Error")));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 /// Query parameters, percent-decoded (`+` is a space).

@@ -472,6 +472,84 @@ fn bad_admin_input_is_a_400_with_the_reason_and_changes_nothing() {
 }
 
 #[test]
+fn the_scenario_seeds_backend_is_mimicked_status_0_and_bare_500s_included() {
+    let mock = Mock::start(&[
+        "--flaky",
+        "/",
+        "--flaky-seed",
+        "3",
+        "--scenario-errors-as-500",
+    ]);
+    let client = crate::support::http::Client::new();
+    runtime().block_on(async {
+        let scenario = json!([["quiet", 0, 50], ["busy", 503, 0], ["{\"time\":1}", 200, 0]]);
+        let response = client
+            .post(mock.url("/setscenario"))
+            .body(scenario.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.text().await.unwrap(), "OK");
+        // Status 0: no answer, the connection is closed.
+        let silent = client.get(mock.url("/")).send().await;
+        assert!(
+            silent.is_err(),
+            "no answer: {:?}",
+            silent.as_ref().map(|r| r.status())
+        );
+        // Non-200 steps: the seed's bare 500.
+        assert_eq!(
+            get(&client, &mock.url("/")).await,
+            (500, "500: Internal Server Error".into())
+        );
+        assert_eq!(
+            get(&client, &mock.url("/")).await,
+            (200, r#"{"time":1}"#.into())
+        );
+        // No step left: the mimicked backend, 100-600 ms then mostly {"time": ms}.
+        let mut seen = Vec::new();
+        for _ in 0..12 {
+            let began = Instant::now();
+            let answer =
+                tokio::time::timeout(Duration::from_secs(3), client.get(mock.url("/")).send())
+                    .await;
+            let elapsed = began.elapsed();
+            match answer {
+                Ok(Ok(response)) => {
+                    assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
+                    let status = response.status().as_u16();
+                    let body = response.text().await.unwrap();
+                    if status == 200 {
+                        if let Ok(value) = serde_json::from_str::<Value>(&body) {
+                            let ms = value["time"].as_u64().expect("time");
+                            assert!((100..=600).contains(&ms), "{body}");
+                        }
+                    } else {
+                        assert_eq!((status, body.as_str()), (500, "500: Internal Server Error"));
+                    }
+                    seen.push(status);
+                }
+                Ok(Err(_)) => seen.push(0),
+                Err(_) => seen.push(0), // the 10 s silence
+            }
+        }
+        assert!(seen.contains(&200), "mostly 200: {seen:?}");
+    });
+    // The same seed gives the same sequence: a second server answers as the first did.
+    let again = Mock::start(&["--flaky", "/", "--flaky-seed", "3"]);
+    let other = Mock::start(&["--flaky", "/", "--flaky-seed", "3"]);
+    runtime().block_on(async {
+        for _ in 0..3 {
+            let a =
+                tokio::time::timeout(Duration::from_secs(2), get(&client, &again.url("/"))).await;
+            let b =
+                tokio::time::timeout(Duration::from_secs(2), get(&client, &other.url("/"))).await;
+            assert_eq!(a.ok(), b.ok());
+        }
+    });
+}
+
+#[test]
 fn scenario_api_serves_the_next_responses_of_root_and_lists_request_times() {
     let mock = Mock::start(&[]);
     let client = crate::support::http::Client::new();
@@ -504,6 +582,10 @@ fn scenario_api_serves_the_next_responses_of_root_and_lists_request_times() {
         let (_, times) = get(&client, &mock.url("/requests")).await;
         let times: Vec<f64> = serde_json::from_str(&times).unwrap();
         assert_eq!(times.len(), 4);
+        assert!(
+            (0.0..0.3).contains(&times[0]),
+            "seconds since the scenario was set, as the seed lists them: {times:?}"
+        );
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
         assert!(
             times[1] - times[0] >= 0.3,
