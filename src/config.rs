@@ -287,6 +287,21 @@ impl Settings {
             region: &self.region,
             account: &self.account,
             experiment: None,
+            host: None,
+        }
+    }
+
+    /// The variables of declared resources for a stack on `runtime`: `${host}` is how the AWS
+    /// engine reaches this machine (an SNS HTTP subscription to a local API): `localhost` from a
+    /// local process, `host.docker.internal` from a container (the docker runtime maps it to the
+    /// host's gateway; an external endpoint is taken to be a container too, e.g. compose's).
+    pub fn resource_vars(&self, runtime: RuntimeKind) -> NameVars<'_> {
+        NameVars {
+            host: Some(match runtime {
+                RuntimeKind::Local | RuntimeKind::Auto => "localhost",
+                RuntimeKind::Docker | RuntimeKind::External => "host.docker.internal",
+            }),
+            ..self.name_vars()
         }
     }
 

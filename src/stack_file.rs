@@ -495,13 +495,16 @@ pub fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Values substituted into names: `${env}`, `${region}`, `${account}`, `${experiment}`.
+/// Values substituted into names: `${env}`, `${region}`, `${account}`, `${experiment}`, and
+/// `${host}` (how the AWS engine reaches this machine: `localhost` for a local process,
+/// `host.docker.internal` from a container).
 #[derive(Debug, Clone, Default)]
 pub struct NameVars<'a> {
     pub env: &'a str,
     pub region: &'a str,
     pub account: &'a str,
     pub experiment: Option<&'a str>,
+    pub host: Option<&'a str>,
 }
 
 impl NameVars<'_> {
@@ -513,6 +516,9 @@ impl NameVars<'_> {
             .replace("${account}", self.account);
         if let Some(experiment) = self.experiment {
             name = name.replace("${experiment}", experiment);
+        }
+        if let Some(host) = self.host {
+            name = name.replace("${host}", host);
         }
         name
     }
@@ -643,8 +649,13 @@ mod tests {
             region: "us-east-1",
             account: "000000000000",
             experiment: Some("e1"),
+            host: Some("host.docker.internal"),
         };
         assert_eq!(vars.expand("experiments-${env}"), "experiments-staging");
+        assert_eq!(
+            vars.expand("http://${host}:3000/v1/workResults"),
+            "http://host.docker.internal:3000/v1/workResults"
+        );
         assert_eq!(vars.expand("b-${env}-${account}"), "b-staging-000000000000");
         assert_eq!(vars.expand("${experiment}/r.rds"), "e1/r.rds");
         assert_eq!(vars.expand("x-${region}"), "x-us-east-1");

@@ -27,7 +27,10 @@ pub async fn execute(
     let mut created = Default::default();
     if !args.load.dry_run {
         let step = reporter.step("checking declared resources");
-        match ensure_all(&clients, &settings.stack, &settings.name_vars()).await {
+        let runtime = recorded
+            .as_ref()
+            .map_or(crate::cli::RuntimeKind::Local, |r| r.runtime);
+        match ensure_all(&clients, &settings.stack, &settings.resource_vars(runtime)).await {
             Ok(ensured) => {
                 step.done(crate::resources::summary(&ensured));
                 created = crate::stack::lifecycle::created_tables(&ensured);

@@ -269,6 +269,7 @@ mod tests {
             region: "eu-west-1",
             account: "000000000000",
             experiment: None,
+            host: None,
         };
         Rules::compile(&StackFile::built_in().data.rules, &vars).unwrap()
     }

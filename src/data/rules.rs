@@ -135,6 +135,7 @@ mod tests {
             region: "eu-west-1",
             account: "000000000000",
             experiment: None,
+            host: None,
         };
         Rules::compile(&stack.data.rules, &vars).unwrap()
     }

@@ -104,7 +104,8 @@ pub async fn ensure_declared(
     stack: &mut RunningStack,
 ) -> Result<Vec<Ensured>> {
     let step = reporter.step("creating declared resources");
-    let ensured = match ensure_all(clients, &settings.stack, &settings.name_vars()).await {
+    let vars = settings.resource_vars(stack.state.runtime);
+    let ensured = match ensure_all(clients, &settings.stack, &vars).await {
         Ok(ensured) => {
             step.done(crate::resources::summary(&ensured));
             ensured

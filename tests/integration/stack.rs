@@ -496,3 +496,186 @@ fn interrupting_a_run_while_it_starts_stops_what_was_starting() {
     );
     assert!(!project.path().join(".inframock/state.json").exists());
 }
+
+/// A small HTTP server standing in for the API on this machine: records each POST (path, SNS
+/// `Type`, `Message`; for a subscription confirmation its topic and token, which the test confirms
+/// with ConfirmSubscription as the API does).
+struct Subscriber {
+    port: u16,
+    received: std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>,
+}
+
+impl Subscriber {
+    fn start() -> Subscriber {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = std::sync::Arc::clone(&received);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = header.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let mut stream = stream;
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_string();
+                let Ok(message) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                    continue;
+                };
+                let kind = message["Type"].as_str().unwrap_or("").to_string();
+                let text = if kind == "SubscriptionConfirmation" {
+                    // Kept for the test to confirm with ConfirmSubscription.
+                    format!(
+                        "{} {}",
+                        message["TopicArn"].as_str().unwrap_or(""),
+                        message["Token"].as_str().unwrap_or("")
+                    )
+                } else {
+                    message["Message"].as_str().unwrap_or("").to_string()
+                };
+                record.lock().unwrap().push((path, kind, text));
+            }
+        });
+        Subscriber { port, received }
+    }
+
+    /// The (topic ARN, token) of each subscription confirmation received so far.
+    fn confirmations(&self) -> Vec<(String, String)> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, kind, _)| kind == "SubscriptionConfirmation")
+            .filter_map(|(_, _, text)| text.split_once(' '))
+            .map(|(topic, token)| (topic.to_string(), token.to_string()))
+            .collect()
+    }
+
+    /// The notifications received at `path` (their messages), waiting up to 10 s for `count`.
+    fn notifications(&self, path: &str, count: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let found: Vec<String> = self
+                .received
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(p, kind, _)| p == path && kind == "Notification")
+                .map(|(_, _, message)| message.clone())
+                .collect();
+            if found.len() >= count || std::time::Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn the_original_stacks_http_subscriptions_deliver_results_to_a_local_api() {
+    let api = Subscriber::start();
+    let project = Project::new();
+    // The built-in stack's subscriptions, on the free port of this test's stand-in API.
+    let built_in = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/default_stack.toml"),
+    )
+    .unwrap();
+    assert!(built_in.contains("endpoint = \"http://${host}:3000/v1/workResults\""));
+    assert!(built_in.contains("endpoint = \"http://${host}:3000/v1/pipelineResults\""));
+    project.write(
+        "inframock.toml",
+        built_in.replace("${host}:3000", &format!("${{host}}:{}", api.port)),
+    );
+    project.start(&["--no-populate"]);
+    let runtime = crate::support::runtime();
+    let aws = crate::support::clients(&runtime, &project.endpoint());
+    let topic = runtime
+        .block_on(
+            aws.sns
+                .create_topic()
+                .name("work-results-development-default")
+                .send(),
+        )
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_string();
+    let publish = |message: &str, kind: &str| {
+        runtime
+            .block_on(
+                aws.sns
+                    .publish()
+                    .topic_arn(&topic)
+                    .message(message)
+                    .message_attributes(
+                        "type",
+                        aws_sdk_sns::types::MessageAttributeValue::builder()
+                            .data_type("String")
+                            .string_value(kind)
+                            .build()
+                            .unwrap(),
+                    )
+                    .send(),
+            )
+            .expect("publish");
+    };
+    // Engine difference: MiniStack (like AWS and LocalStack) sends a SubscriptionConfirmation and
+    // delivers once the API confirms it (ConfirmSubscription; its SubscribeURL answers 404 to a
+    // GET); moto confirms by itself and delivers at once.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for (topic_arn, token) in api.confirmations() {
+        runtime
+            .block_on(
+                aws.sns
+                    .confirm_subscription()
+                    .topic_arn(topic_arn)
+                    .token(token)
+                    .send(),
+            )
+            .expect("ConfirmSubscription");
+    }
+    if crate::support::engine() == "ministack" {
+        assert_eq!(
+            api.confirmations().len(),
+            2,
+            "one confirmation per HTTP subscription"
+        );
+    }
+    publish("work done", "WorkResponse");
+    publish("pipeline done", "PipelineResponse");
+    publish("nobody's", "SomethingElse");
+    assert_eq!(api.notifications("/v1/workResults", 1), ["work done"]);
+    assert_eq!(
+        api.notifications("/v1/pipelineResults", 1),
+        ["pipeline done"]
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let all: usize = ["/v1/workResults", "/v1/pipelineResults"]
+        .iter()
+        .map(|p| api.notifications(p, 0).len())
+        .sum();
+    assert_eq!(all, 2, "the filter policies keep the other message out");
+}

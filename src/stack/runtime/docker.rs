@@ -273,6 +273,9 @@ impl DockerRuntime {
             host_config: Some(HostConfig {
                 port_bindings: Some(bindings),
                 network_mode: Some(network.to_string()),
+                // `${host}` in declared resources (an SNS HTTP subscription to an API on this
+                // machine) resolves from inside the container, on Linux too.
+                extra_hosts: Some(vec!["host.docker.internal:host-gateway".to_string()]),
                 ..Default::default()
             }),
             ..Default::default()
