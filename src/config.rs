@@ -111,6 +111,8 @@ pub struct MockSettings {
     pub flaky: Option<crate::mock::flaky::FlakySettings>,
     /// `scenario_errors_as_500` of `[services.mock]`.
     pub scenario_errors_as_500: bool,
+    /// `[[services.mock.sinks]]`.
+    pub sinks: Vec<crate::mock::sinks::SinkDecl>,
 }
 
 /// Whether a command can work without a usable `inframock.toml` (from the recorded state alone).
@@ -232,6 +234,7 @@ impl Settings {
                 .collect(),
             flaky: mock_section.flaky.clone(),
             scenario_errors_as_500: mock_section.scenario_errors_as_500,
+            sinks: mock_section.sinks.clone(),
         };
         Ok(Settings {
             services,

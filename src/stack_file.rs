@@ -157,6 +157,9 @@ pub struct MockSection {
     /// Answer a scenario step whose status is not 200 with a bare `500`, as the seed did.
     #[serde(default)]
     pub scenario_errors_as_500: bool,
+    /// Event sinks standing in for the seed's ingestion and logger services.
+    #[serde(default)]
+    pub sinks: Vec<crate::mock::sinks::SinkDecl>,
 }
 
 /// `[[services.mock.routes]]`: requests whose path starts with `prefix` go to `upstream`, the

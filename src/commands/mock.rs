@@ -52,6 +52,8 @@ pub fn options(settings: &Settings, args: &MockServeArgs) -> MockOptions {
             .collect(),
         flaky: flaky_settings(&mock.flaky, args),
         scenario_errors_as_500: args.scenario_errors_as_500 || mock.scenario_errors_as_500,
+        sinks: mock.sinks.clone(),
+        sinks_dir: settings.state_dir().join("sinks"),
         mocks_dir,
         mocks_required,
         journal_capacity: args.journal_size.unwrap_or(mock.journal_size),

@@ -24,6 +24,8 @@ pub enum Outcome {
     Unmatched,
     /// The flaky responder answered (the scenario seed's mimicked backend).
     Flaky,
+    /// An event sink took it.
+    Sink(String),
     /// Deliberately not answered (a scenario step with status 0, the flaky responder's silence):
     /// the connection was held, then closed.
     NoAnswer,
@@ -56,6 +58,7 @@ impl JournalEntry {
             Outcome::Proxied(id) => ("proxied", id.as_deref()),
             Outcome::Unmatched => ("unmatched", None),
             Outcome::Flaky => ("flaky", None),
+            Outcome::Sink(name) => ("sink", Some(name.as_str())),
             Outcome::NoAnswer => ("no answer", None),
         };
         let headers: serde_json::Map<String, Value> = self

@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod routes;
 pub mod scenario;
 pub mod server;
+pub mod sinks;
 pub mod store;
 
 use std::net::{IpAddr, SocketAddr};
@@ -55,6 +56,9 @@ pub struct MockOptions {
     pub flaky: Option<flaky::FlakySettings>,
     /// Answer a scenario step whose status is not 200 with a bare 500, as the seed did.
     pub scenario_errors_as_500: bool,
+    /// Event sinks (the seed's ingestion and logger services) and the folder of their files.
+    pub sinks: Vec<sinks::SinkDecl>,
+    pub sinks_dir: PathBuf,
     /// Folder of `*.json` expectations loaded at start, also the base of handler paths.
     pub mocks_dir: PathBuf,
     /// Whether a missing mocks folder is an error (it was named explicitly).
@@ -91,6 +95,12 @@ impl MockServer {
         if let Some(flaky) = &options.flaky {
             flaky.validate().map_err(anyhow::Error::msg)?;
         }
+        let sinks = options
+            .sinks
+            .iter()
+            .map(|decl| sinks::Sink::new(decl.clone(), &options.sinks_dir))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
         let routes = Routes::new(
             &options.routes,
             options.upstream.as_deref(),
@@ -110,6 +120,7 @@ impl MockServer {
             ),
             admin_any_host: options.admin_any_host,
             flaky: options.flaky.clone().map(flaky::Flaky::new),
+            sinks,
             scenario_errors_as_500: options.scenario_errors_as_500,
         });
         let listener = match TcpListener::bind((options.bind, options.port)).await {

@@ -20,6 +20,7 @@ use super::journal::{now_ms, Journal, JournalEntry, JournalQuery, Outcome};
 use super::proxy::{Body, BoxError};
 use super::routes::{Destination, Routes};
 use super::scenario::{self, Scenario};
+use super::sinks::Sink;
 use super::store::{Lookup, Source, Store};
 
 /// Largest request body read into memory (admin calls, body matching, handlers).
@@ -41,6 +42,8 @@ pub struct MockState {
     pub flaky: Option<Flaky>,
     /// Answer a scenario step whose status is not 200 with a bare `500`, as the seed did.
     pub scenario_errors_as_500: bool,
+    /// Event sinks: the seed's ingestion and logger services.
+    pub sinks: Vec<Sink>,
 }
 
 /// Returned instead of a response to close the connection without answering.
@@ -110,11 +113,12 @@ async fn admin(
                 json_response(StatusCode::OK, &state.store.list_by_path())
             }
         }
-        ("/mocker/history", &Method::GET) => json_response(StatusCode::OK, &state.journal.history()),
+        ("/mocker/history", &Method::GET) => json_response(StatusCode::OK, &history(state)),
         ("/mocker/reset", &Method::POST) => match state.store.reset() {
             Ok(()) => {
                 state.scenario.clear();
                 state.journal.clear();
+                state.sinks.iter().for_each(Sink::clear);
                 json_response(
                     StatusCode::OK,
                     &json!({"status": "ok", "expectations": state.store.len()}),
@@ -437,6 +441,19 @@ async fn answer(
     query: &[(String, String)],
     counter: &Arc<AtomicU64>,
 ) -> (Response<Body>, Outcome) {
+    if let Some(sink) = state.sinks.iter().find(|s| path.starts_with(&s.decl.path)) {
+        if parts.method == Method::POST {
+            let bytes = match body.bytes(counter).await {
+                Ok(bytes) => bytes,
+                Err(response) => return (response, Outcome::Sink(sink.decl.name.clone())),
+            };
+            let (status, answer) = sink.accept(&parts.headers, &bytes);
+            return (
+                json_response(status, &answer),
+                Outcome::Sink(sink.decl.name.clone()),
+            );
+        }
+    }
     if path == "/" {
         if let Some(step) = state.scenario.next(time_seconds()) {
             body.note_size(counter);
@@ -646,6 +663,20 @@ fn time_seconds() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `GET /mocker/history`: the journal's calls plus what the sinks took, as the seed lists them.
+fn history(state: &MockState) -> Value {
+    let mut history = state.journal.history();
+    for (key, kind) in [
+        ("external_logger_events", "events"),
+        ("external_logger_scriptlogs", "scriptlogs"),
+        ("unauthenticated_external_logs", "unauthenticated"),
+    ] {
+        let records: Vec<Value> = state.sinks.iter().flat_map(|s| s.recent(kind)).collect();
+        history[key] = Value::Array(records);
+    }
+    history
 }
 
 /// A body with the content type its text suggests (JSON or plain text).

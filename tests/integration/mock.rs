@@ -333,6 +333,85 @@ fn routes_by_prefix_rewrite_and_fall_back_like_the_mockserver_seed() {
 }
 
 #[test]
+fn ingestion_and_logger_sinks_take_keyed_events_and_show_them_in_history() {
+    std::env::set_var("INFRAMOCK_TEST_INGEST_KEY", "s3cret");
+    let mock = Mock::start_in(
+        |dir| {
+            std::fs::write(
+                dir.join("inframock.toml"),
+                r#"[[services.mock.sinks]]
+name = "ingestion"
+kind = "ingestion"
+path = "/v1/ingest"
+api_key_env = "INFRAMOCK_TEST_INGEST_KEY"
+
+[[services.mock.sinks]]
+name = "logger"
+kind = "logger"
+path = "/v2"
+api_key_env = "INFRAMOCK_TEST_INGEST_KEY"
+"#,
+            )
+            .unwrap();
+        },
+        &[],
+    );
+    let client = crate::support::http::Client::new();
+    let send = |path: &str, key: Option<&str>, body: &str| {
+        let mut request = client.post(mock.url(path)).body(body.to_string());
+        if let Some(key) = key {
+            request = request.header("Secret-Key", key);
+        }
+        request.header("deviceID", "device-7")
+    };
+    runtime().block_on(async {
+        let events = "EVENTS ::: 2026-11-26T10:00:00.000Z ::: session1 ::: click ::: {\"button\": \"ok\"}\nSCRIPTLOGS ::: 2026-11-26T10:00:01.000Z ::: deploy9 ::: info ::: {\"line\": 3}\n";
+        let response = send("/v1/ingest", Some("s3cret"), events).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let logs = "METRICS::: 2026-11-26T10:00:02Z ::: latency ::: {\"ms\": 12}\n";
+        assert_eq!(send("/v2", Some("s3cret"), logs).send().await.unwrap().status(), 200);
+        let wrong = send("/v1/ingest", Some("guess"), events).send().await.unwrap();
+        assert_eq!(wrong.status(), 401);
+        let missing = send("/v1/ingest", None, events).send().await.unwrap();
+        assert_eq!(missing.status(), 401);
+        let malformed = send("/v1/ingest", Some("s3cret"), "EVENTS ::: yesterday ::: x").send().await.unwrap();
+        assert_eq!(malformed.status(), 400);
+
+        let (_, history) = get(&client, &mock.url("/mocker/history")).await;
+        let history: Value = serde_json::from_str(&history).unwrap();
+        let events = history["external_logger_events"].as_array().unwrap();
+        assert_eq!(events.len(), 2, "ingestion EVENTS and the logger's line: {history}");
+        assert_eq!(events[0]["sessionId"], "session1");
+        assert_eq!(events[0]["event_json"]["button"], "ok");
+        assert_eq!(events[0]["deviceID"], "device-7");
+        assert_eq!(history["external_logger_scriptlogs"][0]["deploymentId"], "deploy9");
+        assert_eq!(history["unauthenticated_external_logs"].as_array().unwrap().len(), 2);
+        // The journal shows them too.
+        let (_, journal) = get(&client, &mock.url("/mocker/requests?path=/v1/ingest")).await;
+        let journal: Value = serde_json::from_str(&journal).unwrap();
+        assert_eq!(journal["requests"].as_array().unwrap().len(), 4);
+        assert_eq!(journal["requests"][0]["matched"], "sink");
+    });
+    let sinks = mock.dir.path().join(".inframock/sinks");
+    let lines = |file: &str| {
+        std::fs::read_to_string(sinks.join(file))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert_eq!(lines("ingestion.jsonl"), 2);
+    assert_eq!(lines("logger.jsonl"), 1);
+    assert_eq!(lines("ingestion.unauthenticated.jsonl"), 2);
+    assert_eq!(lines("ingestion.dropped.jsonl"), 1);
+    let key_in_files = std::fs::read_dir(&sinks).unwrap().flatten().any(|f| {
+        std::fs::read_to_string(f.path())
+            .unwrap_or_default()
+            .contains("s3cret")
+    });
+    assert!(!key_in_files, "the key is never written down");
+}
+
+#[test]
 fn matches_on_method_path_query_headers_and_json_body_newest_first() {
     let mock = Mock::start(&[]);
     let client = crate::support::http::Client::new();
