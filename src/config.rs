@@ -466,22 +466,16 @@ fn declared_service(
                 );
             }
             catalog::ServiceKind {
-                id: "custom".into(),
-                summary: format!("{name} (declared)"),
-                local: None,
-                image: None,
-                container_port: 0,
-                container_env: Vec::new(),
-                pass_env: Vec::new(),
-                default_port: 0,
-                probe: catalog::ProbeSpec::Tcp,
-                url: "tcp://localhost:{port}".into(),
                 env_var: Some(format!(
                     "{}_URL",
                     name.to_ascii_uppercase().replace('-', "_")
                 )),
-                reset: catalog::ResetSpec::Keeps,
-                version: catalog::VersionSpec::Unknown,
+                ..catalog::ServiceKind::bare(
+                    "custom",
+                    &format!("{name} (declared)"),
+                    catalog::ProbeSpec::Tcp,
+                    "tcp://localhost:{port}",
+                )
             }
         }
     };

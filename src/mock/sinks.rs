@@ -206,27 +206,15 @@ impl Sink {
             }
             SinkKind::Logger => match fields.as_slice() {
                 [prefix, timestamp, category, data] if data.starts_with('{') => {
-                    check_word(prefix, "prefix")?;
-                    check_timestamp(timestamp)?;
+                    let file = logger_file(prefix, timestamp)?;
                     let parsed = json_object(data)?;
-                    let file = if *prefix == "METRICS" {
-                        "metrics"
-                    } else {
-                        "logs"
-                    };
                     Ok((
                         "events",
                         json!({"logPrefix": prefix, "timestamp": timestamp, "category": category, "parsed_json": parsed, "file": file}),
                     ))
                 }
                 [prefix, timestamp, rest @ ..] if !rest.is_empty() => {
-                    check_word(prefix, "prefix")?;
-                    check_timestamp(timestamp)?;
-                    let file = if *prefix == "METRICS" {
-                        "metrics"
-                    } else {
-                        "logs"
-                    };
+                    let file = logger_file(prefix, timestamp)?;
                     Ok((
                         "events",
                         json!({"logPrefix": prefix, "timestamp": timestamp, "logMessage": rest.join(" ::: "), "file": file}),
@@ -266,6 +254,17 @@ impl Sink {
             recent.push((kind, record));
         }
     }
+}
+
+/// Checks a logger line's prefix and time; the file the seed's logger wrote it to.
+fn logger_file(prefix: &str, timestamp: &str) -> Result<&'static str, String> {
+    check_word(prefix, "prefix")?;
+    check_timestamp(timestamp)?;
+    Ok(if prefix == "METRICS" {
+        "metrics"
+    } else {
+        "logs"
+    })
 }
 
 fn check_word(text: &str, what: &str) -> Result<(), String> {

@@ -344,28 +344,35 @@ pub fn helper(id: &str) -> ServiceKind {
             ProbeSpec::Alive,
         ),
     };
-    ServiceKind {
-        id: id.to_string(),
-        summary: summary.to_string(),
-        local: None,
-        image: None,
-        container_port: 0,
-        container_env: Vec::new(),
-        pass_env: Vec::new(),
-        default_port: 0,
-        probe,
-        url: if id == "queues" {
-            String::new()
-        } else {
-            "http://localhost:{port}".into()
-        },
-        env_var: None,
-        reset: ResetSpec::Keeps,
-        version: VersionSpec::Unknown,
-    }
+    let url = if id == "queues" {
+        ""
+    } else {
+        "http://localhost:{port}"
+    };
+    ServiceKind::bare(id, summary, probe, url)
 }
 
 impl ServiceKind {
+    /// A kind with nothing but a summary, a probe and a URL: no local form, no image, not
+    /// exported, kept by `reset` (our helpers; the start of a declared service's own kind).
+    pub fn bare(id: &str, summary: &str, probe: ProbeSpec, url: &str) -> ServiceKind {
+        ServiceKind {
+            id: id.to_string(),
+            summary: summary.to_string(),
+            local: None,
+            image: None,
+            container_port: 0,
+            container_env: Vec::new(),
+            pass_env: Vec::new(),
+            default_port: 0,
+            probe,
+            url: url.to_string(),
+            env_var: None,
+            reset: ResetSpec::Keeps,
+            version: VersionSpec::Unknown,
+        }
+    }
+
     /// The URL clients use when it listens on `port` of this machine.
     pub fn url_at(&self, port: u16) -> String {
         self.url.replace("{port}", &port.to_string())
