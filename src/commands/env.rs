@@ -106,30 +106,41 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn declared_services_are_exported_under_their_kinds_variables() {
-        let settings = settings(
-            "[services.cache]\npreset = 'memcached'\n[services.db]\npreset = 'postgres'\nenv_var = 'MAIN_DB'\n",
-        );
-        let stack = StackState {
+    /// A stack on the local runtime in eu-west-1 / development.
+    fn local_stack(
+        services: Vec<ServiceRecord>,
+        fault_proxies: Vec<crate::stack::state::FaultProxyRecord>,
+    ) -> StackState {
+        StackState {
             project: "p".into(),
             runtime: RuntimeKind::Local,
             started_at: 0,
             region: "eu-west-1".into(),
             cluster_env: "development".into(),
-            services: vec![
+            services,
+            fault_proxies,
+        }
+    }
+
+    #[test]
+    fn declared_services_are_exported_under_their_kinds_variables() {
+        let settings = settings(
+            "[services.cache]\npreset = 'memcached'\n[services.db]\npreset = 'postgres'\nenv_var = 'MAIN_DB'\n",
+        );
+        let stack = local_stack(
+            vec![
                 record(ServiceName::named("cache"), "memcached://localhost:11211"),
                 record(
                     ServiceName::named("db"),
                     "postgres://postgres@localhost:5432/postgres",
                 ),
             ],
-            fault_proxies: vec![crate::stack::state::FaultProxyRecord {
+            vec![crate::stack::state::FaultProxyRecord {
                 service: ServiceName::named("cache"),
                 port: 21211,
                 target_port: 11211,
             }],
-        };
+        );
         let lines = export_lines(&settings, &stack);
         assert!(
             lines.contains(&"export MEMCACHED_URL=memcached://localhost:21211".to_string()),
@@ -145,18 +156,13 @@ mod tests {
 
     #[test]
     fn exports_endpoint_region_credentials_and_redis() {
-        let stack = StackState {
-            project: "p".into(),
-            runtime: RuntimeKind::Local,
-            started_at: 0,
-            region: "eu-west-1".into(),
-            cluster_env: "development".into(),
-            services: vec![
+        let stack = local_stack(
+            vec![
                 record(ServiceName::Aws, "http://localhost:4566"),
                 record(ServiceName::Redis, "redis://localhost:6379"),
             ],
-            fault_proxies: Vec::new(),
-        };
+            Vec::new(),
+        );
         let lines = export_lines(&settings(""), &stack);
         assert_eq!(
             lines,
@@ -174,19 +180,14 @@ mod tests {
 
     #[test]
     fn a_fault_proxy_is_what_applications_use() {
-        let stack = StackState {
-            project: "p".into(),
-            runtime: RuntimeKind::Local,
-            started_at: 0,
-            region: "eu-west-1".into(),
-            cluster_env: "development".into(),
-            services: vec![record(ServiceName::Redis, "redis://localhost:6379")],
-            fault_proxies: vec![crate::stack::state::FaultProxyRecord {
+        let stack = local_stack(
+            vec![record(ServiceName::Redis, "redis://localhost:6379")],
+            vec![crate::stack::state::FaultProxyRecord {
                 service: ServiceName::Redis,
                 port: 16379,
                 target_port: 6379,
             }],
-        };
+        );
         assert!(export_lines(&settings(""), &stack)
             .contains(&"export REDIS_URL=redis://localhost:16379".to_string()));
     }

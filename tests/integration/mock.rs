@@ -175,10 +175,7 @@ fn expectations_api_is_compatible_with_the_mockserver_seed() {
 
 #[test]
 fn the_mockserver_seeds_clients_see_its_answers_word_for_word() {
-    let rt = runtime();
-    let upstream = rt.block_on(start_upstream());
-    let mock = Mock::start(&["--upstream", &format!("http://{upstream}")]);
-    let client = crate::support::http::Client::new();
+    let (rt, _upstream, mock, client) = with_upstream("");
     rt.block_on(async {
         // The path is stored without its query: it answers /mds/q with any query or none.
         let (status, created) = post(
@@ -681,6 +678,21 @@ fn scenario_api_serves_the_next_responses_of_root_and_lists_request_times() {
     });
 }
 
+/// A runtime, an echoing upstream, a mock forwarding to it (under `prefix`) and a client.
+fn with_upstream(
+    prefix: &str,
+) -> (
+    tokio::runtime::Runtime,
+    SocketAddr,
+    Mock,
+    crate::support::http::Client,
+) {
+    let rt = runtime();
+    let upstream = rt.block_on(start_upstream());
+    let mock = Mock::start(&["--upstream", &format!("http://{upstream}{prefix}")]);
+    (rt, upstream, mock, crate::support::http::Client::new())
+}
+
 /// A second local server: echoes what it received as JSON, or streams `/big?bytes=N`.
 async fn start_upstream() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -743,10 +755,7 @@ async fn upstream_answer(
 
 #[test]
 fn proxies_unmatched_requests_to_the_upstream_streaming_both_ways() {
-    let rt = runtime();
-    let upstream = rt.block_on(start_upstream());
-    let mock = Mock::start(&["--upstream", &format!("http://{upstream}/base")]);
-    let client = crate::support::http::Client::new();
+    let (rt, upstream, mock, client) = with_upstream("/base");
     rt.block_on(async {
         let payload: Vec<u8> = (0..20 * 1024 * 1024)
             .map(|i: u32| (i % 241) as u8)
