@@ -43,6 +43,9 @@ pub struct Settings {
     pub runtime: RuntimeKind,
     /// How each service is set up: one entry for every [`ServiceName`].
     pub services: BTreeMap<ServiceName, ServiceSettings>,
+    /// The aws service of the docker runtime when no engine is named: LocalStack, the docker
+    /// runtime's engine before engines could be chosen (the local runtime's default is moto).
+    pub docker_default_aws: Option<ServiceSettings>,
     pub region: String,
     pub cluster_env: String,
     pub account: String,
@@ -209,7 +212,7 @@ impl Settings {
                 "--runtime external needs --endpoint-url URL (or INFRAMOCK_ENDPOINT_URL) naming the AWS endpoint to use"
             );
         }
-        let services = resolve_services(args, &stack, current_dir)?;
+        let (services, docker_default_aws) = resolve_services(args, &stack, current_dir)?;
         let mock_section = &stack.services.mock;
         let mock = MockSettings {
             enabled: mock_section.enabled,
@@ -238,6 +241,7 @@ impl Settings {
         };
         Ok(Settings {
             services,
+            docker_default_aws,
             mock,
             ready_timeout: args
                 .ready_timeout
@@ -271,6 +275,19 @@ impl Settings {
         self.services
             .get(name)
             .unwrap_or_else(|| &self.services[&ServiceName::Queues])
+    }
+
+    /// The settings as `runtime` uses them: with no engine named, the docker runtime runs
+    /// LocalStack (its engine before engines could be chosen), the local runtime moto.
+    pub fn for_runtime(&self, runtime: RuntimeKind) -> std::borrow::Cow<'_, Settings> {
+        match (&self.docker_default_aws, runtime) {
+            (Some(aws), RuntimeKind::Docker) => {
+                let mut settings = self.clone();
+                settings.services.insert(ServiceName::Aws, aws.clone());
+                std::borrow::Cow::Owned(settings)
+            }
+            _ => std::borrow::Cow::Borrowed(self),
+        }
     }
 
     /// The services a runtime starts (processes or containers), in start order: aws, redis, then
@@ -331,17 +348,22 @@ impl Settings {
 
 /// The settings of every service: flags > `[services.<name>]` of the stack file > the kind's
 /// defaults (`stack::catalog`). The built-in services come first, then the declared ones by name.
+#[allow(clippy::type_complexity)]
 fn resolve_services(
     args: &GlobalArgs,
     stack: &StackFile,
     current_dir: &Path,
-) -> Result<BTreeMap<ServiceName, ServiceSettings>> {
+) -> Result<(
+    BTreeMap<ServiceName, ServiceSettings>,
+    Option<ServiceSettings>,
+)> {
     let sections = &stack.services;
     if sections.redis.engine.is_some() {
         anyhow::bail!("`engine` of [services.redis] in inframock.toml: only [services.aws] has an engine (moto, ministack, localstack); remove it");
     }
-    let engine_id = non_empty(args.engine.clone())
-        .or(sections.aws.engine.clone())
+    let named_engine = non_empty(args.engine.clone()).or(sections.aws.engine.clone());
+    let engine_id = named_engine
+        .clone()
         .unwrap_or_else(|| catalog::ENGINES[0].to_string());
     let engine = catalog::engine(&engine_id).with_context(|| {
         format!(
@@ -371,6 +393,17 @@ fn resolve_services(
             env: Vec::new(),
             kind,
         }
+    };
+    let docker_default_aws = match named_engine {
+        Some(_) => None,
+        None => Some(built_in(
+            catalog::engine("localstack").context("the localstack engine is described")?,
+            &sections.aws,
+            args.aws_port,
+            "--aws-port",
+            &args.moto_server,
+            &args.aws_image,
+        )),
     };
     services.insert(
         ServiceName::Aws,
@@ -434,7 +467,7 @@ fn resolve_services(
         }
         services.insert(ServiceName::Declared(name.as_str().into()), settings);
     }
-    Ok(services)
+    Ok((services, docker_default_aws))
 }
 
 /// A declared service: its preset (or a kind of its own) with the section's fields over it.
@@ -655,6 +688,31 @@ mod tests {
             s.service(&ServiceName::Aws).container.image,
             "motoserver/moto:5.1.0",
             "the default engine's image"
+        );
+        let docker = s.for_runtime(RuntimeKind::Docker);
+        assert_eq!(
+            (
+                docker.service(&ServiceName::Aws).kind.id.as_str(),
+                docker.service(&ServiceName::Aws).container.image.as_str()
+            ),
+            ("localstack", "localstack/localstack:4.14.0"),
+            "no engine named: the docker runtime runs LocalStack, as before"
+        );
+        let named = resolve(
+            GlobalArgs {
+                engine: Some("moto".into()),
+                ..GlobalArgs::default()
+            },
+            dir.path(),
+        );
+        assert_eq!(
+            named
+                .for_runtime(RuntimeKind::Docker)
+                .service(&ServiceName::Aws)
+                .kind
+                .id,
+            "moto",
+            "a named engine is the engine on every runtime"
         );
         assert_eq!(
             s.service(&ServiceName::Redis).container.image,

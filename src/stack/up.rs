@@ -63,6 +63,7 @@ pub async fn bring_up(
 ) -> Result<RunningStack> {
     let began = Instant::now();
     let runtime = runtime::choose(settings, reporter).await?;
+    let settings = &*settings.for_runtime(runtime.kind());
     let state_dir = settings.ensure_state_dir()?;
     let previous = state::read(&state_dir)?;
     refuse_runtime_switch(previous.as_ref(), runtime.as_ref()).await?;

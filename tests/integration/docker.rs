@@ -617,6 +617,10 @@ faults_port = 0
         "{kinds:?}"
     );
     assert!(
+        kinds.contains(&("aws".into(), "localstack".into())),
+        "no engine named: the docker runtime runs LocalStack, as before engines: {kinds:?}"
+    );
+    assert!(
         kinds.contains(&("db".into(), "postgres".into())),
         "{kinds:?}"
     );

@@ -160,7 +160,8 @@ pub async fn choose(settings: &Settings, reporter: &Reporter) -> Result<Arc<dyn 
         RuntimeKind::External => Ok(Arc::new(ExternalRuntime)),
         RuntimeKind::Docker => {
             let docker = connect_docker(&settings.project_name).await?;
-            docker.pull_missing_images(settings, reporter).await?;
+            let settings = settings.for_runtime(RuntimeKind::Docker);
+            docker.pull_missing_images(&settings, reporter).await?;
             Ok(Arc::new(docker))
         }
         RuntimeKind::Auto => {
@@ -174,7 +175,8 @@ pub async fn choose(settings: &Settings, reporter: &Reporter) -> Result<Arc<dyn 
                     return Ok(Arc::new(LocalRuntime));
                 }
             };
-            match docker.images_available(settings, reporter).await {
+            let settings = settings.for_runtime(RuntimeKind::Docker);
+            match docker.images_available(&settings, reporter).await {
                 Ok(()) => {
                     reporter.info("runtime auto: using Docker containers");
                     Ok(Arc::new(docker))
