@@ -550,7 +550,24 @@ faults = true
 faults_port = 0
 "#,
     );
-    project.start(&docker_args(&["--no-populate", "--faults-port", "0"]));
+    // No engine named (the harness names one for every other command): the docker runtime keeps
+    // the engine it ran before engines could be chosen, LocalStack (here its stand-in image).
+    let mut start = vec![
+        "run",
+        "--detach",
+        "--json",
+        "--aws-port",
+        "0",
+        "--redis-port",
+        "0",
+    ];
+    start.extend(docker_args(&["--no-populate", "--faults-port", "0"]));
+    let started = project
+        .command(&start)
+        .env_remove("INFRAMOCK_ENGINE")
+        .output()
+        .expect("inframock runs");
+    assert!(started.status.success(), "{}", text(&started.stderr));
     assert_eq!(containers_of(&name).len(), 4, "aws, redis, cache, db");
     let env = project.run_json(&["env", "--json"]);
     let memcached = env["MEMCACHED_URL"]
