@@ -552,16 +552,7 @@ faults_port = 0
     );
     // No engine named (the harness names one for every other command): the docker runtime keeps
     // the engine it ran before engines could be chosen, LocalStack (here its stand-in image).
-    let mut start = vec![
-        "run",
-        "--detach",
-        "--json",
-        "--aws-port",
-        "0",
-        "--redis-port",
-        "0",
-    ];
-    start.extend(docker_args(&["--no-populate", "--faults-port", "0"]));
+    let start = crate::support::start_args(&docker_args(&["--no-populate", "--faults-port", "0"]));
     let started = project
         .command(&start)
         .env_remove("INFRAMOCK_ENGINE")

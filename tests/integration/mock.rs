@@ -95,6 +95,17 @@ async fn post(client: &crate::support::http::Client, url: &str, body: &Value) ->
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// `POST /setscenario`, as the seed's sample code does: the answer is `OK`.
+async fn set_scenario(client: &crate::support::http::Client, mock: &Mock, scenario: &Value) {
+    let response = client
+        .post(mock.url("/setscenario"))
+        .body(scenario.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "OK");
+}
+
 async fn get(client: &crate::support::http::Client, url: &str) -> (u16, String) {
     let response = client.get(url).send().await.expect("GET");
     let status = response.status().as_u16();
@@ -559,13 +570,7 @@ fn the_scenario_seeds_backend_is_mimicked_status_0_and_bare_500s_included() {
     let client = crate::support::http::Client::new();
     runtime().block_on(async {
         let scenario = json!([["quiet", 0, 50], ["busy", 503, 0], ["{\"time\":1}", 200, 0]]);
-        let response = client
-            .post(mock.url("/setscenario"))
-            .body(scenario.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.text().await.unwrap(), "OK");
+        set_scenario(&client, &mock, &scenario).await;
         // Status 0: no answer, the connection is closed.
         let silent = client.get(mock.url("/")).send().await;
         assert!(
@@ -636,13 +641,7 @@ fn scenario_api_serves_the_next_responses_of_root_and_lists_request_times() {
             ["busy", 503, 0],
             ["third", 200, 0]
         ]);
-        let response = client
-            .post(mock.url("/setscenario"))
-            .body(scenario.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.text().await.unwrap(), "OK");
+        set_scenario(&client, &mock, &scenario).await;
         let began = Instant::now();
         let first = client.get(mock.url("/")).send().await.unwrap();
         assert!(began.elapsed() >= Duration::from_millis(300));

@@ -188,7 +188,8 @@ impl Project {
     }
 }
 
-fn start_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+/// `run --detach --json` on free ports plus `extra`.
+pub fn start_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "run",
         "--detach",
