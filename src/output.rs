@@ -73,6 +73,11 @@ impl Step {
     }
 }
 
+/// The width of a text column: its longest entry, at least `minimum`.
+pub fn column_width<'a>(entries: impl Iterator<Item = &'a str>, minimum: usize) -> usize {
+    entries.map(str::len).max().unwrap_or(0).max(minimum)
+}
+
 /// Formats a byte count as B/KiB/MiB/GiB.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];

@@ -255,11 +255,15 @@ fn print_banner(
         stack.ready_after.as_secs_f64()
     );
     println!();
+    let name_width =
+        crate::output::column_width(stack.state.services.iter().map(|s| s.name.as_str()), 6);
+    let url_width =
+        crate::output::column_width(stack.state.services.iter().map(|s| s.url.as_str()), 26);
     for service in &stack.state.services {
         let pid = service.pid.map(|p| format!("pid {p}")).unwrap_or_default();
         let what = crate::stack::lifecycle::kind_of(settings, service).summary;
         println!(
-            "  {:<6} {:<26} {:<10} {what}",
+            "  {:<name_width$} {:<url_width$} {:<10} {what}",
             service.name.as_str(),
             service.url,
             pid

@@ -102,8 +102,9 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
             "project {} (runtime {}, region {}, env {})",
             stack.project, stack.runtime, stack.region, stack.cluster_env
         );
+        let url_width = crate::output::column_width(rows.iter().map(|r| r.url.as_str()), 24);
         println!(
-            "{:<7} {:<22} {:<9} {:<24} {:>6} {:>12}  HEALTH",
+            "{:<7} {:<22} {:<9} {:<url_width$} {:>6} {:>12}  HEALTH",
             "SERVICE", "KIND", "RUNTIME", "URL", "PORT", "PID/ID"
         );
         for row in &rows {
@@ -112,7 +113,7 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
                 None => row.kind.clone(),
             };
             println!(
-                "{:<7} {:<22} {:<9} {:<24} {:>6} {:>12}  {}",
+                "{:<7} {:<22} {:<9} {:<url_width$} {:>6} {:>12}  {}",
                 row.service.as_str(),
                 kind,
                 row.runtime.to_string(),

@@ -54,6 +54,21 @@ pub async fn of_service(
     }
 }
 
+/// The version number in what a program says of itself: `Redis server v=7.0.15 sha=...` → `7.0.15`,
+/// `memcached 1.6.18` → `1.6.18`, `postgres (PostgreSQL) 15.18` → `15.18`; the text itself when it
+/// holds none.
+pub fn version_number(text: &str) -> String {
+    text.split(|c: char| c.is_whitespace() || c == '=')
+        .map(|word| word.trim_start_matches('v'))
+        .find(|word| {
+            word.contains('.')
+                && word
+                    .split('.')
+                    .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()))
+        })
+        .map_or_else(|| text.to_string(), str::to_string)
+}
+
 /// The first line a command prints (stdout, else stderr) within 5 s.
 async fn first_line(program: &std::path::Path, args: &[&str]) -> Option<String> {
     let mut command = tokio::process::Command::new(program);
@@ -73,6 +88,23 @@ async fn first_line(program: &std::path::Path, args: &[&str]) -> Option<String> 
     String::from_utf8_lossy(&text)
         .lines()
         .next()
-        .map(|l| l.trim().to_string())
+        .map(|l| version_number(l.trim()))
         .filter(|l| !l.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_number;
+
+    #[test]
+    fn version_numbers_are_read_out_of_what_programs_say() {
+        assert_eq!(
+            version_number("Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64"),
+            "7.0.15"
+        );
+        assert_eq!(version_number("memcached 1.6.18"), "1.6.18");
+        assert_eq!(version_number("postgres (PostgreSQL) 15.18"), "15.18");
+        assert_eq!(version_number("5.2.5"), "5.2.5");
+        assert_eq!(version_number("nightly"), "nightly");
+    }
 }
