@@ -359,7 +359,10 @@ fn resolve_services(
 )> {
     let sections = &stack.services;
     if sections.redis.engine.is_some() {
-        anyhow::bail!("`engine` of [services.redis] in inframock.toml: only [services.aws] has an engine (moto, ministack, localstack); remove it");
+        anyhow::bail!(
+            "`engine` of [services.redis] in inframock.toml: only [services.aws] has an engine ({}); remove it",
+            catalog::ENGINES.join(", ")
+        );
     }
     let named_engine = non_empty(args.engine.clone()).or(sections.aws.engine.clone());
     let engine_id = named_engine
@@ -394,28 +397,23 @@ fn resolve_services(
             kind,
         }
     };
+    let aws = |kind| {
+        built_in(
+            kind,
+            &sections.aws,
+            args.aws_port,
+            "--aws-port",
+            &args.moto_server,
+            &args.aws_image,
+        )
+    };
     let docker_default_aws = match named_engine {
         Some(_) => None,
-        None => Some(built_in(
-            catalog::engine("localstack").context("the localstack engine is described")?,
-            &sections.aws,
-            args.aws_port,
-            "--aws-port",
-            &args.moto_server,
-            &args.aws_image,
+        None => Some(aws(
+            catalog::engine("localstack").context("the localstack engine is described")?
         )),
     };
-    services.insert(
-        ServiceName::Aws,
-        built_in(
-            engine,
-            &sections.aws,
-            args.aws_port,
-            "--aws-port",
-            &args.moto_server,
-            &args.aws_image,
-        ),
-    );
+    services.insert(ServiceName::Aws, aws(engine));
     let redis = catalog::preset("redis").context("the redis preset is described")?;
     services.insert(
         ServiceName::Redis,

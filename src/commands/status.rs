@@ -59,10 +59,7 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
             None
         };
         let health = if running {
-            match probe_for(settings, record.runtime, &record.name, &record.url)
-                .check()
-                .await
-            {
+            match probe_for(settings, record).check().await {
                 Ok(()) => "healthy".to_string(),
                 Err(e) => format!("unhealthy: {e}"),
             }

@@ -74,13 +74,16 @@ impl FlakySettings {
     }
 }
 
+/// The scenario seed's body of every failure: aiohttp's bare 500 page.
+pub const BARE_500_BODY: &str = "500: Internal Server Error";
+
 /// One answer of the flaky responder.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FlakyAnswer {
     /// Wait `delay`, then answer `status` with `body`.
     Answer {
         delay: Duration,
-        status: u16,
+        status: http::StatusCode,
         body: String,
     },
     /// Hold the connection this long, then close it without an answer.
@@ -117,20 +120,20 @@ impl Flaky {
         if roll < s.no_answer + s.error {
             return FlakyAnswer::Answer {
                 delay,
-                status: 500,
-                body: "500: Internal Server Error".to_string(),
+                status: http::StatusCode::INTERNAL_SERVER_ERROR,
+                body: BARE_500_BODY.to_string(),
             };
         }
         if roll < s.no_answer + s.error + s.invalid_json {
             return FlakyAnswer::Answer {
                 delay,
-                status: 200,
+                status: http::StatusCode::OK,
                 body: format!("{{\"time\": {delay_ms}"),
             };
         }
         FlakyAnswer::Answer {
             delay,
-            status: 200,
+            status: http::StatusCode::OK,
             body: format!("{{\"time\": {delay_ms}}}"),
         }
     }
@@ -164,7 +167,7 @@ mod tests {
             match answer {
                 FlakyAnswer::Answer {
                     delay,
-                    status: 200,
+                    status: http::StatusCode::OK,
                     body,
                 } => {
                     assert!((100..=600).contains(&(delay.as_millis() as u64)));
@@ -176,7 +179,10 @@ mod tests {
                         Err(_) => invalid += 1,
                     }
                 }
-                FlakyAnswer::Answer { status: 500, .. } => errors += 1,
+                FlakyAnswer::Answer {
+                    status: http::StatusCode::INTERNAL_SERVER_ERROR,
+                    ..
+                } => errors += 1,
                 FlakyAnswer::NoAnswer(wait) => {
                     assert_eq!(*wait, Duration::from_secs(10));
                     silent += 1
@@ -199,9 +205,13 @@ mod tests {
             no_answer: 0.0,
             ..FlakySettings::default()
         });
-        assert!(
-            (0..50).all(|_| matches!(always_500.next(), FlakyAnswer::Answer { status: 500, .. }))
-        );
+        assert!((0..50).all(|_| matches!(
+            always_500.next(),
+            FlakyAnswer::Answer {
+                status: http::StatusCode::INTERNAL_SERVER_ERROR,
+                ..
+            }
+        )));
         let bad = FlakySettings {
             error: 0.7,
             invalid_json: 0.5,

@@ -496,14 +496,7 @@ async fn answer(
                         body,
                     } => {
                         tokio::time::sleep(delay).await;
-                        let status = StatusCode::from_u16(status)
-                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                        let response = if status == StatusCode::OK {
-                            typed_text(status, body)
-                        } else {
-                            bare_500()
-                        };
-                        (response, Outcome::Flaky)
+                        (typed_text(status, body), Outcome::Flaky)
                     }
                     FlakyAnswer::NoAnswer(wait) => {
                         tokio::time::sleep(wait).await;
@@ -697,13 +690,10 @@ fn typed_text(status: StatusCode, text: String) -> Response<Body> {
 
 /// The scenario seed's answer to every failure: aiohttp's bare 500 page.
 fn bare_500() -> Response<Body> {
-    let mut response = Response::new(full(Bytes::from_static(b"500: Internal Server Error")));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    typed_text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        super::flaky::BARE_500_BODY.to_string(),
+    )
 }
 
 /// Query parameters, percent-decoded (`+` is a space).

@@ -249,7 +249,7 @@ pub fn kind_of(settings: &Settings, record: &ServiceRecord) -> ServiceKind {
             catalog::preset(id)
         }
     });
-    recorded.unwrap_or_else(|| settings.service(&record.name).kind.clone())
+    recorded.unwrap_or_else(|| configured.clone())
 }
 
 /// Sends one line over TCP to 127.0.0.1:`port` and expects an answer starting with `OK`.

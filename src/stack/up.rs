@@ -167,7 +167,7 @@ async fn start_services(
     for service in to_start {
         if fresh && kind == RuntimeKind::Local {
             // `--fresh` means empty: a declared service's data folder (Postgres) starts anew too.
-            let data_dir = settings.state_dir().join(service.as_str());
+            let data_dir = runtime::local::data_dir(&settings.state_dir(), &service);
             if data_dir.is_dir() {
                 std::fs::remove_dir_all(&data_dir).map_err(|e| {
                     anyhow::anyhow!("--fresh: cannot empty {}: {e}", data_dir.display())
@@ -235,7 +235,7 @@ pub async fn reuse_if_healthy(
     reused: &mut Vec<ServiceName>,
 ) -> Result<()> {
     let service = record.name.clone();
-    let probe = probe_for(settings, record.runtime, &service, &record.url);
+    let probe = probe_for(settings, record);
     let hint = format!("see `inframock logs {service}`");
     let answered = wait_until_ready(
         service.as_str(),
@@ -297,12 +297,7 @@ pub async fn wait_for_started(
     let deadline = settings.ready_timeout;
     let waits = started.iter_mut().map(|item| {
         let service = item.record().name.clone();
-        let probe = probe_for(
-            settings,
-            item.record().runtime,
-            &service,
-            &item.record().url,
-        );
+        let probe = probe_for(settings, item.record());
         let hint = match (&item.record().log, item.record().runtime) {
             (_, RuntimeKind::External) => format!("check that {} is reachable", item.record().url),
             (Some(log), _) => format!(
@@ -334,14 +329,12 @@ pub async fn wait_for_started(
     Ok(())
 }
 
-/// The readiness probe of a service at a URL, run by `runtime`, as its kind describes it.
-pub fn probe_for(
-    settings: &Settings,
-    runtime: RuntimeKind,
-    service: &ServiceName,
-    url: &str,
-) -> Probe {
-    match &settings.service(service).kind.probe {
+/// The readiness probe of a recorded service, as its kind (the recorded one: see
+/// [`super::lifecycle::kind_of`]) describes it.
+pub fn probe_for(settings: &Settings, record: &ServiceRecord) -> Probe {
+    let url = record.url.as_str();
+    let runtime = record.runtime;
+    match &super::lifecycle::kind_of(settings, record).probe {
         ProbeSpec::Aws => Probe::Aws(crate::aws::Endpoint::new(
             url.to_string(),
             settings.region.clone(),

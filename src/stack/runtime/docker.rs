@@ -243,7 +243,7 @@ impl DockerRuntime {
         &self,
         service: &ServiceName,
         container: &ContainerSettings,
-        url_template: &crate::stack::catalog::ServiceKind,
+        kind: &crate::stack::catalog::ServiceKind,
         host_port: u16,
         network: &str,
     ) -> Result<ServiceRecord> {
@@ -312,7 +312,7 @@ impl DockerRuntime {
         };
         Ok(container_record(
             service,
-            url_template.url_at(port),
+            kind.url_at(port),
             port,
             &container.image,
             created.id,

@@ -50,15 +50,9 @@ impl Runtime for LocalRuntime {
         port: u16,
     ) -> BoxFuture<'a, Result<Started>> {
         Box::pin(async move {
-            let service_settings = settings.service(&service);
-            let program = find_program(&service, service_settings, &settings.project_dir)?;
-            let process = spawn_service(
-                &service,
-                service_settings,
-                &program,
-                port,
-                &settings.state_dir(),
-            )?;
+            let program =
+                find_program(&service, settings.service(&service), &settings.project_dir)?;
+            let process = spawn_service(&service, settings, &program, port)?;
             Ok(Started::new(
                 process.record.clone(),
                 std::sync::Arc::new(LocalRuntime),
@@ -357,18 +351,24 @@ fn is_executable(path: &Path) -> bool {
 /// The user a program that refuses root runs as when inframock runs as root.
 const UNPRIVILEGED_USER: (u32, u32) = (65534, 65534);
 
-/// Starts a service's local command on 127.0.0.1:`port` (its data in `.inframock/<service>/`),
-/// logging to `.inframock/logs/<service>.log`. A command with an `init` step (initdb) runs it
-/// first while its data folder is empty.
+/// The folder of a service's own data on the local runtime: `.inframock/<service>/`.
+pub fn data_dir(state_dir: &Path, service: &ServiceName) -> PathBuf {
+    state_dir.join(service.as_str())
+}
+
+/// Starts a service's local command on 127.0.0.1:`port` (its data in [`data_dir`]), logging to
+/// `.inframock/logs/<service>.log`. A command with an `init` step (initdb) runs it first while
+/// its data folder is empty.
 pub fn spawn_service(
     service: &ServiceName,
-    settings: &ServiceSettings,
+    stack_settings: &Settings,
     program: &Path,
     port: u16,
-    state_dir: &Path,
 ) -> Result<StartedProcess> {
+    let settings = stack_settings.service(service);
     let command = local_command(service, settings)?;
-    let data_dir = state_dir.join(service.as_str());
+    let state_dir = stack_settings.state_dir();
+    let data_dir = data_dir(&state_dir, service);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let as_user =
@@ -378,13 +378,17 @@ pub fn spawn_service(
             .with_context(|| format!("cannot hand {} to uid {uid}", data_dir.display()))?;
     }
     let fill = |template: &String| super::super::catalog::expand(template, port, &data_dir);
-    let log = fresh_log(state_dir, service)?;
+    let log = fresh_log(&state_dir, service)?;
     if let Some(init) = &command.init {
         let empty = std::fs::read_dir(&data_dir)
             .map(|mut d| d.next().is_none())
             .unwrap_or(false);
         if empty {
-            run_init(init, program, command, &data_dir, port, as_user, &log)?;
+            if let Some((name, args)) = init.split_first() {
+                let init_program =
+                    init_program(name, program, command, &stack_settings.project_dir)?;
+                run_init(&init_program, args, &data_dir, port, as_user, &log)?;
+            }
         }
     }
     let mut process = Command::new(program);
@@ -398,31 +402,38 @@ pub fn spawn_service(
     spawn(service, process, program, port, url, &log)
 }
 
-/// Runs a kind's `init` command (its program found beside the service's program) and fails with
-/// its output when it fails.
-fn run_init(
-    init: &[String],
-    program: &Path,
+/// The program of a kind's `init` step (`initdb`): beside the service's program, else where the
+/// service's command is looked up.
+fn init_program(
+    name: &str,
+    beside: &Path,
     command: &LocalCommand,
-    data_dir: &Path,
-    port: u16,
-    as_user: Option<(u32, u32)>,
-    log: &Path,
-) -> Result<()> {
-    let Some((name, args)) = init.split_first() else {
-        return Ok(());
-    };
-    let beside = program.parent().map(|dir| dir.join(name));
-    let init_program = beside
+    project_dir: &Path,
+) -> Result<PathBuf> {
+    beside
+        .parent()
+        .map(|dir| dir.join(name))
         .filter(|p| is_executable(p))
-        .or_else(|| locate(name, command, data_dir))
+        .or_else(|| locate(name, command, project_dir))
         .with_context(|| {
             format!(
                 "{name} (the init step of {}) was not found; {}",
                 command.program, command.install_hint
             )
-        })?;
-    let mut init_command = Command::new(&init_program);
+        })
+}
+
+/// Runs a kind's `init` step for `data_dir`; fails with its output when it fails (and empties
+/// `data_dir`, so the next start tries again).
+fn run_init(
+    init_program: &Path,
+    args: &[String],
+    data_dir: &Path,
+    port: u16,
+    as_user: Option<(u32, u32)>,
+    log: &Path,
+) -> Result<()> {
+    let mut init_command = Command::new(init_program);
     init_command.args(
         args.iter()
             .map(|a| super::super::catalog::expand(a, port, data_dir)),
