@@ -269,8 +269,9 @@ impl Settings {
         })
     }
 
-    /// How one service is set up (the built-in ones always; a declared one when the stack file
-    /// declares it, else the settings of a helper-less placeholder).
+    /// How one service is set up: the built-in ones always; a declared one when the stack file
+    /// declares it. A recorded service the stack file no longer declares gets the queue worker's
+    /// settings (no port, no probe); `lifecycle::kind_of` takes its kind from the record instead.
     pub fn service(&self, name: &ServiceName) -> &ServiceSettings {
         self.services
             .get(name)
