@@ -442,11 +442,20 @@ pub struct MockServeArgs {
     /// Python interpreter of handlers (default: <project-dir>/.venv/bin/python3, then python3).
     #[arg(long, env = "INFRAMOCK_PYTHON", value_name = "PATH")]
     pub python: Option<PathBuf>,
-    /// Seconds to connect to the upstream, and again to wait for its answer (then 504).
+    /// Seconds to connect to the upstream, and again to wait for its answer, then 504 (default
+    /// 30, or upstream_timeout_ms of [services.mock]).
     #[arg(long, env = "INFRAMOCK_UPSTREAM_TIMEOUT", value_name = "SECONDS",
-          default_value_t = crate::mock::proxy::DEFAULT_UPSTREAM_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub upstream_timeout: u64,
+    pub upstream_timeout: Option<u64>,
+    /// Most requests in flight to the upstream; beyond it a 503 at once, never queued.
+    #[arg(long, env = "INFRAMOCK_UPSTREAM_LIMIT", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub upstream_limit: Option<u64>,
+    /// Milliseconds after which a second identical request goes to the upstream when the first
+    /// has not answered; the first good answer wins.
+    #[arg(long, env = "INFRAMOCK_UPSTREAM_HEDGE_AFTER_MS", value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub upstream_hedge_after_ms: Option<u64>,
     /// Seconds a client may take to send a request's headers before the connection is closed.
     #[arg(long, env = "INFRAMOCK_HEADER_TIMEOUT", value_name = "SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]

@@ -108,8 +108,10 @@ pub struct MockSettings {
     pub mocks_named: bool,
     pub journal_size: usize,
     pub python: Option<PathBuf>,
-    /// `[[services.mock.routes]]`: (prefix, upstream URL, rewrite).
-    pub routes: Vec<(String, String, Option<String>)>,
+    /// `[[services.mock.routes]]`.
+    pub routes: Vec<crate::mock::routes::RouteDecl>,
+    /// Timeout, limit and hedge of the catch-all upstream (`upstream_*` of `[services.mock]`).
+    pub upstream_policy: crate::mock::proxy::ProxyPolicy,
     /// `[services.mock.flaky]`.
     pub flaky: Option<crate::mock::flaky::FlakySettings>,
     /// `scenario_errors_as_500` of `[services.mock]`.
@@ -230,11 +232,14 @@ impl Settings {
                 .python
                 .as_ref()
                 .map(|p| absolute(&project_dir, p)),
-            routes: mock_section
-                .routes
-                .iter()
-                .map(|r| (r.prefix.clone(), r.upstream.clone(), r.rewrite.clone()))
-                .collect(),
+            routes: mock_section.routes.clone(),
+            upstream_policy: crate::mock::routes::policy(
+                "[services.mock] upstream",
+                mock_section.upstream_timeout_ms,
+                mock_section.upstream_limit,
+                mock_section.upstream_hedge_after_ms,
+            )
+            .map_err(anyhow::Error::msg)?,
             flaky: mock_section.flaky.clone(),
             scenario_errors_as_500: mock_section.scenario_errors_as_500,
             sinks: mock_section.sinks.clone(),

@@ -141,6 +141,13 @@ pub struct MockSection {
     pub port: Option<u16>,
     /// Where requests without a matching expectation are forwarded.
     pub upstream: Option<String>,
+    /// Longest wait for the upstream, in milliseconds (default 30 s; then 504).
+    pub upstream_timeout_ms: Option<u64>,
+    /// Most requests in flight to the upstream; beyond it a 503 at once.
+    pub upstream_limit: Option<usize>,
+    /// Send a second identical request to the upstream when the first has not answered after
+    /// this many milliseconds; the first good answer wins.
+    pub upstream_hedge_after_ms: Option<u64>,
     /// Folder of `*.json` expectations loaded at start (default `mocks`, relative to the project).
     pub mocks: Option<std::path::PathBuf>,
     /// Requests kept in the journal (default 10000).
@@ -150,7 +157,7 @@ pub struct MockSection {
     /// Routes by path prefix for what no expectation answers (`[[services.mock.routes]]`);
     /// `upstream` is the catch-all.
     #[serde(default)]
-    pub routes: Vec<MockRouteDecl>,
+    pub routes: Vec<crate::mock::routes::RouteDecl>,
     /// The scenario seed's mimicked backend (`[services.mock.flaky]`), for its path when no
     /// scenario step is left.
     pub flaky: Option<crate::mock::flaky::FlakySettings>,
@@ -160,16 +167,6 @@ pub struct MockSection {
     /// Event sinks standing in for the seed's ingestion and logger services.
     #[serde(default)]
     pub sinks: Vec<crate::mock::sinks::SinkDecl>,
-}
-
-/// `[[services.mock.routes]]`: requests whose path starts with `prefix` go to `upstream`, the
-/// prefix replaced by `rewrite` when given.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct MockRouteDecl {
-    pub prefix: String,
-    pub upstream: String,
-    pub rewrite: Option<String>,
 }
 
 /// One service's settings.

@@ -12,6 +12,7 @@ use crate::cli::{MockAction, MockArgs, MockRequestsArgs, MockServeArgs, MockUrlA
 use crate::config::Settings;
 use crate::http_client::get_json;
 use crate::mock::flaky::FlakySettings;
+use crate::mock::routes::RouteDecl;
 use crate::mock::{MockOptions, MockServer};
 use crate::output::{human_bytes, Reporter};
 use crate::stack::ServiceName;
@@ -32,14 +33,26 @@ pub async fn execute(
 }
 
 /// The server options: `mock` flags over `[services.mock]` over defaults.
-pub fn options(settings: &Settings, args: &MockServeArgs) -> MockOptions {
+pub fn options(settings: &Settings, args: &MockServeArgs) -> Result<MockOptions> {
     let mock = &settings.mock;
     let (mocks_dir, mocks_required) = match &args.mocks {
         Some(dir) => (settings.project_dir.join(dir), true),
         None => (mock.mocks_dir.clone(), mock.mocks_named),
     };
     let python = args.python.clone().or(mock.python.clone());
-    MockOptions {
+    let declared = mock.upstream_policy;
+    let upstream_policy = crate::mock::routes::policy(
+        "--upstream",
+        Some(
+            args.upstream_timeout
+                .map_or(declared.timeout.as_millis() as u64, |s| s * 1000),
+        ),
+        args.upstream_limit.map(|n| n as usize).or(declared.limit),
+        args.upstream_hedge_after_ms
+            .or(declared.hedge_after.map(|d| d.as_millis() as u64)),
+    )
+    .map_err(anyhow::Error::msg)?;
+    Ok(MockOptions {
         bind: args.bind.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         port: settings.service(&ServiceName::Mock).port,
         port_flag: "--mock-port",
@@ -47,7 +60,12 @@ pub fn options(settings: &Settings, args: &MockServeArgs) -> MockOptions {
         routes: args
             .routes
             .iter()
-            .map(|r| (r.prefix.clone(), r.upstream.clone(), r.rewrite.clone()))
+            .map(|r| RouteDecl {
+                prefix: r.prefix.clone(),
+                upstream: r.upstream.clone(),
+                rewrite: r.rewrite.clone(),
+                ..RouteDecl::default()
+            })
             .chain(mock.routes.iter().cloned())
             .collect(),
         flaky: flaky_settings(&mock.flaky, args),
@@ -61,10 +79,14 @@ pub fn options(settings: &Settings, args: &MockServeArgs) -> MockOptions {
         sandbox: settings
             .sandbox(python.as_deref())
             .map_err(|e| e.to_string()),
-        upstream_timeout: Duration::from_secs(args.upstream_timeout),
+        upstream_policy,
+        backend_errors_log: settings
+            .state_dir()
+            .join("logs")
+            .join("backend-errors.jsonl"),
         header_timeout: Duration::from_secs(args.header_timeout),
         max_connections: args.max_connections as usize,
-    }
+    })
 }
 
 /// The flaky responder: `--flaky PATH` (and `--flaky-seed`) over `[services.mock.flaky]`.
@@ -84,7 +106,7 @@ fn flaky_settings(declared: &Option<FlakySettings>, args: &MockServeArgs) -> Opt
 }
 
 async fn serve(settings: &Settings, args: &MockServeArgs, reporter: &Reporter) -> Result<ExitCode> {
-    let options = options(settings, args);
+    let options = options(settings, args)?;
     let server = MockServer::start(options.clone()).await?;
     let url = format!("http://{}", server.addr);
     if settings.json {

@@ -48,6 +48,8 @@ pub struct JournalEntry {
     pub latency_ms: f64,
     /// What the server changed in the answer, if anything (e.g. framing headers it dropped).
     pub note: Option<String>,
+    /// The upstream failed (could not be reached, timed out, answered 5xx).
+    pub backend_error: Option<super::backend_log::BackendError>,
 }
 
 impl JournalEntry {
@@ -78,6 +80,11 @@ impl JournalEntry {
             "status": self.status,
             "latency_ms": (self.latency_ms * 1000.0).round() / 1000.0,
             "note": self.note,
+            "backend_error": self.backend_error.as_ref().map(|e| json!({
+                "upstream": e.upstream,
+                "kind": e.kind,
+                "message": e.message,
+            })),
         })
     }
 }
@@ -97,6 +104,8 @@ pub struct Journal {
     capacity: usize,
     entries: Mutex<VecDeque<JournalEntry>>,
     dropped: AtomicU64,
+    /// Requests whose upstream failed, since the last clear (dropped entries included).
+    backend_errors: AtomicU64,
 }
 
 impl Journal {
@@ -106,11 +115,15 @@ impl Journal {
             capacity,
             entries: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
             dropped: AtomicU64::new(0),
+            backend_errors: AtomicU64::new(0),
         }
     }
 
     /// Records a request, dropping the oldest when full.
     pub fn record(&self, entry: JournalEntry) {
+        if entry.backend_error.is_some() {
+            self.backend_errors.fetch_add(1, Ordering::Relaxed);
+        }
         if self.capacity == 0 {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -127,6 +140,7 @@ impl Journal {
     pub fn clear(&self) {
         self.lock().clear();
         self.dropped.store(0, Ordering::Relaxed);
+        self.backend_errors.store(0, Ordering::Relaxed);
     }
 
     /// The calls as the mockserver seed's `GET /mocker/history` lists them: each with its path
@@ -192,6 +206,7 @@ impl Journal {
             "total": entries.len(),
             "dropped": self.dropped.load(Ordering::Relaxed),
             "capacity": self.capacity,
+            "backend_errors": self.backend_errors.load(Ordering::Relaxed),
         }))
     }
 
@@ -248,6 +263,7 @@ mod tests {
             status: 404,
             latency_ms: 0.5,
             note: None,
+            backend_error: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! upstream (`--upstream`), or a 404 listing the closest expectations. Every answered request goes
 //! to the bounded journal.
 
+pub mod backend_log;
 pub mod expectation;
 pub mod files;
 pub mod flaky;
@@ -50,8 +51,8 @@ pub struct MockOptions {
     pub port_flag: &'static str,
     /// Where unmatched requests go that no route takes.
     pub upstream: Option<String>,
-    /// Declared routes: (path prefix, upstream URL, rewrite of the prefix).
-    pub routes: Vec<(String, String, Option<String>)>,
+    /// Declared routes, each with its proxy policy.
+    pub routes: Vec<routes::RouteDecl>,
     /// The scenario seed's mimicked backend, when wanted.
     pub flaky: Option<flaky::FlakySettings>,
     /// Answer a scenario step whose status is not 200 with a bare 500, as the seed did.
@@ -69,8 +70,10 @@ pub struct MockOptions {
     pub admin_any_host: bool,
     /// The sandbox of handlers (or why this machine refuses them).
     pub sandbox: Result<crate::python::Sandbox, String>,
-    /// Longest time to connect to the upstream, and to wait for its answer.
-    pub upstream_timeout: std::time::Duration,
+    /// Timeout, limit and hedge of the catch-all upstream.
+    pub upstream_policy: proxy::ProxyPolicy,
+    /// Where failures of upstreams are appended as JSON lines.
+    pub backend_errors_log: PathBuf,
     /// Longest time a client may take to send a request's headers.
     pub header_timeout: std::time::Duration,
     /// Connections served at once.
@@ -104,7 +107,7 @@ impl MockServer {
         let routes = Routes::new(
             &options.routes,
             options.upstream.as_deref(),
-            options.upstream_timeout,
+            options.upstream_policy,
         )
         .map_err(anyhow::Error::msg)?;
         let count = loaded.len();
@@ -122,6 +125,7 @@ impl MockServer {
             flaky: options.flaky.clone().map(flaky::Flaky::new),
             sinks,
             scenario_errors_as_500: options.scenario_errors_as_500,
+            backend_errors: backend_log::BackendErrorLog::new(options.backend_errors_log.clone()),
         });
         let listener = match TcpListener::bind((options.bind, options.port)).await {
             Ok(listener) => listener,

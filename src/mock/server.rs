@@ -13,6 +13,7 @@ use hyper::body::{Body as _, Incoming};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::backend_log::{BackendError, BackendErrorLog};
 use super::expectation::{Action, ExpectationSpec, RequestView};
 use super::flaky::{Flaky, FlakyAnswer};
 use super::handler::{HandlerRequest, HandlerRunner};
@@ -44,6 +45,8 @@ pub struct MockState {
     pub scenario_errors_as_500: bool,
     /// Event sinks: the seed's ingestion and logger services.
     pub sinks: Vec<Sink>,
+    /// Where upstream failures are appended (`.inframock/logs/backend-errors.jsonl`).
+    pub backend_errors: BackendErrorLog,
 }
 
 /// Returned instead of a response to close the connection without answering.
@@ -388,9 +391,19 @@ async fn serve_mocked(
         Outcome::Proxied(_) | Outcome::NoAnswer => None,
         _ => drop_framing_headers(response.headers_mut()),
     };
+    let backend_error = response.extensions_mut().remove::<BackendError>();
+    if let Some(failure) = &backend_error {
+        state.backend_errors.append(
+            &super::journal::rfc3339(time_ms),
+            method.as_str(),
+            &path,
+            failure,
+        );
+    }
     let silent = outcome == Outcome::NoAnswer;
     state.journal.record(JournalEntry {
         note,
+        backend_error,
         time_ms,
         method,
         path,
@@ -611,9 +624,32 @@ async fn proxy(
         }
     }
     let forwarded = body.into_forwarded(Arc::clone(counter));
+    let upstream = &destination.upstream.url;
     match destination.upstream.forward(parts, forwarded, peer).await {
-        Ok(response) => response,
-        Err(failure) => error(failure.status, failure.message),
+        Ok(mut response) => {
+            let status = response.status();
+            if status.is_server_error() {
+                response.extensions_mut().insert(BackendError {
+                    upstream: upstream.clone(),
+                    kind: "status",
+                    status: status.as_u16(),
+                    message: format!("upstream {upstream} answered {status}"),
+                });
+            }
+            response
+        }
+        Err(failure) => {
+            let mut response = error(failure.status, failure.message.clone());
+            if failure.kind.is_backend_error() {
+                response.extensions_mut().insert(BackendError {
+                    upstream: upstream.clone(),
+                    kind: failure.kind.name(),
+                    status: failure.status.as_u16(),
+                    message: failure.message,
+                });
+            }
+            response
+        }
     }
 }
 

@@ -1598,3 +1598,188 @@ fn framing_headers_slow_clients_and_hung_upstreams_are_handled_by_the_server() {
 fn text_of(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// An upstream whose answers the test steers, counting requests per path: `/hang` answers after
+/// a minute; `/held` waits until `release` is set; `/slow-first` keeps its first request 5 s and
+/// answers later ones at once, each answer saying its number; `/fail` is a 500.
+async fn start_steered_upstream(
+    release: Arc<tokio::sync::watch::Sender<bool>>,
+) -> (
+    SocketAddr,
+    Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>> = Arc::default();
+    let counts = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (counts, release) = (Arc::clone(&counts), Arc::clone(&release));
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let (counts, mut released) = (Arc::clone(&counts), release.subscribe());
+                        async move {
+                            let path = request.uri().path().to_string();
+                            let number = {
+                                let mut counts = counts.lock().unwrap();
+                                let count = counts.entry(path.clone()).or_default();
+                                *count += 1;
+                                *count
+                            };
+                            let status = match path.as_str() {
+                                "/hang" => {
+                                    tokio::time::sleep(Duration::from_secs(60)).await;
+                                    200
+                                }
+                                "/held" => {
+                                    let _ = released.wait_for(|r| *r).await;
+                                    200
+                                }
+                                "/slow-first" if number == 1 => {
+                                    tokio::time::sleep(Duration::from_secs(5)).await;
+                                    200
+                                }
+                                "/fail" => 500,
+                                _ => 200,
+                            };
+                            let mut response = http::Response::new(Full::new(Bytes::from(
+                                format!("answer {number}"),
+                            )));
+                            *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn routes_bound_their_upstream_time_and_load_log_its_failures_and_hedge_slow_answers() {
+    let rt = runtime();
+    let (release, _) = tokio::sync::watch::channel(false);
+    let release = Arc::new(release);
+    let (upstream, seen) = rt.block_on(start_steered_upstream(Arc::clone(&release)));
+    let stack = format!(
+        r#"
+[[services.mock.routes]]
+prefix = "/hang"
+upstream = "http://{upstream}"
+timeout_ms = 300
+
+[[services.mock.routes]]
+prefix = "/held"
+upstream = "http://{upstream}"
+limit = 1
+
+[[services.mock.routes]]
+prefix = "/slow-first"
+upstream = "http://{upstream}"
+hedge_after_ms = 100
+
+[[services.mock.routes]]
+prefix = "/fail"
+upstream = "http://{upstream}"
+"#
+    );
+    let mock = Mock::start_in(
+        |dir| std::fs::write(dir.join("inframock.toml"), &stack).unwrap(),
+        &[],
+    );
+    let client = crate::support::http::Client::new();
+    rt.block_on(async {
+        // timeout_ms: a 504 naming the upstream and the time it had.
+        let (status, body) = get(&client, &mock.url("/hang")).await;
+        assert_eq!(status, 504, "{body}");
+        assert!(
+            body.contains(&format!("http://{upstream}")) && body.contains("300 ms"),
+            "{body}"
+        );
+
+        // limit = 1: while one request is in flight, the next is refused at once, not queued.
+        let first = tokio::spawn({
+            let (client, url) = (client.clone(), mock.url("/held"));
+            async move { get(&client, &url).await }
+        });
+        while seen.lock().unwrap().get("/held").is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (status, body) = get(&client, &mock.url("/held")).await;
+        assert_eq!(status, 503, "{body}");
+        let refusal: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(refusal["error"], "too many requests in flight");
+        assert_eq!(
+            seen.lock().unwrap()["/held"],
+            1,
+            "the refused request never reached the upstream"
+        );
+        release.send_replace(true);
+        assert_eq!(first.await.unwrap(), (200, "answer 1".to_string()));
+        let (status, _) = get(&client, &mock.url("/held")).await;
+        assert_eq!(
+            status, 200,
+            "the place is given back once the answer was passed on"
+        );
+
+        // hedge_after_ms: the first request is slow, the second (sent after 100 ms) wins.
+        let response = client.get(mock.url("/slow-first")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-inframock-hedged"], "second");
+        assert_eq!(response.text().await.unwrap(), "answer 2");
+
+        // A 5xx of the upstream is passed on as it is, and logged.
+        let (status, body) = get(&client, &mock.url("/fail")).await;
+        assert_eq!((status, body.as_str()), (500, "answer 1"));
+
+        // The journal counts the backend errors and says which request had one.
+        let (_, journal) = get(&client, &mock.url("/mocker/requests")).await;
+        let journal: Value = serde_json::from_str(&journal).unwrap();
+        assert_eq!(journal["backend_errors"], 2, "{journal}");
+        let hang = journal["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["path"] == "/hang")
+            .unwrap();
+        assert_eq!(hang["backend_error"]["kind"], "timeout");
+    });
+    // Backend errors (the timeout and the 500, not the refusal) as JSON lines.
+    let log = mock.dir.path().join(".inframock/logs/backend-errors.jsonl");
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let kinds: Vec<(&str, &str, u64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["path"].as_str().unwrap(),
+                l["kind"].as_str().unwrap(),
+                l["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds, [("/hang", "timeout", 504), ("/fail", "status", 500)]);
+
+    // A policy that cannot work is refused at start, naming the route and the field.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("inframock.toml"),
+        "[[services.mock.routes]]\nprefix = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nlimit = 0\n",
+    )
+    .unwrap();
+    let refused = mock_command(dir.path(), &[]).output().unwrap();
+    assert!(!refused.status.success());
+    let stderr = crate::support::text(&refused.stderr);
+    assert!(stderr.contains("route /a: limit = 0"), "{stderr}");
+}
