@@ -197,6 +197,73 @@ pub enum Command {
     Faults(FaultsArgs),
     /// Queue mocks: tail a queue or topic, list recorded messages, bridge two queues/topics.
     Queue(QueueArgs),
+    /// Load a server on this machine step by step and measure it: a ramp of concurrency (closed
+    /// loop) or of scheduled rates (open loop, latency from when each request was due).
+    #[command(after_help = BENCH_HELP)]
+    Bench(BenchArgs),
+}
+
+/// Examples at the end of `bench --help`.
+pub const BENCH_HELP: &str = "\
+Examples:
+  inframock bench http://127.0.0.1:8080/ --scenario scenario.json --ramp 1..64 --out report.html
+  inframock bench http://127.0.0.1:8080/api --rate-ramp 500..8000 --duration 10s --json > run.json
+  inframock bench http://127.0.0.1:8080/api --ramp 1..64 --compare run.json --out compare.svg
+
+Closed loop (--concurrency, --ramp; the default is --ramp 1..64): N workers, each sends its next
+request when the previous answer arrived. Open loop (--rate, --rate-ramp): requests go out on a
+schedule; latency counts from when each was due, so a server that stalls shows it (coordinated
+omission corrected, as wrk2 -R does); `p99 from send` is the uncorrected figure.
+Exit codes: 0 done (whatever the server answered), 1 bad flags or the URL does not answer at all.";
+
+/// `inframock bench URL ...`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// URL to load: http:// on 127.0.0.1, ::1 or localhost.
+    pub url: String,
+    /// HTTP method of every request.
+    #[arg(long, short = 'm', default_value = "GET")]
+    pub method: String,
+    /// A request header, NAME:VALUE (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "NAME:VALUE")]
+    pub headers: Vec<String>,
+    /// Request body: the text itself, or @FILE to send a file's bytes.
+    #[arg(long, short = 'd', value_name = "TEXT|@FILE")]
+    pub body: Option<String>,
+    /// Concurrency steps, comma-separated (closed loop), e.g. 1,10,100.
+    #[arg(long, value_name = "N,N,...")]
+    pub concurrency: Option<String>,
+    /// Concurrency ramp FROM..TO, doubling each step (closed loop; the default, 1..64).
+    #[arg(long, value_name = "FROM..TO")]
+    pub ramp: Option<String>,
+    /// Scheduled rates in requests per second, comma-separated (open loop), e.g. 500,1000.
+    #[arg(long, value_name = "R,R,...")]
+    pub rate: Option<String>,
+    /// Rate ramp FROM..TO requests per second, doubling each step (open loop).
+    #[arg(long, value_name = "FROM..TO")]
+    pub rate_ramp: Option<String>,
+    /// Length of each step: 5s, 500ms, 1m (default 5s; with --requests, whichever ends first).
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Requests per step (the step ends when they were sent and answered).
+    #[arg(long, value_name = "N")]
+    pub requests: Option<u64>,
+    /// Open loop: connections the schedule is spread over (the most requests in flight).
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub connections: u32,
+    /// Longest wait for one answer; a later one counts as a timeout.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub timeout: String,
+    /// Write the report: .html (plot and table in one file that opens offline) or .svg (the plot).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// An earlier run (its `--json` output), drawn dashed in the plot under this one.
+    #[arg(long, value_name = "FILE")]
+    pub compare: Option<PathBuf>,
+    /// A scenario file posted to the URL's /setscenario before the run (the scenario seed's
+    /// `[["BODY", STATUS, DELAY_MS], ...]`).
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
 }
 
 /// `inframock queue ...`

@@ -64,3 +64,38 @@ pub async fn post_empty(
         Ok(Err(_)) | Err(_) => Ok(None),
     }
 }
+
+/// `POST url` with `body`; the answer's status and body. The error names the URL and, when
+/// nothing answers, says so.
+pub async fn post_bytes(
+    url: &str,
+    body: Bytes,
+    timeout: std::time::Duration,
+) -> Result<(http::StatusCode, Bytes)> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a URL"))?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Full<Bytes>>();
+    let request = http::Request::post(uri)
+        .body(http_body_util::Full::new(body))
+        .with_context(|| format!("cannot build a request to {url}"))?;
+    let exchange = async {
+        let response = client.request(request).await.map_err(|e| {
+            anyhow::anyhow!(
+                "nothing answers at {url} ({})",
+                crate::mock::proxy::error_chain(&e)
+            )
+        })?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .with_context(|| format!("{url}: the answer broke off"))?
+            .to_bytes();
+        Ok((status, body))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .with_context(|| format!("{url} did not answer within {} s", timeout.as_secs()))?
+}

@@ -1,6 +1,7 @@
 //! inframock: parse the command line, run one command, map errors to exit codes.
 
 mod aws;
+mod bench;
 mod cli;
 mod commands;
 mod config;
@@ -49,6 +50,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // It loads a URL and needs no stack: a broken inframock.toml must not stop it.
+    if let Command::Bench(args) = &cli.command {
+        return commands::bench::execute(args, cli.global.json).await;
+    }
     let current_dir = std::env::current_dir()?;
     let populate_mock = std::env::var("POPULATE_MOCK").ok();
     let no_populate = matches!(&cli.command, Command::Run(args) if args.no_populate);
@@ -86,6 +91,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mock(args) => commands::mock::execute(&settings, args, &reporter).await,
         Command::Faults(args) => commands::faults::execute(&settings, args, &reporter).await,
         Command::Queue(args) => commands::queue::execute(&settings, args, &reporter).await,
+        Command::Bench(args) => commands::bench::execute(args, settings.json).await,
     }
 }
 

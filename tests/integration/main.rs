@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bench;
 mod data;
 mod docker;
 mod faults;

@@ -15,15 +15,15 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 /// A running `inframock mock`, killed when dropped.
-struct Mock {
+pub struct Mock {
     child: Child,
     url: String,
-    dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl Mock {
     /// Starts `inframock --mock-port 0 --json mock <args>` in a fresh folder prepared by `prepare`.
-    fn start_in(prepare: impl FnOnce(&Path), args: &[&str]) -> Mock {
+    pub fn start_in(prepare: impl FnOnce(&Path), args: &[&str]) -> Mock {
         let dir = tempfile::Builder::new()
             .prefix("inframock-mock-")
             .tempdir()
@@ -53,11 +53,11 @@ impl Mock {
         Mock { child, url, dir }
     }
 
-    fn start(args: &[&str]) -> Mock {
+    pub fn start(args: &[&str]) -> Mock {
         Mock::start_in(|_| {}, args)
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
 }
@@ -81,7 +81,7 @@ fn mock_command(dir: &Path, args: &[&str]) -> Command {
     command
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -106,7 +106,7 @@ async fn set_scenario(client: &crate::support::http::Client, mock: &Mock, scenar
     assert_eq!(response.text().await.unwrap(), "OK");
 }
 
-async fn get(client: &crate::support::http::Client, url: &str) -> (u16, String) {
+pub async fn get(client: &crate::support::http::Client, url: &str) -> (u16, String) {
     let response = client.get(url).send().await.expect("GET");
     let status = response.status().as_u16();
     (status, response.text().await.expect("body"))

@@ -1,0 +1,220 @@
+//! `inframock bench` against the real mock server with a scenario set (the scenario seed's way):
+//! the ramp and rate modes, the JSON, the offline HTML and SVG reports, `--compare`, and refusals.
+//! Counts are asserted (requests per step, what the mock saw); timings never are.
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::{json, Value};
+
+use crate::mock::{get, runtime, Mock};
+
+fn bench(dir: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_inframock"))
+        .current_dir(dir)
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("inframock bench runs")
+}
+
+/// The `data` of `bench --json`, after checking the envelope.
+fn report(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        crate::support::text(&output.stderr)
+    );
+    let document: Value = serde_json::from_slice(&output.stdout).expect("one JSON document");
+    assert_eq!(document["schema"], 1);
+    assert_eq!(document["command"], "bench");
+    assert_eq!(document["ok"], true);
+    document["data"].clone()
+}
+
+/// Every request of the run reached the mock's scenario (`GET /requests` lists one time each).
+fn scenario_requests(mock: &Mock) -> usize {
+    let rt = runtime();
+    let client = crate::support::http::Client::new();
+    let (status, body) = rt.block_on(get(&client, &mock.url("/requests")));
+    assert_eq!(status, 200);
+    serde_json::from_str::<Vec<f64>>(&body)
+        .expect("times")
+        .len()
+}
+
+#[test]
+fn ramp_and_rate_runs_against_the_mock_write_json_html_and_svg() {
+    let mock = Mock::start(&[]);
+    let work = mock.dir.path();
+    let steps: Vec<Value> = (0..2000).map(|_| json!(["{\"time\":1}", 200, 1])).collect();
+    std::fs::write(work.join("scenario.json"), Value::Array(steps).to_string()).unwrap();
+    let url = mock.url("/");
+
+    // The closed-loop ramp 1, 2, 4 with 150 requests a step, the scenario posted first.
+    let closed = bench(
+        work,
+        &[
+            &url,
+            "--scenario",
+            "scenario.json",
+            "--ramp",
+            "1..4",
+            "--requests",
+            "150",
+            "--out",
+            "ramp.html",
+            "--json",
+        ],
+    );
+    let ramp = report(&closed);
+    std::fs::write(work.join("ramp.json"), &closed.stdout).unwrap();
+    assert_eq!(ramp["mode"], "closed");
+    let loads: Vec<&Value> = ramp["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["load"])
+        .collect();
+    assert_eq!(
+        loads,
+        [
+            &json!({"concurrency": 1}),
+            &json!({"concurrency": 2}),
+            &json!({"concurrency": 4})
+        ]
+    );
+    for step in ramp["steps"].as_array().unwrap() {
+        assert_eq!(step["requests"], 150, "{step}");
+        assert_eq!(
+            step["statuses"],
+            json!({"200": 150}),
+            "the scenario answered every one"
+        );
+        let latency = &step["latency_ms"];
+        assert!(
+            latency["p50"].as_f64().unwrap() >= 1.0,
+            "the scenario's 1 ms delay: {latency}"
+        );
+        assert!(latency["p50"].as_f64() <= latency["p99"].as_f64());
+        assert!(step["corrected_latency_ms"].is_null());
+    }
+    assert_eq!(
+        scenario_requests(&mock),
+        450,
+        "the scenario was set by bench and served every request"
+    );
+    let html = std::fs::read_to_string(work.join("ramp.html")).expect("the HTML report");
+    for label in ["c=1", "c=2", "c=4"] {
+        assert!(
+            html.contains(&format!("<tr data-step=\"{label}\">")),
+            "{label} in the table"
+        );
+    }
+    assert!(
+        html.contains("<svg") && (html.contains("<polyline") || html.contains("<path")),
+        "the plot is inline"
+    );
+    assert!(
+        !html.contains("<script") && !html.contains("https://"),
+        "nothing to fetch: it opens offline"
+    );
+
+    // The open loop at 100 and 200 requests/s for a second each: every scheduled request is sent
+    // (late ones are counted from when they were due), so the counts follow the schedule.
+    let open = bench(
+        work,
+        &[
+            &url,
+            "--scenario",
+            "scenario.json",
+            "--rate",
+            "100,200",
+            "--duration",
+            "1s",
+            "--out",
+            "rate.svg",
+            "--json",
+        ],
+    );
+    let rate = report(&open);
+    assert_eq!(rate["mode"], "open");
+    let steps = rate["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    for (step, scheduled) in steps.iter().zip([100_u64, 200]) {
+        let sent = step["requests"].as_u64().unwrap();
+        assert!(
+            (scheduled - 1..=scheduled + 1).contains(&sent),
+            "{sent} of {scheduled}: {step}"
+        );
+        let corrected = &step["corrected_latency_ms"];
+        assert!(
+            corrected["p99"].as_f64().is_some(),
+            "open-loop steps carry corrected latency"
+        );
+    }
+    let svg = std::fs::read_to_string(work.join("rate.svg")).expect("the SVG report");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("scheduled"),
+        "{}",
+        &svg[..200.min(svg.len())]
+    );
+
+    // --compare draws an earlier run under this one; a run of the other kind is refused.
+    let compared = bench(
+        work,
+        &[
+            &url,
+            "--ramp",
+            "1..2",
+            "--requests",
+            "20",
+            "--compare",
+            "ramp.json",
+            "--out",
+            "cmp.svg",
+        ],
+    );
+    assert!(
+        compared.status.success(),
+        "{}",
+        crate::support::text(&compared.stderr)
+    );
+    let table = crate::support::text(&compared.stdout);
+    assert!(
+        table.contains("answers/s") && table.contains("c=2"),
+        "{table}"
+    );
+    assert!(std::fs::read_to_string(work.join("cmp.svg"))
+        .unwrap()
+        .contains("earlier run"));
+    std::fs::write(work.join("rate.json"), &open.stdout).unwrap();
+    let mixed = bench(work, &[&url, "--ramp", "1..2", "--compare", "rate.json"]);
+    assert!(!mixed.status.success());
+    assert!(crate::support::text(&mixed.stderr).contains("like with like"));
+}
+
+#[test]
+fn bench_refuses_what_it_cannot_measure_before_sending_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::support::free_port();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[&format!("http://127.0.0.1:{port}/")],
+            "nothing answers at",
+        ),
+        (&["http://192.0.2.10/"], "not this machine"),
+        (&["http://127.0.0.1:1/", "--ramp", "8..2"], "FROM is larger"),
+        (&["http://127.0.0.1:1/", "--out", "report.png"], ".html"),
+        (
+            &["http://127.0.0.1:1/", "--rate", "10", "--concurrency", "2"],
+            "one of",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = bench(dir.path(), args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let stderr = crate::support::text(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
