@@ -1,0 +1,104 @@
+"""The load tool's own benchmark (section `benchtool` of `make bench`): `inframock bench` against wrk
+on the same hello-world server, runs alternated in one session, and the stall experiment.
+
+1. Accuracy and cost: closed loop at 64 and 8 connections for `seconds` each, wrk (2 threads) and
+   `inframock bench --concurrency N` alternating; both tools share the 2 cores with the server, so a
+   tool that costs more CPU also gets fewer answers. Targets: throughput >= 0.9x wrk's, p50 and
+   p99 within 10% of wrk's at the same concurrency.
+2. Coordinated omission: a server that stalls 200 ms once a second (`hello_hyper PORT 200`). The
+   closed loop (wrk, and inframock bench --concurrency 8) counts each stalled worker once per stall
+   and reports a small p99; the open loop (inframock bench --rate R) counts every request that was
+   due during the stall from when it was due, and its p99 shows the stall.
+"""
+import json
+import re
+import statistics
+import subprocess
+
+from mock_bench import BIN, HELLO, ROOT, UNITS, Server
+
+
+def wrk_run(url, seconds, connections):
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+                         capture_output=True, text=True, check=True).stdout
+
+    def percentile(name):
+        match = re.search(rf"{name}%\s+([\d.]+)(us|ms|s)\b", out)
+        return float(match.group(1)) * UNITS[match.group(2)]
+
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50_ms": percentile("50"), "p99_ms": percentile("99")}
+
+
+def ours_run(url, seconds, load_flag, value, connections=None):
+    args = [BIN, "bench", url, load_flag, str(value), "--duration", f"{seconds}s", "--json"]
+    if connections:
+        args += ["--connections", str(connections)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    step = json.loads(out)["data"]["steps"][0]
+    result = {"rps": step["throughput"], "p50_ms": step["latency_ms"]["p50"], "p99_ms": step["latency_ms"]["p99"]}
+    if step.get("corrected_latency_ms"):
+        result["corrected_p50_ms"] = step["corrected_latency_ms"]["p50"]
+        result["corrected_p99_ms"] = step["corrected_latency_ms"]["p99"]
+    return result
+
+
+def medians(runs):
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def bench_load_tool(runs, seconds=5):
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "hello_hyper"], cwd=ROOT, check=True)
+    result = {"seconds": seconds, "runs": runs, "accuracy": {}, "stall": {}}
+    hello = Server([HELLO, "{port}"])
+    try:
+        url = hello.url + "/"
+        wrk_run(url, 2, 64)  # warm-up
+        for connections in (64, 8):
+            pairs = {"wrk": [], "inframock": []}
+            for _ in range(runs):
+                pairs["wrk"].append(wrk_run(url, seconds, connections))
+                pairs["inframock"].append(ours_run(url, seconds, "--concurrency", connections))
+            result["accuracy"][connections] = {name: {"runs": r, **medians(r)} for name, r in pairs.items()}
+    finally:
+        hello.stop()
+    stalled = Server([HELLO, "{port}", "200"])
+    try:
+        url = stalled.url + "/"
+        rate = 2000
+        pairs = {"wrk_c8": [], "inframock_closed_c8": [], "inframock_open": []}
+        for _ in range(runs):
+            pairs["wrk_c8"].append(wrk_run(url, seconds * 2, 8))
+            pairs["inframock_closed_c8"].append(ours_run(url, seconds * 2, "--concurrency", 8))
+            pairs["inframock_open"].append(ours_run(url, seconds * 2, "--rate", rate, connections=64))
+        result["stall"] = {"rate": rate, **{name: {"runs": r, **medians(r)} for name, r in pairs.items()}}
+    finally:
+        stalled.stop()
+    return result
+
+
+def report_load_tool(result):
+    lines = [f"## inframock bench against wrk: hello_hyper, closed loop, {result['seconds']} s per run, "
+             f"median of {result['runs']} alternated runs (tool and server share the 2 cores)", "",
+             "| connections | tool | answers/s | p50 ms | p99 ms |", "|---|---|---|---|---|"]
+    verdicts = []
+    for connections, pair in result["accuracy"].items():
+        wrk, ours = pair["wrk"], pair["inframock"]
+        for name, r in (("wrk -t2", wrk), ("inframock bench", ours)):
+            lines.append(f"| {connections} | {name} | {r['rps']:,.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} |")
+        verdicts.append(f"- {connections} connections: throughput {ours['rps'] / wrk['rps']:.2f}x wrk's (target >= 0.9); "
+                        f"p50 {ours['p50_ms'] / wrk['p50_ms']:.2f}x, p99 {ours['p99_ms'] / wrk['p99_ms']:.2f}x "
+                        "wrk's (target 0.9-1.1)")
+    stall = result["stall"]
+    wrk, closed, opened = stall["wrk_c8"], stall["inframock_closed_c8"], stall["inframock_open"]
+    lines += [""] + verdicts + ["",
+              f"## Coordinated omission: hello_hyper stalling 200 ms once a second, {result['seconds'] * 2} s per run", "",
+              f"- wrk, 8 connections (closed loop): p99 {wrk['p99_ms']:.2f} ms at {wrk['rps']:,.0f} answers/s",
+              f"- inframock bench --concurrency 8 (closed loop): p99 {closed['p99_ms']:.2f} ms at "
+              f"{closed['rps']:,.0f} answers/s",
+              f"- inframock bench --rate {stall['rate']} (open loop, 64 connections): p99 from when due "
+              f"{opened['corrected_p99_ms']:.2f} ms, p50 {opened['corrected_p50_ms']:.2f} ms; p99 from the send "
+              f"(uncorrected) {opened['p99_ms']:.2f} ms",
+              "- a fifth of each second is stalled, so ~20% of scheduled requests wait up to 200 ms: the open "
+              "loop's p99 shows the stall, the closed loops hide it", ""]
+    return lines
