@@ -254,6 +254,10 @@ pub struct BenchArgs {
     /// Longest wait for one answer; a later one counts as a timeout.
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub timeout: String,
+    /// Load threads, each an event loop over its share of the connections (default: the number
+    /// of cores, as wrk -t).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
     /// Write the report: .html (plot and table in one file that opens offline) or .svg (the plot).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,

@@ -1,6 +1,10 @@
 //! Running one step: the closed loop (N workers, each sending its next request when the previous
 //! answer arrived) and the open loop (requests due on a fixed schedule, latency counted from when
 //! each was due, so a stalled server's queue shows: coordinated omission corrected, as wrk2 does).
+//!
+//! As in wrk, each load thread runs its own event loop (a current-thread runtime) over its share
+//! of the connections: a connection's answer is read by the thread that sent its request, with no
+//! work stealing or cross-thread wake-up between the socket and the clock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,37 +32,89 @@ pub struct StepPlan {
     pub timeout: Duration,
     /// Open loop: connections the scheduled requests are spread over.
     pub connections: u32,
+    /// Load threads, each with its own event loop and its share of the connections.
+    pub threads: usize,
 }
 
 /// Runs one step; `sent` counts requests as they are sent (for progress bars).
 pub async fn run_step(plan: StepPlan, sent: Arc<AtomicU64>) -> StepResult {
     let started = Instant::now();
-    let deadline = plan.limit.duration.map(|d| started + d);
     let workers = match plan.load {
         Load::Concurrency(c) => c.max(1),
         Load::Rate(_) => plan.connections.max(1),
     };
-    let mut tasks = Vec::with_capacity(workers as usize);
-    for index in 0..workers {
-        let plan = plan.clone();
-        let sent = Arc::clone(&sent);
-        tasks.push(tokio::spawn(async move {
-            match plan.load {
-                Load::Concurrency(_) => closed_worker(&plan, deadline, &sent).await,
-                Load::Rate(rate) => {
-                    open_worker(&plan, rate, index, workers, started, deadline, &sent).await
-                }
+    let threads = plan.threads.clamp(1, workers as usize);
+    let load = plan.load;
+    let handles: Vec<_> = (0..threads)
+        .map(|thread| {
+            let (plan, sent) = (plan.clone(), Arc::clone(&sent));
+            std::thread::Builder::new()
+                .name(format!("bench-{thread}"))
+                .spawn(move || load_thread(&plan, thread, threads, workers, started, &sent))
+        })
+        .collect();
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut total = Recorder::new(matches!(load, Load::Rate(_)));
+        for handle in handles.into_iter().flatten() {
+            if let Ok(recorder) = handle.join() {
+                total.merge(recorder);
             }
-        }));
-    }
-    let corrected = matches!(plan.load, Load::Rate(_));
-    let mut total = Recorder::new(corrected);
-    for task in tasks {
-        if let Ok(recorder) = task.await {
-            total.merge(recorder);
         }
-    }
-    total.summary(plan.load, started.elapsed())
+        total
+    })
+    .await;
+    let total = joined.unwrap_or_else(|_| Recorder::new(matches!(load, Load::Rate(_))));
+    total.summary(load, started.elapsed())
+}
+
+/// One load thread: workers `thread`, `thread + threads`, ... of `workers`, on its own event loop.
+fn load_thread(
+    plan: &StepPlan,
+    thread: usize,
+    threads: usize,
+    workers: u32,
+    started: Instant,
+    sent: &Arc<AtomicU64>,
+) -> Recorder {
+    let corrected = matches!(plan.load, Load::Rate(_));
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Recorder::new(corrected);
+    };
+    let deadline = plan.limit.duration.map(|d| started + d);
+    runtime.block_on(async {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let tasks: Vec<_> = (0..workers)
+                    .filter(|index| *index as usize % threads == thread)
+                    .map(|index| {
+                        let (plan, sent) = (plan.clone(), Arc::clone(sent));
+                        tokio::task::spawn_local(async move {
+                            match plan.load {
+                                Load::Concurrency(_) => closed_worker(&plan, deadline, &sent).await,
+                                Load::Rate(rate) => {
+                                    open_worker(
+                                        &plan, rate, index, workers, started, deadline, &sent,
+                                    )
+                                    .await
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                let mut total = Recorder::new(corrected);
+                for task in tasks {
+                    if let Ok(recorder) = task.await {
+                        total.merge(recorder);
+                    }
+                }
+                total
+            })
+            .await
+    })
 }
 
 /// Takes the next request of the step's budget; false once the budget is spent.

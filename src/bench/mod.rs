@@ -40,6 +40,8 @@ pub struct RunPlan {
     pub timeout: Duration,
     /// Open loop: connections the schedule is spread over.
     pub connections: u32,
+    /// Load threads (each its own event loop over a share of the connections).
+    pub threads: usize,
 }
 
 /// Told about each step as the run goes.
@@ -63,6 +65,7 @@ pub async fn run(plan: &RunPlan, observer: &mut dyn StepObserver) -> Report {
             limit: plan.limit,
             timeout: plan.timeout,
             connections: plan.connections,
+            threads: plan.threads,
         };
         let result = load::run_step(step, sent).await;
         observer.finished(index, &result);

@@ -99,7 +99,7 @@ fn latency_chart(
     let caption = if report.is_open_loop() {
         "Latency (ms, from when each request was due)"
     } else {
-        "Latency (ms)"
+        "Latency (ms, corrected as wrk does)"
     };
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 17))
@@ -145,20 +145,18 @@ fn latency_chart(
                 .map_err(draw_error)?;
         }
     }
-    if report.is_open_loop() {
-        // What a closed-loop tool would have shown: p99 from the send, dotted.
-        let uncorrected: Vec<(f64, f64)> = report
-            .steps
-            .iter()
-            .map(|s| (s.load.value(), s.latency_ms.p99))
-            .collect();
-        let colour = COLOURS[2];
-        chart
-            .draw_series(DashedLineSeries::new(uncorrected, 2, 4, colour.into()))
-            .map_err(draw_error)?
-            .label("p99 from the send (uncorrected)")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour));
-    }
+    // p99 from the send (uncorrected), dotted.
+    let uncorrected: Vec<(f64, f64)> = report
+        .steps
+        .iter()
+        .map(|s| (s.load.value(), s.latency_ms.p99))
+        .collect();
+    let colour = COLOURS[2];
+    chart
+        .draw_series(DashedLineSeries::new(uncorrected, 2, 4, colour.into()))
+        .map_err(draw_error)?
+        .label("p99 from the send (uncorrected)")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour));
     legend(&mut chart)
 }
 

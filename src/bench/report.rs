@@ -42,7 +42,7 @@ impl Report {
     /// The table printed at the end of a run.
     pub fn table(&self) -> String {
         let open = self.is_open_loop();
-        let mut header = vec![
+        let header = [
             "load",
             "answers",
             "answers/s",
@@ -51,11 +51,10 @@ impl Report {
             "p99 ms",
             "p99.9 ms",
             "max ms",
+            "p99 from send",
+            "statuses",
+            "errors",
         ];
-        if open {
-            header.push("p99 from send");
-        }
-        header.extend(["statuses", "errors"]);
         let rows: Vec<Vec<String>> = self
             .steps
             .iter()
@@ -67,9 +66,7 @@ impl Report {
                     format!("{:.0}", step.throughput),
                 ];
                 row.extend(latency.named().iter().map(|(_, v)| format!("{v:.2}")));
-                if open {
-                    row.push(format!("{:.2}", step.latency_ms.p99));
-                }
+                row.push(format!("{:.2}", step.latency_ms.p99));
                 row.push(statuses(step));
                 row.push(failures(step));
                 row
@@ -98,9 +95,11 @@ impl Report {
         for row in &rows {
             let _ = writeln!(text, "{}", line(&mut row.iter().map(String::as_str)));
         }
-        if open {
-            text.push_str("latency counts from when each request was due (coordinated omission corrected); `p99 from send` is what a closed-loop tool would report\n");
-        }
+        text.push_str(if open {
+            "latency counts from when each request was due (coordinated omission corrected); `p99 from send` leaves out the wait before the send\n"
+        } else {
+            "latency corrected for coordinated omission as wrk does (a stalled answer stands for the requests its worker did not send); `p99 from send` is uncorrected\n"
+        });
         text
     }
 
@@ -121,9 +120,7 @@ impl Report {
             for (_, value) in latency.named() {
                 let _ = write!(rows, "<td>{value:.2}</td>");
             }
-            if self.is_open_loop() {
-                let _ = write!(rows, "<td>{:.2}</td>", step.latency_ms.p99);
-            }
+            let _ = write!(rows, "<td>{:.2}</td>", step.latency_ms.p99);
             let _ = writeln!(
                 rows,
                 "<td>{}</td><td>{}</td></tr>",
@@ -131,11 +128,6 @@ impl Report {
                 escape(&failures(step))
             );
         }
-        let uncorrected_head = if self.is_open_loop() {
-            "<th>p99 from send</th>"
-        } else {
-            ""
-        };
         let compared = earlier.map_or(String::new(), |e| {
             format!(
                 "<p>Dashed: the earlier run of {} ({}).</p>",
@@ -146,7 +138,7 @@ impl Report {
         let mode = if self.is_open_loop() {
             "open loop: requests sent on a schedule; latency counts from when each was due"
         } else {
-            "closed loop: each worker sends its next request when the previous answer arrived"
+            "closed loop: each worker sends its next request when the previous answer arrived; latency corrected for coordinated omission as wrk does"
         };
         Ok(format!(
             r#"<!doctype html>
@@ -164,7 +156,7 @@ th:first-child, td:first-child {{ text-align: left; }}
 {compared}
 <figure>{svg}</figure>
 <table id="steps">
-<thead><tr><th>load</th><th>answers</th><th>answers/s</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th>{uncorrected_head}<th>statuses</th><th>errors</th></tr></thead>
+<thead><tr><th>load</th><th>answers</th><th>answers/s</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>p99 from send</th><th>statuses</th><th>errors</th></tr></thead>
 <tbody>
 {rows}</tbody></table>
 </body></html>

@@ -89,6 +89,10 @@ pub async fn execute(args: &BenchArgs, json: bool) -> Result<ExitCode> {
         limit,
         timeout,
         connections: args.connections,
+        threads: args.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(2, |n| n.get()),
+            usize::from,
+        ),
     };
     let mut progress = Progress::new(!json && std::io::stderr().is_terminal(), limit);
     let report = bench::run(&plan, &mut progress).await;
