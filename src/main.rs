@@ -1,5 +1,9 @@
 //! inframock: parse the command line, run one command, map errors to exit codes.
 
+// First, so that its `outln!`/`out!` macros are in scope in every module after it.
+#[macro_use]
+mod output;
+
 mod aws;
 mod bench;
 mod cli;
@@ -11,7 +15,6 @@ mod harakiri;
 mod http_client;
 mod line_reader;
 mod mock;
-mod output;
 mod python;
 mod queues;
 mod resources;

@@ -1,10 +1,42 @@
 //! How commands talk to people and scripts: spinners on a TTY, plain lines when piped, JSON with
 //! `--json`. Progress goes to stderr; results go to stdout.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// `println!` for results: a closed stdout (`inframock status | head -1`) ends the process quietly
+/// (exit code 0) instead of a panic.
+macro_rules! outln {
+    () => {
+        $crate::output::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for results, with `outln!`'s handling of a closed stdout.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// Writes to stdout. When the reader went away (EPIPE: `| head`, a closed pager) the process
+/// ends at once, quietly, with exit code 0: nothing is left to say to anyone. Any other write
+/// error is said on stderr and ends the process with exit code 1.
+pub fn write_stdout(text: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(text) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
 
 /// Progress reporting for one command.
 #[derive(Debug, Clone, Copy)]

@@ -115,9 +115,9 @@ pub async fn execute(args: &BenchArgs, json: bool) -> Result<ExitCode> {
             "data": report,
             "warnings": [],
         });
-        println!("{document}");
+        outln!("{document}");
     } else {
-        print!("{}", report.table());
+        out!("{}", report.table());
     }
     Ok(ExitCode::SUCCESS)
 }

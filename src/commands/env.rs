@@ -63,10 +63,10 @@ pub fn execute(settings: &Settings) -> Result<ExitCode> {
             .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
             .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
             .collect();
-        println!("{}", serde_json::Value::Object(map));
+        outln!("{}", serde_json::Value::Object(map));
     } else {
         for line in lines {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     Ok(ExitCode::SUCCESS)

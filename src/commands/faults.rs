@@ -73,10 +73,10 @@ pub async fn execute(
     };
     let answer = get_json(&base, FAULTS_HINT, &path).await?;
     if settings.json {
-        println!("{answer}");
+        outln!("{answer}");
     } else {
         for (service, state) in answer["faults"].as_object().into_iter().flatten() {
-            println!("{service}: {state}");
+            outln!("{service}: {state}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -133,7 +133,7 @@ async fn serve(
             .zip(&targets)
             .map(|((name, port), target)| json!({"name": name, "port": port, "target": target}))
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({"control": format!("http://{}", server.control), "proxies": proxies})
         );

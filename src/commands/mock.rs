@@ -110,7 +110,7 @@ async fn serve(settings: &Settings, args: &MockServeArgs, reporter: &Reporter) -
     let server = MockServer::start(options.clone()).await?;
     let url = format!("http://{}", server.addr);
     if settings.json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "url": url,
@@ -184,7 +184,7 @@ async fn print_requests(settings: &Settings, args: &MockRequestsArgs) -> Result<
     let requests = journal["requests"].as_array().cloned().unwrap_or_default();
     if settings.json {
         for request in &requests {
-            println!("{request}");
+            outln!("{request}");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -198,7 +198,7 @@ async fn print_requests(settings: &Settings, args: &MockRequestsArgs) -> Result<
             (Some(kind), None) => kind.to_string(),
             _ => String::new(),
         };
-        println!(
+        outln!(
             "{}  {:<6} {}  {}  {}  {:.1} ms  {}",
             r["time"].as_str().unwrap_or(""),
             r["method"].as_str().unwrap_or(""),
@@ -224,7 +224,7 @@ async fn print_expectations(settings: &Settings, target: &MockUrlArgs) -> Result
     let list = get_json(&base, MOCK_HINT, "/mocker/expectations?format=full").await?;
     let items = list.as_array().cloned().unwrap_or_default();
     if settings.json {
-        println!("{list}");
+        outln!("{list}");
         return Ok(ExitCode::SUCCESS);
     }
     for e in &items {
@@ -233,7 +233,7 @@ async fn print_expectations(settings: &Settings, target: &MockUrlArgs) -> Result
             (Value::Null, _) => "delay + proxy".to_string(),
             (status, _) => format!("status {status}"),
         };
-        println!(
+        outln!(
             "{:<12} {:<6} {} ({})  {}  hits {}{}  [{}]",
             e["id"].as_str().unwrap_or(""),
             e["method"].as_str().unwrap_or("*"),

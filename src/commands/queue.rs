@@ -155,9 +155,9 @@ fn print_messages(settings: &Settings, name: &str) -> Result<ExitCode> {
     }
     for message in record::read_file(&path)? {
         if settings.json {
-            println!("{}", serde_json::to_string(&message)?);
+            outln!("{}", serde_json::to_string(&message)?);
         } else {
-            println!("{}", record::human_line(&message));
+            outln!("{}", record::human_line(&message));
         }
     }
     Ok(ExitCode::SUCCESS)

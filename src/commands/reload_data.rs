@@ -43,7 +43,7 @@ pub async fn execute(
     }
     let report = session::load(settings, &clients, &args.load, created, reporter).await?;
     if settings.json {
-        println!("{}", report.json);
+        outln!("{}", report.json);
     }
     Ok(super::data_exit_code(&report))
 }

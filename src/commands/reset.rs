@@ -64,7 +64,7 @@ pub async fn execute(
     }
     let elapsed = began.elapsed();
     if settings.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "wiped": wiped,
@@ -74,7 +74,7 @@ pub async fn execute(
             })
         );
     } else {
-        println!("reset in {:.2} s", elapsed.as_secs_f64());
+        outln!("reset in {:.2} s", elapsed.as_secs_f64());
     }
     Ok(exit)
 }

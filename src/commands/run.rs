@@ -244,17 +244,17 @@ fn print_banner(
             "exports": exports,
             "detached": detach,
         });
-        println!("{document}");
+        outln!("{document}");
         return;
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "inframock is ready (project {}, runtime {}, {:.1} s)",
         stack.state.project,
         stack.state.runtime,
         stack.ready_after.as_secs_f64()
     );
-    println!();
+    outln!();
     let name_width =
         crate::output::column_width(stack.state.services.iter().map(|s| s.name.as_str()), 6);
     let url_width =
@@ -262,27 +262,27 @@ fn print_banner(
     for service in &stack.state.services {
         let pid = service.pid.map(|p| format!("pid {p}")).unwrap_or_default();
         let what = crate::stack::lifecycle::kind_of(settings, service).summary;
-        println!(
+        outln!(
             "  {:<name_width$} {:<url_width$} {:<10} {what}",
             service.name.as_str(),
             service.url,
             pid
         );
     }
-    println!();
-    println!("  resources: {}", crate::resources::summary(ensured));
-    println!();
-    println!("Point your tools at it (or run `eval \"$(inframock env)\"`):");
+    outln!();
+    outln!("  resources: {}", crate::resources::summary(ensured));
+    outln!();
+    outln!("Point your tools at it (or run `eval \"$(inframock env)\"`):");
     for line in &exports {
-        println!("  {line}");
+        outln!("  {line}");
     }
     if let Some(aws) = stack.state.service(&ServiceName::Aws) {
-        println!("  aws --endpoint-url={} s3 ls", aws.url);
+        outln!("  aws --endpoint-url={} s3 ls", aws.url);
     }
-    println!();
+    outln!();
     if detach {
-        println!("Running in the background; `inframock stop` stops it.");
+        outln!("Running in the background; `inframock stop` stops it.");
     } else {
-        println!("Press Ctrl-C to stop (or use `inframock run --detach`).");
+        outln!("Press Ctrl-C to stop (or use `inframock run --detach`).");
     }
 }

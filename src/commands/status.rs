@@ -37,12 +37,12 @@ pub struct ServiceStatus {
 pub async fn execute(settings: &Settings) -> Result<ExitCode> {
     let Some(stack) = state::read(&settings.state_dir())? else {
         if settings.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"project": settings.project_name, "running": false, "services": []})
             );
         } else {
-            println!(
+            outln!(
                 "no stack is running for project {} (start one with `inframock run`)",
                 settings.project_name
             );
@@ -81,7 +81,7 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
     }
     let all_healthy = rows.iter().all(|r| r.health == "healthy");
     if settings.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "project": stack.project,
@@ -95,21 +95,29 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
             })
         );
     } else {
-        println!(
+        outln!(
             "project {} (runtime {}, region {}, env {})",
-            stack.project, stack.runtime, stack.region, stack.cluster_env
+            stack.project,
+            stack.runtime,
+            stack.region,
+            stack.cluster_env
         );
         let url_width = crate::output::column_width(rows.iter().map(|r| r.url.as_str()), 24);
-        println!(
+        outln!(
             "{:<7} {:<22} {:<9} {:<url_width$} {:>6} {:>12}  HEALTH",
-            "SERVICE", "KIND", "RUNTIME", "URL", "PORT", "PID/ID"
+            "SERVICE",
+            "KIND",
+            "RUNTIME",
+            "URL",
+            "PORT",
+            "PID/ID"
         );
         for row in &rows {
             let kind = match &row.version {
                 Some(version) => format!("{} {version}", row.kind),
                 None => row.kind.clone(),
             };
-            println!(
+            outln!(
                 "{:<7} {:<22} {:<9} {:<url_width$} {:>6} {:>12}  {}",
                 row.service.as_str(),
                 kind,

@@ -15,13 +15,13 @@ pub async fn execute(settings: &Settings, reporter: &Reporter) -> Result<ExitCod
     let _lock = ProjectLock::acquire_async(&settings.state_dir(), "stop", LOCK_WAIT).await?;
     let down = lifecycle::down(settings, reporter).await?;
     if settings.json {
-        println!("{}", serde_json::to_value(&down)?);
+        outln!("{}", serde_json::to_value(&down)?);
     } else if down.nothing {
-        println!("nothing to stop: no stack is recorded for this project");
+        outln!("nothing to stop: no stack is recorded for this project");
     } else if down.external {
-        println!("forgot the external endpoint (nothing of it was started here)");
+        outln!("forgot the external endpoint (nothing of it was started here)");
     } else {
-        println!("stack stopped");
+        outln!("stack stopped");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -53,7 +53,7 @@ pub async fn load(
     drop_conflicting_objects(&mut plan);
     if args.dry_run {
         if !settings.json {
-            print!("{}", render_plan(&plan));
+            out!("{}", render_plan(&plan));
         }
         let json = serde_json::json!({"dry_run": true, "data": settings.data_path, "plan": plan});
         return Ok(LoadReport { json, failed: 0 });
@@ -90,17 +90,19 @@ pub async fn load(
     let elapsed = started.elapsed();
     let (rows, total) = totals(&plan, &outcomes);
     if !settings.json {
-        println!();
-        print!("{}", render_table(&rows, &total));
+        outln!();
+        out!("{}", render_table(&rows, &total));
         for experiment in &plan.experiments {
             for skipped in &experiment.skipped {
-                println!(
+                outln!(
                     "ignored {}/{} ({})",
-                    experiment.id, skipped.file, skipped.reason
+                    experiment.id,
+                    skipped.file,
+                    skipped.reason
                 );
             }
         }
-        println!("loaded in {:.2} s", elapsed.as_secs_f64());
+        outln!("loaded in {:.2} s", elapsed.as_secs_f64());
     }
     let failures: Vec<String> = outcomes
         .iter()

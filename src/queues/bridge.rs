@@ -212,15 +212,15 @@ impl Bridge {
 
     fn report(&self, id: &str, what: &str, detail: Option<&str>, error: Option<&str>) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 json!({"bridge": self.name, "message_id": id, "event": what, "to": detail.filter(|_| error.is_none()), "stage": detail.filter(|_| error.is_some()), "error": error})
             );
             return;
         }
         match (what, detail, error) {
-            ("forwarded", Some(to), _) => println!("bridge {}: message {id} -> {to}", self.name),
-            ("dropped", _, _) => println!(
+            ("forwarded", Some(to), _) => outln!("bridge {}: message {id} -> {to}", self.name),
+            ("dropped", _, _) => outln!(
                 "bridge {}: message {id} dropped by the mapper (deleted from IN)",
                 self.name
             ),

@@ -143,17 +143,17 @@ impl Recorder {
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
         if self.print {
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
+            let mut lines = String::new();
             for message in messages {
                 let line = if self.json {
                     serde_json::to_string(message)?
                 } else {
                     human_line(message)
                 };
-                let _ = writeln!(out, "{line}");
+                lines.push_str(&line);
+                lines.push('\n');
             }
-            let _ = out.flush();
+            out!("{lines}");
         }
         Ok(())
     }

@@ -407,13 +407,13 @@ impl DockerRuntime {
             while let Some(end) = pending.find('\n') {
                 let line: String = pending.drain(..=end).collect();
                 match prefix {
-                    Some(p) => println!("{p:<5} | {}", line.trim_end()),
-                    None => println!("{}", line.trim_end()),
+                    Some(p) => outln!("{p:<5} | {}", line.trim_end()),
+                    None => outln!("{}", line.trim_end()),
                 }
             }
         }
         if !pending.is_empty() {
-            println!("{pending}");
+            outln!("{pending}");
         }
         Ok(())
     }

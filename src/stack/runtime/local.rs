@@ -124,8 +124,8 @@ pub async fn print_log_file(
     prefix: Option<&str>,
 ) -> Result<()> {
     let print = |line: &str| match prefix {
-        Some(p) => println!("{p:<5} | {line}"),
-        None => println!("{line}"),
+        Some(p) => outln!("{p:<5} | {line}"),
+        None => outln!("{line}"),
     };
     if !path.is_file() {
         anyhow::bail!(

@@ -1,0 +1,36 @@
+//! The command line as a contract with scripts: a closed stdout ends a command quietly.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    // 20,000 recorded messages: far more than a pipe holds, so printing them meets the closed pipe.
+    let project = tempfile::tempdir().unwrap();
+    let messages = project.path().join(".inframock/messages");
+    std::fs::create_dir_all(&messages).unwrap();
+    let line =
+        r#"{"time":"2026-11-26T00:00:00Z","source":"queue q","message_id":"m","body":"{\"a\":1}"}"#;
+    std::fs::write(messages.join("q.jsonl"), format!("{line}\n").repeat(20_000)).unwrap();
+    // As `inframock queue messages q | head -1` does: read one line, then close the pipe.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_inframock"))
+        .args(["--project-dir"])
+        .arg(project.path())
+        .args(["queue", "messages", "q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("queue q"), "{first}");
+    let output = child.wait_with_output().unwrap();
+    let stderr = crate::support::text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && stderr.trim().is_empty(),
+        "{stderr}"
+    );
+}
