@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// A local copy of your cloud stack: an AWS-compatible endpoint (S3, DynamoDB, SQS, SNS) and Redis,
 /// created from `inframock.toml` and populated from a data folder.
@@ -15,9 +15,65 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Variables read without a flag of their own (`POPULATE_MOCK`), besides those of the flags.
+const OTHER_VARIABLES: [&str; 1] = ["POPULATE_MOCK"];
+
+/// A variable set to the empty string counts as unset (`INFRAMOCK_AWS_PORT= inframock run` is the
+/// default port, not an invalid one), as in docker compose and most tools: every variable of a
+/// flag, and `POPULATE_MOCK`, is forgotten when empty. Called before any thread starts.
+pub fn forget_empty_variables() {
+    fn variables(command: &clap::Command, names: &mut Vec<std::ffi::OsString>) {
+        for arg in command.get_arguments() {
+            if let Some(name) = arg.get_env() {
+                names.push(name.to_os_string());
+            }
+        }
+        for sub in command.get_subcommands() {
+            variables(sub, names);
+        }
+    }
+    let mut names: Vec<std::ffi::OsString> = OTHER_VARIABLES.iter().map(Into::into).collect();
+    variables(&Cli::command(), &mut names);
+    for name in names {
+        if std::env::var_os(&name).is_some_and(|value| value.is_empty()) {
+            std::env::remove_var(&name);
+        }
+    }
+}
+
+/// The value parser of a yes/no switch, which only its environment variable gives a value:
+/// 1/0, true/false, yes/no, on/off (any case); anything else is an error naming the variable.
+#[derive(Clone)]
+struct Switch(&'static str);
+
+impl clap::builder::TypedValueParser for Switch {
+    type Value = bool;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<bool, clap::Error> {
+        match value.to_str().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            Some("1" | "true" | "yes" | "on" | "y") => Ok(true),
+            Some("0" | "false" | "no" | "off" | "n") => Ok(false),
+            _ => Err(clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!(
+                    "{}={value:?} is not a yes/no value; use 1/0, true/false, yes/no or on/off (or unset it)\n",
+                    self.0
+                ),
+            )
+            .with_cmd(command)),
+        }
+    }
+}
+
 /// Environment variables that are not tied to one flag, listed at the end of every `--help`.
 pub const ENV_HELP: &str = "\
-Environment variables (flags win over them, they win over inframock.toml):
+Environment variables (flags win over them, they win over inframock.toml; an empty one counts as
+unset; yes/no switches take 1/0, true/false, yes/no, on/off):
   AWS_DEFAULT_REGION   region of the mocked stack (default eu-west-1)            [--region]
   CLUSTER_ENV          environment suffix of resource names (default development) [--cluster-env]
   BIOMAGE_DATA_PATH    data folder to load (default ./data)                       [--data]
@@ -36,7 +92,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "INFRAMOCK_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Print machine-readable JSON instead of human output.
-    #[arg(long, global = true, env = "INFRAMOCK_JSON")]
+    #[arg(long, global = true, env = "INFRAMOCK_JSON", value_parser = Switch("INFRAMOCK_JSON"))]
     pub json: bool,
     /// Where services run: auto (default), local (processes), docker, external (existing endpoint).
     #[arg(long, global = true, env = "INFRAMOCK_RUNTIME", value_enum)]
@@ -133,7 +189,7 @@ pub struct GlobalArgs {
     pub operation_timeout: Option<u64>,
     /// Run Python handlers and mappers even where the kernel cannot confine them (no Landlock
     /// ABI ≥ 4 or seccomp): their code then runs with your rights. Warns on every start.
-    #[arg(long, global = true, env = "INFRAMOCK_UNSAFE_HANDLERS")]
+    #[arg(long, global = true, env = "INFRAMOCK_UNSAFE_HANDLERS", value_parser = Switch("INFRAMOCK_UNSAFE_HANDLERS"))]
     pub unsafe_handlers: bool,
 }
 
@@ -574,13 +630,13 @@ pub struct MockRequestsArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct RunArgs {
     /// Return once the stack is ready; the services keep running (stop them with `inframock stop`).
-    #[arg(short, long, env = "INFRAMOCK_DETACH")]
+    #[arg(short, long, env = "INFRAMOCK_DETACH", value_parser = Switch("INFRAMOCK_DETACH"))]
     pub detach: bool,
     /// Do not load the data folder (same as POPULATE_MOCK=false).
     #[arg(long)]
     pub no_populate: bool,
     /// Start new processes or containers instead of reusing running ones (drops their data).
-    #[arg(long, env = "INFRAMOCK_FRESH")]
+    #[arg(long, env = "INFRAMOCK_FRESH", value_parser = Switch("INFRAMOCK_FRESH"))]
     pub fresh: bool,
     /// Connect to a test harness at HOST:PORT, send it the AWS edge port (ASCII, then NUL), take
     /// fault commands as JSON lines from it, and stop the stack when it closes the connection.

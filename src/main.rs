@@ -32,6 +32,7 @@ use output::Reporter;
 
 fn main() -> ExitCode {
     keep_large_buffers_out_of_the_heap();
+    cli::forget_empty_variables();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -34,3 +34,53 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
         "{stderr}"
     );
 }
+
+#[test]
+fn switch_variables_take_the_usual_spellings_and_empty_ones_count_as_unset() {
+    let project = tempfile::tempdir().unwrap();
+    let status = |variables: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_inframock"));
+        command
+            .arg("--project-dir")
+            .arg(project.path())
+            .arg("status");
+        for name in ["INFRAMOCK_JSON", "INFRAMOCK_AWS_PORT"] {
+            command.env_remove(name);
+        }
+        command.envs(variables.iter().copied());
+        command.output().unwrap()
+    };
+    for yes in ["1", "yes", "ON", "true"] {
+        let output = status(&[("INFRAMOCK_JSON", yes)]);
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "INFRAMOCK_JSON={yes}: {e}: {}",
+                crate::support::text(&output.stdout)
+            )
+        });
+        assert_eq!(json["running"], false);
+    }
+    for no in ["0", "no", "off", ""] {
+        let output = status(&[("INFRAMOCK_JSON", no)]);
+        assert!(
+            crate::support::text(&output.stdout).contains("no stack is running"),
+            "INFRAMOCK_JSON={no:?} is text"
+        );
+    }
+    let wrong = status(&[("INFRAMOCK_JSON", "maybe")]);
+    assert_eq!(wrong.status.code(), Some(2));
+    let stderr = crate::support::text(&wrong.stderr);
+    assert!(stderr.contains("INFRAMOCK_JSON=\"maybe\""), "{stderr}");
+    // An empty port variable is the default port, not an invalid number.
+    let empty = status(&[("INFRAMOCK_AWS_PORT", "")]);
+    assert_eq!(
+        empty.status.code(),
+        Some(4),
+        "not running, and no usage error"
+    );
+    let stderr = crate::support::text(&empty.stderr);
+    assert!(
+        !stderr.contains("INFRAMOCK_AWS_PORT") && !stderr.contains("invalid"),
+        "{stderr}"
+    );
+}
