@@ -51,7 +51,7 @@ test: setup ## the whole test suite (unit + integration against real moto_server
 	if docker info >/dev/null 2>&1; then \
 	  tests/docker/build-standin-images.sh > target/standin-images.log 2>&1 & images=$$!; \
 	else echo "docker runtime tests will be skipped: no Docker engine answers (they fail instead when CI=true)"; fi; \
-	cargo build --release; \
+	cargo build --release --all-targets; \
 	if [ -n "$$images" ]; then \
 	  wait $$images || { echo "building the stand-in images failed:"; tail -n 30 target/standin-images.log; exit 1; }; \
 	  tail -n 1 target/standin-images.log; \
