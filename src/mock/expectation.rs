@@ -358,17 +358,30 @@ impl Expectation {
                 }
             }
         }
-        if let Some(body) = body {
-            if !self.matches_body(body) {
-                reasons.push("json_body: the request body does not contain it".to_string());
+        if let (Some(body), Some(expected)) = (body, &self.spec.json_body) {
+            match serde_json::from_slice::<Value>(body) {
+                Err(_) if body.is_empty() => {
+                    reasons.push("json_body: the request has no body".to_string())
+                }
+                Err(e) => reasons.push(format!("json_body: the request body is not JSON ({e})")),
+                Ok(actual) => {
+                    if let Some(difference) = json_difference(&actual, expected, "json_body") {
+                        reasons.push(difference);
+                    }
+                }
             }
         }
         reasons
     }
 
-    /// For the 404 listing: a closeness score (lower is closer) and why the request does not match.
-    pub fn closeness(&self, request: &RequestView<'_>) -> (usize, Vec<String>) {
-        let mismatches = self.mismatches(request, None, true);
+    /// For the 404 listing: a closeness score (lower is closer) and why the request does not match
+    /// (`json_body` included when the body was read).
+    pub fn closeness(
+        &self,
+        request: &RequestView<'_>,
+        body: Option<&[u8]>,
+    ) -> (usize, Vec<String>) {
+        let mismatches = self.mismatches(request, body, true);
         let path_missed = mismatches.iter().any(|m| m.starts_with("path"));
         let path_cost = match &self.path {
             PathMatcher::Exact(p) => edit_distance(p, request.path),
@@ -438,6 +451,29 @@ pub fn json_contains(actual: &Value, expected: &Value) -> bool {
     }
 }
 
+/// The first place where `actual` does not contain `expected` (as `json_contains` decides), said
+/// with its JSON path: `json_body.order.sku: expected "A1", got "B2"`.
+pub fn json_difference(actual: &Value, expected: &Value, path: &str) -> Option<String> {
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => e.iter().find_map(|(key, ev)| match a.get(key) {
+            None => Some(format!("{path}.{key}: expected {ev}, absent")),
+            Some(av) => json_difference(av, ev, &format!("{path}.{key}")),
+        }),
+        (Value::Array(a), Value::Array(e)) if a.len() != e.len() => Some(format!(
+            "{path}: expected {} items, got {}",
+            e.len(),
+            a.len()
+        )),
+        (Value::Array(a), Value::Array(e)) => a
+            .iter()
+            .zip(e)
+            .enumerate()
+            .find_map(|(i, (av, ev))| json_difference(av, ev, &format!("{path}[{i}]"))),
+        _ if json_contains(actual, expected) => None,
+        _ => Some(format!("{path}: expected {expected}, got {actual}")),
+    }
+}
+
 /// Levenshtein distance on bytes, for "closest expectation" hints.
 fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -457,6 +493,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn spec(json: &str) -> ExpectationSpec {
         serde_json::from_str(json).unwrap()
@@ -583,13 +620,36 @@ mod tests {
     }
 
     #[test]
+    fn json_differences_are_named_by_their_path() {
+        let actual = json!({"order": {"sku": "B2", "lines": [1, 2]}, "user": 7});
+        let diff = |expected: Value| json_difference(&actual, &expected, "json_body");
+        assert_eq!(diff(json!({"user": 7})), None);
+        assert_eq!(
+            diff(json!({"order": {"sku": "A1"}})).as_deref(),
+            Some("json_body.order.sku: expected \"A1\", got \"B2\"")
+        );
+        assert_eq!(
+            diff(json!({"order": {"id": 1}})).as_deref(),
+            Some("json_body.order.id: expected 1, absent")
+        );
+        assert_eq!(
+            diff(json!({"order": {"lines": [1]}})).as_deref(),
+            Some("json_body.order.lines: expected 1 items, got 2")
+        );
+        assert_eq!(
+            diff(json!({"order": {"lines": [1, 3]}})).as_deref(),
+            Some("json_body.order.lines[1]: expected 3, got 2")
+        );
+    }
+
+    #[test]
     fn closest_is_the_smallest_distance() {
         let near = compile(r#"{"path": "/api/users", "status_code": 200}"#).unwrap();
         let far = compile(r#"{"path": "/health", "status_code": 200}"#).unwrap();
         let get = http::Method::GET;
         let h = http::HeaderMap::new();
         let request = view(&get, "/api/user", &[], &h);
-        assert!(near.closeness(&request).0 < far.closeness(&request).0);
+        assert!(near.closeness(&request, None).0 < far.closeness(&request, None).0);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

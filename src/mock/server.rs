@@ -523,8 +523,20 @@ async fn answer(
                     Outcome::Proxied(None),
                 ),
                 None => {
-                    body.note_size(counter);
-                    (not_matched(state, &parts, path, query), Outcome::Unmatched)
+                    // The 404 says why each close expectation missed, its json_body included.
+                    let read = if state.store.any_needs_body() {
+                        match body.bytes(counter).await {
+                            Ok(bytes) => Some(bytes),
+                            Err(response) => return (response, Outcome::Unmatched),
+                        }
+                    } else {
+                        body.note_size(counter);
+                        None
+                    };
+                    (
+                        not_matched(state, &parts, path, query, read.as_deref()),
+                        Outcome::Unmatched,
+                    )
                 }
             };
         }
@@ -658,6 +670,7 @@ fn not_matched(
     parts: &http::request::Parts,
     path: &str,
     query: &[(String, String)],
+    body: Option<&[u8]>,
 ) -> Response<Body> {
     let view = RequestView {
         method: &parts.method,
@@ -669,7 +682,7 @@ fn not_matched(
         // The mockserver seed's answer for a path no route takes, word for word.
         return json_response(StatusCode::NOT_FOUND, &json!({"error": "Path not found."}));
     }
-    let closest = state.store.closest(&view, CLOSEST_LISTED);
+    let closest = state.store.closest(&view, body, CLOSEST_LISTED);
     json_response(
         StatusCode::NOT_FOUND,
         &json!({

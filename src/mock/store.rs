@@ -213,13 +213,24 @@ impl Store {
         }
     }
 
-    /// The `limit` expectations closest to a request, with why each did not match.
-    pub fn closest(&self, request: &RequestView<'_>, limit: usize) -> Vec<Value> {
+    /// Whether any expectation matches on the request body (then a 404 reads it to say why).
+    pub fn any_needs_body(&self) -> bool {
+        self.read().iter().any(|e| e.expectation.needs_body())
+    }
+
+    /// The `limit` expectations closest to a request, with why each did not match (`body`: the
+    /// request body, when it was read, for `json_body` differences).
+    pub fn closest(
+        &self,
+        request: &RequestView<'_>,
+        body: Option<&[u8]>,
+        limit: usize,
+    ) -> Vec<Value> {
         let entries = self.read();
         let mut scored: Vec<(usize, Vec<String>, &Arc<Entry>)> = entries
             .iter()
             .map(|e| {
-                let (score, mismatches) = e.expectation.closeness(request);
+                let (score, mismatches) = e.expectation.closeness(request, body);
                 (score, mismatches, e)
             })
             .collect();

@@ -470,7 +470,11 @@ fn matches_on_method_path_query_headers_and_json_body_newest_first() {
         assert_eq!(other.status(), 404, "body predicate not met");
         let unmatched: Value = other.json().await.unwrap();
         assert_eq!(unmatched["closest"][0]["path"], "/orders", "{unmatched}");
-        assert!(unmatched["closest"][0]["mismatches"].as_array().is_some());
+        assert_eq!(
+            unmatched["closest"][0]["mismatches"],
+            json!(["json_body.order.sku: expected \"A1\", got \"B2\""]),
+            "a near miss on the body says where the body differs"
+        );
 
         // The newest matching expectation answers.
         add(json!({"path": "/users/*", "path_match": "glob", "method": "GET", "status_code": 200, "body": "newer"})).await;
