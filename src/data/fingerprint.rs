@@ -211,6 +211,13 @@ impl LoadedFiles {
             .cloned()
     }
 
+    /// Whether `source` was ever loaded into `table` at `endpoint` (from any content).
+    pub fn knows(&self, endpoint: &str, table: &str, source: &Path) -> bool {
+        self.entries
+            .lock()
+            .is_ok_and(|entries| entries.contains_key(&Self::key(endpoint, table, source)))
+    }
+
     /// Records a completed load.
     pub fn mark_loaded(&self, endpoint: &str, table: &str, source: &Path, record: LoadedRecord) {
         if let Ok(mut entries) = self.entries.lock() {

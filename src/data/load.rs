@@ -39,11 +39,48 @@ pub struct LoadOptions {
     pub created_tables: BTreeSet<String>,
     /// The running declared services, name → URL (targets of SQL rules).
     pub services: BTreeMap<String, String>,
+    /// `--dry-run`: decide every file as the load would (read-only questions to the endpoint,
+    /// local validation) and write nothing, locally or remotely.
+    pub dry_run: bool,
+}
+
+/// What a load would do with a file it would write (`--dry-run`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Never loaded there: the object or the table (or the table itself) is not there yet.
+    New,
+    /// Loaded before from other content.
+    Changed,
+    /// Loaded from this content, but its items are gone from the table (reset, deleted).
+    Missing,
+    /// `--force`.
+    Forced,
+}
+
+impl Verdict {
+    /// The word of the dry-run listing.
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::New => "new",
+            Verdict::Changed => "changed",
+            Verdict::Missing => "missing",
+            Verdict::Forced => "forced",
+        }
+    }
+}
+
+/// Why a table cannot take a file.
+#[derive(Debug, Clone)]
+pub struct TableProblem {
+    /// The table does not exist (the run or reset would create it first).
+    pub missing: bool,
+    pub message: String,
 }
 
 /// What loading one file did.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(tag = "result", rename_all = "lowercase")]
+#[serde(tag = "result", rename_all = "snake_case")]
 pub enum FileResult {
     /// Items stored in a table (distinct keys: a key repeated in the file is stored once, the last).
     Items { count: usize, format: JsonFormat },
@@ -55,6 +92,10 @@ pub enum FileResult {
     Ran,
     /// The file could not be loaded; nothing of it was written.
     Failed { error: String },
+    /// `--dry-run`: the load would write this file.
+    WouldWrite { verdict: Verdict },
+    /// `--dry-run`: the load would refuse this file (it does not validate, cannot be read).
+    WouldFail { error: String },
 }
 
 /// One file's outcome.
@@ -78,7 +119,7 @@ pub trait LoadObserver: Sync {
 pub async fn table_keys(
     clients: &AwsClients,
     tables: &[String],
-) -> HashMap<String, Result<TableKey, String>> {
+) -> HashMap<String, Result<TableKey, TableProblem>> {
     let lookups = tables.iter().map(|table| async move {
         let described = clients.dynamodb.describe_table().table_name(table).send().await;
         let keys = match described {
@@ -110,11 +151,18 @@ pub async fn table_keys(
                     })
                     .collect::<Result<Vec<_>, String>>()
                     .map(|attributes| TableKey { attributes })
+                    .map_err(|message| TableProblem { missing: false, message })
             }
-            Err(e) if error_code(&e).as_deref() == Some("ResourceNotFoundException") => Err(format!(
-                "table {table} does not exist; declare it under [[tables]] in inframock.toml (`inframock run` creates it)"
-            )),
-            Err(e) => Err(format!("table {table} (DescribeTable at {}): {}", clients.url, describe_error(&e))),
+            Err(e) if error_code(&e).as_deref() == Some("ResourceNotFoundException") => Err(TableProblem {
+                missing: true,
+                message: format!(
+                    "table {table} does not exist; declare it under [[tables]] in inframock.toml (`inframock run` creates it)"
+                ),
+            }),
+            Err(e) => Err(TableProblem {
+                missing: false,
+                message: format!("table {table} (DescribeTable at {}): {}", clients.url, describe_error(&e)),
+            }),
         };
         (table.clone(), keys)
     });
@@ -180,8 +228,10 @@ pub async fn apply(
         .collect()
         .await;
     indexed.sort_by_key(|(index, _)| *index);
-    cache.save();
-    loaded.save();
+    if !options.dry_run {
+        cache.save();
+        loaded.save();
+    }
     indexed.into_iter().map(|(_, outcome)| outcome).collect()
 }
 
@@ -198,7 +248,7 @@ pub fn describe_target(target: &PlannedTarget) -> String {
 /// did not create: skipped if [`presence::prove`] finds their keys.
 async fn skip_candidates(
     plan: &LoadPlan,
-    keys: &HashMap<String, Result<TableKey, String>>,
+    keys: &HashMap<String, Result<TableKey, TableProblem>>,
     cache: &Arc<FingerprintCache>,
     loaded: &LoadedFiles,
     options: &LoadOptions,
@@ -241,7 +291,7 @@ async fn skip_candidates(
 async fn load_file(
     clients: &AwsClients,
     action: &Action,
-    keys: &HashMap<String, Result<TableKey, String>>,
+    keys: &HashMap<String, Result<TableKey, TableProblem>>,
     cache: &Arc<FingerprintCache>,
     loaded: &LoadedFiles,
     proven: &HashSet<std::path::PathBuf>,
@@ -256,7 +306,13 @@ async fn load_file(
                 )
                 .await
             }
-            Some(Err(e)) => Err(e.clone()),
+            Some(Err(problem)) if problem.missing && options.dry_run => Ok((
+                FileResult::WouldWrite {
+                    verdict: Verdict::New,
+                },
+                format!("would write: table {table} does not exist yet; the load creates it, then writes the file"),
+            )),
+            Some(Err(problem)) => Err(problem.message.clone()),
             None => Err(format!("table {table} was not looked up")),
         },
         PlannedTarget::Object {
@@ -278,11 +334,23 @@ async fn load_file(
     };
     match outcome {
         Ok(done) => done,
+        Err(error) if options.dry_run => (
+            FileResult::WouldFail { error },
+            "the load would refuse it and write nothing of it".to_string(),
+        ),
         Err(error) => (
             FileResult::Failed { error },
             "nothing of it was written; the next load writes it whole".to_string(),
         ),
     }
+}
+
+/// `--dry-run`: what the load would do with a file it does not skip.
+fn would_write(verdict: Verdict, why: &str) -> (FileResult, String) {
+    (
+        FileResult::WouldWrite { verdict },
+        why.replacen("written", "would write", 1),
+    )
 }
 
 /// Why a JSON file must be written (pure): `None` means the record allows a skip, provided the
@@ -327,6 +395,19 @@ async fn load_items_unless_present(
     let created = options.created_tables.contains(table);
     let why = reason_to_write(options.force, created, record.as_ref())
         .unwrap_or("written: its items are missing from the table (reset, deleted or restarted)");
+    if options.dry_run {
+        read_items(&action.path, key).await?;
+        let verdict = if options.force {
+            Verdict::Forced
+        } else if record.is_some() {
+            Verdict::Missing
+        } else if !created && loaded.knows(&clients.url, table, &action.path) {
+            Verdict::Changed
+        } else {
+            Verdict::New
+        };
+        return Ok(would_write(verdict, why));
+    }
     // Whatever happens next, this file is not proven loaded until it is written whole.
     loaded.forget(&clients.url, table, &action.path);
     let (result, first_key, last_key) = load_items(clients, &action.path, table, key).await?;
@@ -374,17 +455,7 @@ async fn load_items(
     ),
     String,
 > {
-    let path_owned = path.to_path_buf();
-    let checked_key = key.clone();
-    let parsed = tokio::task::spawn_blocking(move || -> Result<(JsonFormat, Vec<Item>), String> {
-        let text = std::fs::read_to_string(&path_owned).map_err(|e| format!("cannot read: {e}"))?;
-        let (format, items) = parse_items(&text).map_err(|e| e.to_string())?;
-        validate_items(&items, &checked_key).map_err(|e| e.to_string())?;
-        Ok((format, items))
-    })
-    .await
-    .map_err(|e| format!("internal: {e}"))??;
-    let (format, items) = parsed;
+    let (format, items) = read_items(path, key).await?;
     let names = key.names();
     let items = last_item_per_key(items, &names);
     let count = items.len();
@@ -401,6 +472,21 @@ async fn load_items(
         .await;
     results.into_iter().collect::<Result<Vec<()>, String>>()?;
     Ok((FileResult::Items { count, format }, first_key, last_key))
+}
+
+/// Reads, parses and validates a JSON file's items against the table's key, off the async threads:
+/// everything DynamoDB would refuse is found before anything is written.
+async fn read_items(path: &Path, key: &TableKey) -> Result<(JsonFormat, Vec<Item>), String> {
+    let path = path.to_path_buf();
+    let key = key.clone();
+    tokio::task::spawn_blocking(move || -> Result<(JsonFormat, Vec<Item>), String> {
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read: {e}"))?;
+        let (format, items) = parse_items(&text).map_err(|e| e.to_string())?;
+        validate_items(&items, &key).map_err(|e| e.to_string())?;
+        Ok((format, items))
+    })
+    .await
+    .map_err(|e| format!("internal: {e}"))?
 }
 
 /// Keeps the last item of each key (what sequential puts would leave), in first-seen order;
@@ -483,6 +569,7 @@ async fn load_object(
         .await
         .map_err(|e| format!("internal: {e}"))?
         .map_err(|e| format!("cannot read: {e}"))?;
+    let mut exists = false;
     if !options.force {
         let head = clients
             .s3
@@ -492,6 +579,7 @@ async fn load_object(
             .send()
             .await;
         if let Ok(head) = head {
+            exists = true;
             let stored = head
                 .metadata
                 .as_ref()
@@ -505,6 +593,15 @@ async fn load_object(
                 ));
             }
         }
+    }
+    if options.dry_run {
+        return Ok(match (options.force, exists) {
+            (true, _) => would_write(Verdict::Forced, "written: --force"),
+            (false, true) => {
+                would_write(Verdict::Changed, "written: the object holds another source")
+            }
+            (false, false) => would_write(Verdict::New, "written: the object is missing"),
+        });
     }
     let content_type = if action.file.ends_with(".json") {
         "application/json"

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Result};
 
 use super::discover::{self, drop_conflicting_objects, LoadPlan};
 use super::fingerprint::{FingerprintCache, LoadedFiles, CACHE_FILE, LOADED_FILE};
-use super::load::{apply, describe_target, FileResult, LoadOptions};
+use super::load::{apply, FileOutcome, FileResult, LoadOptions};
 use super::rules::Rules;
 use super::summary::{render_table, totals, BarProgress, PlainProgress};
 use crate::aws::AwsClients;
@@ -48,19 +48,27 @@ pub async fn load(
 ) -> Result<LoadReport> {
     let rules = Rules::compile(&settings.stack.data.rules, &settings.name_vars())
         .map_err(|e| anyhow!("{}: {e}", settings.stack_origin))?;
-    let experiments = discover::list(&settings.data_path, &args.experiments)?;
+    let experiments = match discover::list(&settings.data_path, &args.experiments) {
+        Err(discover::DataFolderError::Missing(path)) if !settings.data_named => {
+            reporter.info(format!(
+                "note: no data folder at {}, nothing to load (create it with one sub-folder per experiment, or point --data at yours)",
+                path.display()
+            ));
+            let json = serde_json::json!({"data": path, "note": "no data folder: nothing to load", "files": []});
+            return Ok(LoadReport { json, failed: 0 });
+        }
+        listed => listed?,
+    };
     let mut plan = discover::plan(&experiments, &rules);
     drop_conflicting_objects(&mut plan);
-    if args.dry_run {
-        if !settings.json {
-            out!("{}", render_plan(&plan));
-        }
-        let json = serde_json::json!({"dry_run": true, "data": settings.data_path, "plan": plan});
-        return Ok(LoadReport { json, failed: 0 });
-    }
     let files: usize = plan.experiments.iter().map(|e| e.actions.len()).sum();
     reporter.info(format!(
-        "loading {} from {} ({} experiment{})",
+        "{} {} from {} ({} experiment{})",
+        if args.dry_run {
+            "deciding (dry run, nothing is written)"
+        } else {
+            "loading"
+        },
         if files == 1 {
             "1 file".to_string()
         } else {
@@ -70,13 +78,17 @@ pub async fn load(
         plan.experiments.len(),
         if plan.experiments.len() == 1 { "" } else { "s" }
     ));
-    let state_dir = settings.ensure_state_dir()?;
+    let state_dir = settings.state_dir();
+    if !args.dry_run {
+        settings.ensure_state_dir()?;
+    }
     let cache = Arc::new(FingerprintCache::load(state_dir.join(CACHE_FILE)));
     let loaded = LoadedFiles::load(state_dir.join(LOADED_FILE));
     let options = LoadOptions {
         force: args.force,
         created_tables,
         services: running_services(settings),
+        dry_run: args.dry_run,
     };
     let started = std::time::Instant::now();
     let outcomes = if reporter.interactive {
@@ -89,6 +101,9 @@ pub async fn load(
     };
     let elapsed = started.elapsed();
     let (rows, total) = totals(&plan, &outcomes);
+    if args.dry_run {
+        return Ok(dry_run_report(settings, &plan, &outcomes, &total));
+    }
     if !settings.json {
         outln!();
         out!("{}", render_table(&rows, &total));
@@ -135,22 +150,52 @@ pub async fn load(
     })
 }
 
-/// The plan as text for `--dry-run`.
-pub fn render_plan(plan: &LoadPlan) -> String {
+/// `--dry-run`: each file with what the load would do (the same decisions, nothing written).
+fn dry_run_report(
+    settings: &Settings,
+    plan: &LoadPlan,
+    outcomes: &[FileOutcome],
+    total: &super::summary::ExperimentTotals,
+) -> LoadReport {
+    let failed = outcomes
+        .iter()
+        .filter(|o| matches!(o.result, FileResult::WouldFail { .. }))
+        .count();
+    if !settings.json {
+        out!("{}", render_dry_run(plan, outcomes));
+    }
+    let json = serde_json::json!({
+        "dry_run": true,
+        "data": settings.data_path,
+        "total": total,
+        "files": outcomes,
+        "ignored": plan.experiments.iter().flat_map(|e| e.skipped.iter().map(move |s| serde_json::json!({"experiment": e.id, "file": s.file, "reason": s.reason}))).collect::<Vec<_>>(),
+    });
+    LoadReport { json, failed }
+}
+
+/// The dry run as text: per experiment, each file's verdict (`new`, `changed`, `missing`,
+/// `forced`, `unchanged`, `would fail`) and target, then the ignored files.
+pub fn render_dry_run(plan: &LoadPlan, outcomes: &[FileOutcome]) -> String {
     let mut text = String::new();
     for experiment in &plan.experiments {
         text.push_str(&format!("{}:\n", experiment.id));
-        for action in &experiment.actions {
+        for outcome in outcomes.iter().filter(|o| o.experiment == experiment.id) {
+            let (word, detail) = match &outcome.result {
+                FileResult::WouldWrite { verdict } => (verdict.word(), outcome.why.clone()),
+                FileResult::Unchanged => ("unchanged", outcome.why.clone()),
+                FileResult::WouldFail { error } => ("would fail", error.clone()),
+                other => ("?", format!("{other:?}")),
+            };
             text.push_str(&format!(
-                "  load    {} -> {}\n",
-                action.file,
-                describe_target(&action.target)
+                "  {word:<10}  {} -> {} ({detail})\n",
+                outcome.file, outcome.target
             ));
         }
         for skipped in &experiment.skipped {
             text.push_str(&format!(
-                "  ignore  {} ({})\n",
-                skipped.file, skipped.reason
+                "  {:<10}  {} ({})\n",
+                "ignore", skipped.file, skipped.reason
             ));
         }
     }

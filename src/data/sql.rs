@@ -44,6 +44,19 @@ pub async fn run_unless_ran(
             "skipped: it ran on this database from this content".to_string(),
         ));
     }
+    if options.dry_run {
+        let verdict = if options.force {
+            super::load::Verdict::Forced
+        } else if loaded.knows(&endpoint, service, &action.path) {
+            super::load::Verdict::Changed
+        } else {
+            super::load::Verdict::New
+        };
+        return Ok((
+            FileResult::WouldWrite { verdict },
+            "would run: it did not run on this database from this content".to_string(),
+        ));
+    }
     loaded.forget(&endpoint, service, &action.path);
     let file = action.path.to_string_lossy().into_owned();
     psql(url, &["--single-transaction", "--file", &file])

@@ -22,6 +22,13 @@ pub struct ExperimentTotals {
     pub failed: usize,
     /// SQL files run (declared PostgreSQL services).
     pub sql: usize,
+    /// `--dry-run`: files the load would write.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub would_write: usize,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 /// Totals per experiment (plan order) plus a TOTAL row.
@@ -55,8 +62,9 @@ pub fn totals(
                 row.bytes += bytes;
             }
             FileResult::Unchanged => row.unchanged += 1,
-            FileResult::Failed { .. } => row.failed += 1,
+            FileResult::Failed { .. } | FileResult::WouldFail { .. } => row.failed += 1,
             FileResult::Ran => row.sql += 1,
+            FileResult::WouldWrite { .. } => row.would_write += 1,
         }
     }
     let mut total = ExperimentTotals {
@@ -71,6 +79,7 @@ pub fn totals(
         total.ignored += row.ignored;
         total.failed += row.failed;
         total.sql += row.sql;
+        total.would_write += row.would_write;
     }
     (rows, total)
 }
@@ -133,6 +142,8 @@ pub fn outcome_line(outcome: &FileOutcome) -> String {
         FileResult::Unchanged => "unchanged".to_string(),
         FileResult::Ran => "SQL ran".to_string(),
         FileResult::Failed { error } => format!("FAILED: {error}"),
+        FileResult::WouldWrite { verdict } => format!("would write ({})", verdict.word()),
+        FileResult::WouldFail { error } => format!("WOULD FAIL: {error}"),
     };
     format!(
         "{}/{} -> {}: {what} ({})",
@@ -232,6 +243,12 @@ mod tests {
                 error: "bad".into(),
             }),
             outcome(FileResult::Ran),
+            outcome(FileResult::WouldWrite {
+                verdict: crate::data::load::Verdict::New,
+            }),
+            outcome(FileResult::WouldFail {
+                error: "invalid".into(),
+            }),
         ];
         let (rows, total) = totals(&plan, &outcomes);
         let expected = ExperimentTotals {
@@ -241,8 +258,9 @@ mod tests {
             bytes: 100,
             unchanged: 1,
             ignored: 1,
-            failed: 1,
+            failed: 2,
             sql: 1,
+            would_write: 1,
         };
         assert_eq!(rows, std::slice::from_ref(&expected));
         assert_eq!(

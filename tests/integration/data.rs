@@ -495,17 +495,21 @@ fn dry_run_prints_the_plan_and_touches_nothing() {
     let (project, _, _) = project_with_every_rule();
     project.start(&["--no-populate"]);
     let output = project.run(&["reload-data", "--dry-run"]);
-    assert!(output.status.success());
+    assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     assert!(
         stdout.contains(&format!(
-            "load    biomage-source.r.rds.gz -> s3://biomage-source-development/{E1}/r.rds"
+            "new         biomage-source.r.rds.gz -> s3://biomage-source-development/{E1}/r.rds (would write: the object is missing)"
         )),
         "{stdout}"
     );
     assert!(
-        stdout.contains("ignore  notes.txt (no rule matches)"),
+        stdout.contains("ignore      notes.txt (no rule matches)"),
         "{stdout}"
+    );
+    assert!(
+        !project.path().join(".inframock/loaded-items.json").exists(),
+        "no record written"
     );
     let rt = runtime();
     let aws = clients(&rt, &project.endpoint());
@@ -526,6 +530,121 @@ fn dry_run_prints_the_plan_and_touches_nothing() {
         &[("experimentId", E1)]
     )
     .is_none());
+}
+
+/// Each file's `(result, verdict)` from a load report's `files`.
+fn file_results(
+    report: &serde_json::Value,
+) -> std::collections::BTreeMap<String, (String, String)> {
+    report["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| {
+            (
+                format!(
+                    "{}/{}",
+                    f["experiment"].as_str().unwrap(),
+                    f["file"].as_str().unwrap()
+                ),
+                (
+                    f["result"].as_str().unwrap().to_string(),
+                    f["verdict"].as_str().unwrap_or("").to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn dry_run_says_per_file_what_the_real_run_then_does() {
+    let (project, _, _) = project_with_every_rule();
+    project.start(&[]);
+    // Changed content, a new experiment, an object with other content, a file that no longer
+    // validates, and a file whose items were deleted from its table behind inframock's back.
+    project.write(
+        &format!("data/{E1}/mock_experiment.json"),
+        r#"{"experimentId": "e52b39624588791a7889e39c617f669e", "experimentName": "renamed"}"#,
+    );
+    project.write("data/e3/r.rds.gz", gzip(b"third experiment"));
+    project.write("data/e2/r.rds.gz", gzip(b"second experiment, new version"));
+    project.write(
+        &format!("data/{E1}/mock_plots_tables.json"),
+        r#"{"records": [{"plotUuid": "no experiment id"}]}"#,
+    );
+    let rt = runtime();
+    let aws = clients(&rt, &project.endpoint());
+    rt.block_on(async {
+        aws.dynamodb
+            .delete_item()
+            .table_name("projects-development")
+            .key(
+                "projectUuid",
+                aws_sdk_dynamodb::types::AttributeValue::S("p1".into()),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let record = project.path().join(".inframock/loaded-items.json");
+    let record_before = std::fs::read(&record).unwrap();
+
+    let dry = project.run(&["reload-data", "--dry-run", "--json"]);
+    assert_eq!(
+        dry.status.code(),
+        Some(3),
+        "a file would fail: {}",
+        text(&dry.stderr)
+    );
+    let dry: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(
+        std::fs::read(&record).unwrap(),
+        record_before,
+        "the dry run wrote nothing"
+    );
+    let planned = file_results(&dry);
+    let verdict = |file: &str| planned[file].clone();
+    let would = |verdict: &str| ("would_write".to_string(), verdict.to_string());
+    assert_eq!(
+        verdict(&format!("{E1}/mock_experiment.json")),
+        would("changed")
+    );
+    assert_eq!(verdict("e3/r.rds.gz"), would("new"));
+    assert_eq!(verdict("e2/r.rds.gz"), would("changed"));
+    assert_eq!(
+        verdict(&format!("{E1}/mock_projects.json")),
+        would("missing")
+    );
+    assert_eq!(
+        verdict(&format!("{E1}/mock_plots_tables.json")).0,
+        "would_fail"
+    );
+    assert_eq!(
+        verdict(&format!("{E1}/biomage-source.r.rds.gz")).0,
+        "unchanged"
+    );
+
+    // The real run does exactly that, file by file.
+    let real = project.run(&["reload-data", "--json"]);
+    assert_eq!(real.status.code(), Some(3));
+    let done = file_results(&serde_json::from_slice(&real.stdout).unwrap());
+    assert_eq!(
+        done.keys().collect::<Vec<_>>(),
+        planned.keys().collect::<Vec<_>>()
+    );
+    for (file, (dry_result, _)) in &planned {
+        let real_result = &done[file].0;
+        let expected: &[&str] = match dry_result.as_str() {
+            "unchanged" => &["unchanged"],
+            "would_write" => &["items", "uploaded", "ran"],
+            "would_fail" => &["failed"],
+            other => panic!("{file}: unexpected dry-run result {other}"),
+        };
+        assert!(
+            expected.contains(&real_result.as_str()),
+            "{file}: dry run {dry_result}, real run {real_result}"
+        );
+    }
 }
 
 #[test]
