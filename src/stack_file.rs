@@ -65,6 +65,10 @@ pub struct BridgeDecl {
     pub timeout_ms: Option<u64>,
     /// Seconds until a message that could not be delivered is tried again (default 5).
     pub retry_after: Option<i32>,
+    /// Attempts before a failing message goes to `dead_letter` (default 5).
+    pub max_attempts: Option<u32>,
+    /// A queue that takes the messages that failed `max_attempts` times, with the error.
+    pub dead_letter: Option<String>,
 }
 
 /// `[project]`

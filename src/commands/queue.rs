@@ -37,6 +37,8 @@ pub async fn execute(
             mapper,
             timeout_ms,
             retry_after,
+            max_attempts,
+            dead_letter,
             python,
         } => {
             let mapper_file = std::env::current_dir()?.join(mapper);
@@ -54,6 +56,8 @@ pub async fn execute(
                 to: to.clone(),
                 mapper: Mapper::new(sandbox, mapper_file, Duration::from_millis(*timeout_ms)),
                 retry_after: *retry_after,
+                max_attempts: *max_attempts,
+                dead_letter: dead_letter.clone(),
                 json: settings.json,
             };
             reporter.info(format!(

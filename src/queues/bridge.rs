@@ -1,6 +1,10 @@
 //! Bridges (ESB): every message of IN goes through `map(message)` to OUT, and is deleted from IN
 //! only once OUT accepted it. When the mapper fails or OUT is missing, the message stays in IN
 //! (visible again after `retry_after`) and the error is reported: at least once, nothing lost.
+//! A message that failed `max_attempts` times (IN's receive count) goes to the `dead_letter`
+//! queue with the error, and only then leaves IN; without a dead-letter queue it stays in IN,
+//! hidden for 12 hours, and the bridge says so. The error is printed whole (traceback included)
+//! on the first attempt, then as "still failing (attempt N of M)".
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,6 +23,12 @@ use crate::aws::{describe_error, AwsClients};
 
 /// How long IN hides a message while it is mapped and sent.
 const IN_FLIGHT_SECONDS: i32 = 30;
+/// How long IN hides a message the bridge gave up on without a dead-letter queue (SQS's maximum).
+const GIVEN_UP_SECONDS: i32 = 12 * 60 * 60;
+/// Default attempts before a message is dead-lettered.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// Longest error text carried by a dead-lettered message's attribute.
+const ERROR_ATTRIBUTE_LIMIT: usize = 1024;
 
 /// One bridge.
 pub struct Bridge {
@@ -30,6 +40,10 @@ pub struct Bridge {
     pub mapper: Mapper,
     /// Seconds until a message that could not be delivered is tried again.
     pub retry_after: i32,
+    /// Attempts (IN's receive count) before a failing message is dead-lettered or given up.
+    pub max_attempts: u32,
+    /// The queue that takes messages that failed `max_attempts` times.
+    pub dead_letter: Option<String>,
     /// Print events as JSON lines.
     pub json: bool,
 }
@@ -40,6 +54,8 @@ pub struct Counts {
     pub forwarded: u64,
     pub dropped: u64,
     pub failed: u64,
+    /// Moved to the dead-letter queue after `max_attempts`.
+    pub dead_lettered: u64,
 }
 
 impl Bridge {
@@ -49,7 +65,8 @@ impl Bridge {
         let mut out: Option<Target> = None;
         let from_topic = matches!(self.source.target, Target::Topic { .. });
         loop {
-            if limit.is_some_and(|l| counts.forwarded + counts.dropped + counts.failed >= l) {
+            let handled = counts.forwarded + counts.dropped + counts.failed + counts.dead_lettered;
+            if limit.is_some_and(|l| handled >= l) {
                 return Ok(counts);
             }
             let received = clients
@@ -138,16 +155,26 @@ impl Bridge {
                 match outcome {
                     Outcome::Forwarded(to) => {
                         counts.forwarded += 1;
-                        self.report(id, "forwarded", Some(&to), None);
+                        self.report(id, "forwarded", Some(&to));
                     }
                     Outcome::Dropped => {
                         counts.dropped += 1;
-                        self.report(id, "dropped", None, None);
+                        self.report(id, "dropped", None);
                     }
                     Outcome::Failed(stage, error) => {
-                        counts.failed += 1;
-                        self.retry_later(clients, message).await;
-                        self.report(id, "failed", Some(stage), Some(&error));
+                        let attempt = receive_count(message);
+                        if attempt < self.max_attempts {
+                            counts.failed += 1;
+                            self.retry_later(clients, message, self.retry_after).await;
+                            self.report_failure(id, stage, &error, attempt);
+                        } else if self
+                            .dead_letter(clients, message, stage, &error, attempt)
+                            .await
+                        {
+                            counts.dead_lettered += 1;
+                        } else {
+                            counts.failed += 1;
+                        }
                     }
                 }
             }
@@ -197,42 +224,188 @@ impl Bridge {
         Ok(())
     }
 
-    async fn retry_later(&self, clients: &AwsClients, message: &Message) {
+    async fn retry_later(&self, clients: &AwsClients, message: &Message, seconds: i32) {
         if let Some(handle) = message.receipt_handle() {
             let _ = clients
                 .sqs
                 .change_message_visibility()
                 .queue_url(&self.source.queue_url)
                 .receipt_handle(handle)
-                .visibility_timeout(self.retry_after)
+                .visibility_timeout(seconds)
                 .send()
                 .await;
         }
     }
 
-    fn report(&self, id: &str, what: &str, detail: Option<&str>, error: Option<&str>) {
+    /// A message that failed its last attempt: sent to the dead-letter queue (body and
+    /// attributes as received, plus the error, the stage, the bridge and the attempts), then
+    /// deleted from IN; without a dead-letter queue, or when it refuses the message, the message
+    /// stays in IN. True when it was dead-lettered.
+    async fn dead_letter(
+        &self,
+        clients: &AwsClients,
+        message: &Message,
+        stage: &str,
+        error: &str,
+        attempts: u32,
+    ) -> bool {
+        let id = message.message_id().unwrap_or("?");
+        let Some(dead_letter) = &self.dead_letter else {
+            self.retry_later(clients, message, GIVEN_UP_SECONDS).await;
+            self.event(id, "given_up", json!({"attempts": attempts, "stage": stage}), || {
+                format!(
+                    "bridge {}: message {id} failed {attempts} times ({stage}); it stays in IN, hidden for 12 h (set dead_letter to move such messages aside): {error}",
+                    self.name
+                )
+            });
+            return false;
+        };
+        match self
+            .send_dead_letter(clients, dead_letter, message, stage, error, attempts)
+            .await
+        {
+            Ok(()) => {
+                let deleted = self.delete_batch(clients, &[message]).await;
+                self.event(
+                    id,
+                    "dead_lettered",
+                    json!({"attempts": attempts, "to": dead_letter, "error": error}),
+                    || {
+                        format!(
+                            "bridge {}: message {id} failed {attempts} times ({stage}); moved to {dead_letter}",
+                            self.name
+                        )
+                    },
+                );
+                deleted.is_ok()
+            }
+            Err(why) => {
+                self.retry_later(clients, message, self.retry_after).await;
+                self.event(id, "failed", json!({"attempts": attempts, "stage": "dead letter", "error": why}), || {
+                    format!(
+                        "bridge {}: message {id} could not be moved to {dead_letter}, it stays in IN: {why}",
+                        self.name
+                    )
+                });
+                false
+            }
+        }
+    }
+
+    async fn send_dead_letter(
+        &self,
+        clients: &AwsClients,
+        queue: &str,
+        message: &Message,
+        stage: &str,
+        error: &str,
+        attempts: u32,
+    ) -> Result<(), String> {
+        let Ok(Target::Queue { url, fifo, .. }) = Target::resolve(clients, queue).await else {
+            return Err(format!(
+                "dead_letter {queue}: no such queue at the endpoint"
+            ));
+        };
+        let text = |value: &str| {
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| e.to_string())
+        };
+        let mut attributes = message.message_attributes().cloned().unwrap_or_default();
+        let error: String = error.chars().take(ERROR_ATTRIBUTE_LIMIT).collect();
+        attributes.insert("inframock-error".into(), text(&error)?);
+        attributes.insert("inframock-stage".into(), text(stage)?);
+        attributes.insert("inframock-bridge".into(), text(&self.name)?);
+        attributes.insert("inframock-attempts".into(), text(&attempts.to_string())?);
+        let (group, dedup) = fifo_ids(message);
+        let mut send = clients
+            .sqs
+            .send_message()
+            .queue_url(&url)
+            .message_body(message.body().unwrap_or_default())
+            .set_message_attributes(Some(attributes));
+        if fifo {
+            send = send.message_group_id(group).message_deduplication_id(dedup);
+        }
+        send.send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("queue {queue} refused it: {}", describe_error(&e)))
+    }
+
+    /// A failed attempt: the whole error the first time, then a short line.
+    fn report_failure(&self, id: &str, stage: &str, error: &str, attempt: u32) {
+        let first = attempt <= 1;
+        let fields = json!({
+            "stage": stage,
+            "attempt": attempt,
+            "max_attempts": self.max_attempts,
+            "error": if first { error } else { "still failing" },
+        });
+        self.event(id, "failed", fields, || {
+            if first {
+                format!(
+                    "bridge {}: message {id} stays in IN ({stage} failed; tried again in {} s, at most {} times): {error}",
+                    self.name, self.retry_after, self.max_attempts
+                )
+            } else {
+                format!(
+                    "bridge {}: message {id} still failing ({stage}, attempt {attempt} of {})",
+                    self.name, self.max_attempts
+                )
+            }
+        });
+    }
+
+    /// An event: a JSON line on stdout with `--json` (and in the worker's log), else `text()`
+    /// on stderr.
+    fn event(
+        &self,
+        id: &str,
+        what: &str,
+        fields: serde_json::Value,
+        text: impl FnOnce() -> String,
+    ) {
+        if self.json {
+            let mut line = json!({"bridge": self.name, "message_id": id, "event": what});
+            if let (Some(line), serde_json::Value::Object(fields)) = (line.as_object_mut(), fields)
+            {
+                line.extend(fields);
+            }
+            outln!("{line}");
+        } else {
+            eprintln!("{}", text());
+        }
+    }
+
+    /// A delivered (`to`: where) or dropped message: on stdout, a JSON line with `--json`.
+    fn report(&self, id: &str, what: &str, to: Option<&str>) {
         if self.json {
             outln!(
                 "{}",
-                json!({"bridge": self.name, "message_id": id, "event": what, "to": detail.filter(|_| error.is_none()), "stage": detail.filter(|_| error.is_some()), "error": error})
+                json!({"bridge": self.name, "message_id": id, "event": what, "to": to})
             );
             return;
         }
-        match (what, detail, error) {
-            ("forwarded", Some(to), _) => outln!("bridge {}: message {id} -> {to}", self.name),
-            ("dropped", _, _) => outln!(
+        match to {
+            Some(to) => outln!("bridge {}: message {id} -> {to}", self.name),
+            None => outln!(
                 "bridge {}: message {id} dropped by the mapper (deleted from IN)",
                 self.name
             ),
-            (_, stage, Some(error)) => eprintln!(
-                "bridge {}: message {id} stays in IN ({} failed; tried again in {} s): {error}",
-                self.name,
-                stage.unwrap_or("delivery"),
-                self.retry_after
-            ),
-            _ => {}
         }
     }
+}
+
+/// IN's receive count of a message: which attempt this is (1 when the engine does not say).
+fn receive_count(message: &Message) -> u32 {
+    message
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1)
 }
 
 /// What happened to one message of a batch.

@@ -83,6 +83,11 @@ pub async fn prepare(
             to,
             mapper: Mapper::new(sandbox, mapper_file, timeout),
             retry_after: decl.retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
+            max_attempts: decl
+                .max_attempts
+                .unwrap_or(super::bridge::DEFAULT_MAX_ATTEMPTS)
+                .max(1),
+            dead_letter: decl.dead_letter.as_ref().map(|q| vars.expand(q)),
             json: true,
         });
     }

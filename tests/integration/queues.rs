@@ -47,6 +47,24 @@ from = "in"
 to = "out"
 mapper = "mappers/upper.py"
 retry_after = 1
+max_attempts = 1000
+
+[[queues]]
+name = "in-dl"
+
+[[queues]]
+name = "out-dl"
+
+[[queues]]
+name = "dead"
+
+[[bridges]]
+from = "in-dl"
+to = "out-dl"
+mapper = "mappers/upper.py"
+retry_after = 1
+max_attempts = 3
+dead_letter = "dead"
 "#;
 
 const MAPPER: &str = r#"
@@ -446,4 +464,78 @@ fn bridge_to_a_topic_publishes_to_its_subscribers() {
     let events = recorded(&project, "events", 1);
     assert_eq!(events[0]["body"], "FAN OUT");
     interrupt(&mut child);
+}
+
+#[test]
+fn a_message_that_keeps_failing_goes_to_the_dead_letter_queue_with_its_error() {
+    let (project, runtime, clients) = stack();
+    send(&runtime, &clients, "in-dl", "poison");
+    send(&runtime, &clients, "in-dl", "fine");
+    let dead_url = queue_url(&runtime, &clients, "dead");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let dead = loop {
+        let received = runtime
+            .block_on(
+                clients
+                    .sqs
+                    .receive_message()
+                    .queue_url(&dead_url)
+                    .message_attribute_names("All")
+                    .wait_time_seconds(2)
+                    .send(),
+            )
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        if let Some(message) = received.into_iter().next() {
+            break message;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing reached the dead-letter queue"
+        );
+    };
+    assert_eq!(dead.body(), Some("poison"), "the body as IN had it");
+    let attribute = |name: &str| {
+        dead.message_attributes()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.string_value())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        attribute("inframock-error").contains("cannot map poison"),
+        "{dead:?}"
+    );
+    assert_eq!(attribute("inframock-attempts"), "3");
+    assert_eq!(attribute("inframock-stage"), "mapper");
+    assert_eq!(
+        pending(&runtime, &clients, "in-dl"),
+        0,
+        "it left IN only once dead-lettered"
+    );
+    // The log has the error whole once, then short lines, then the move.
+    let log = std::fs::read_to_string(project.path().join(".inframock/logs/queues.log")).unwrap();
+    let events: Vec<Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["bridge"] == "in-dl-to-out-dl" && event["event"] != "forwarded")
+        .collect();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap_or(""),
+                e["error"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    assert!(
+        kinds[0].0 == "failed" && kinds[0].1.contains("cannot map poison"),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds[1], ("failed", "still failing"));
+    assert_eq!(kinds[2].0, "dead_lettered");
+    assert_eq!(events[1]["attempt"], 2);
 }
