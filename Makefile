@@ -4,7 +4,7 @@ VENV := .venv
 BIN := target/release/inframock
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help setup build run detach reload-data stop status test docker-images lint bench clean
+.PHONY: help setup build install run detach reload-data stop status test docker-images lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +28,9 @@ $(VENV)/.installed: requirements-dev.txt
 
 build: ## build the release binary (the one profile tests and benchmarks use)
 	cargo build --release
+
+install: ## put inframock on your PATH (cargo install: ~/.cargo/bin/inframock)
+	cargo install --locked --path .
 
 run: setup build ## start the stack in the foreground and load ./data (Ctrl-C stops it)
 	$(BIN) run

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use std::collections::BTreeMap;
+
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// A local copy of your cloud stack: an AWS-compatible endpoint (S3, DynamoDB, SQS, SNS) and Redis,
@@ -13,6 +15,32 @@ pub struct Cli {
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Where each flag given a value got it: argument id → `flag --name` or `env NAME` (flags left
+/// at their defaults are absent). `inframock config` and the banner say where settings came from.
+pub fn value_sources(matches: &clap::ArgMatches) -> BTreeMap<String, String> {
+    let mut sources = BTreeMap::new();
+    let mut current = Some(matches);
+    let command = Cli::command();
+    while let Some(level) = current {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            let source = match level.value_source(id) {
+                Some(clap::parser::ValueSource::CommandLine) => arg
+                    .get_long()
+                    .map_or_else(|| format!("flag {id}"), |long| format!("flag --{long}")),
+                Some(clap::parser::ValueSource::EnvVariable) => arg.get_env().map_or_else(
+                    || format!("env ({id})"),
+                    |env| format!("env {}", env.to_string_lossy()),
+                ),
+                _ => continue,
+            };
+            sources.insert(id.to_string(), source);
+        }
+        current = level.subcommand().map(|(_, sub)| sub);
+    }
+    sources
 }
 
 /// Variables read without a flag of their own (`POPULATE_MOCK`), besides those of the flags.
@@ -82,8 +110,9 @@ unset; yes/no switches take 1/0, true/false, yes/no, on/off):
   LOCALSTACK_AUTH_TOKEN passed to the LocalStack container when set (docker runtime)
   DOCKER_HOST          the Docker engine to use (default /var/run/docker.sock)";
 
-/// Flags shared by every subcommand.
+/// Flags shared by every subcommand: listed after a command's own options, under their own heading.
 #[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Project folder holding inframock.toml, data/ and .inframock/ state.
     #[arg(long, global = true, env = "INFRAMOCK_PROJECT_DIR", value_name = "DIR")]
@@ -257,6 +286,17 @@ pub enum Command {
     /// loop) or of scheduled rates (open loop, latency from when each request was due).
     #[command(after_help = BENCH_HELP)]
     Bench(BenchArgs),
+    /// Every resolved setting and where it came from: flag, environment variable, inframock.toml
+    /// or default.
+    Config,
+    /// Write a new project's files: a commented inframock.toml, data/ with an example, mocks/ with
+    /// an example expectation, and .inframock/ in .gitignore (nothing existing is overwritten).
+    Init(InitArgs),
+    /// Print the shell completion script: `inframock completions bash > ~/.local/share/bash-completion/completions/inframock`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Examples at the end of `bench --help`.
@@ -271,6 +311,27 @@ request when the previous answer arrived. Open loop (--rate, --rate-ramp): reque
 schedule; latency counts from when each was due, so a server that stalls shows it (coordinated
 omission corrected, as wrk2 -R does); `p99 from send` is the uncorrected figure.
 Exit codes: 0 done (whatever the server answered), 1 bad flags or the URL does not answer at all.";
+
+/// `inframock init`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The stack file to start from: a minimal one (a table, a bucket, a queue, two data rules)
+    /// or the Biomage stack built into the binary.
+    #[arg(long, value_enum, default_value_t = InitExample::Minimal)]
+    pub example: InitExample,
+    /// Overwrite files that exist (inframock.toml, the examples); .gitignore is only appended to.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The stack files `init` can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitExample {
+    /// A table, a bucket, a queue and two data rules, every setting commented.
+    Minimal,
+    /// The original Biomage development stack (the one used when a project has no inframock.toml).
+    Biomage,
+}
 
 /// `inframock bench URL ...`
 #[derive(Debug, Args)]
@@ -373,6 +434,13 @@ pub enum QueueAction {
         /// Seconds until a message that could not be delivered is tried again.
         #[arg(long, default_value_t = 5)]
         retry_after: i32,
+        /// Attempts before a failing message goes to --dead-letter (or is given up, staying in IN).
+        #[arg(long, default_value_t = crate::queues::bridge::DEFAULT_MAX_ATTEMPTS,
+              value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_attempts: u32,
+        /// A queue that takes the messages that failed --max-attempts times, with the error.
+        #[arg(long, value_name = "QUEUE")]
+        dead_letter: Option<String>,
         /// Python interpreter (default: <project-dir>/.venv/bin/python3, then python3).
         #[arg(long, env = "INFRAMOCK_PYTHON", value_name = "PATH")]
         python: Option<PathBuf>,
@@ -674,7 +742,8 @@ pub struct LoadArgs {
     /// Load only this experiment (a folder name under the data folder). Repeatable.
     #[arg(long = "experiment", value_name = "ID")]
     pub experiments: Vec<String>,
-    /// Print the load plan and touch nothing.
+    /// Decide every file as the load would (new, changed, missing, unchanged, would fail) and
+    /// write nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Write every file, even those proven to be loaded already.
@@ -693,4 +762,49 @@ pub struct LogsArgs {
     /// Number of last lines to print first.
     #[arg(short = 'n', long, default_value_t = 50)]
     pub lines: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command and every argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_command_and_argument_is_described() {
+        fn visit(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name());
+            if command.get_about().is_none() && path != " inframock" {
+                missing.push(path.clone());
+            }
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                visit(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        visit(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "without a description: {missing:?}");
+    }
+
+    /// A command's own options come first; the flags every command shares follow under their
+    /// own heading.
+    #[test]
+    fn help_lists_the_commands_options_before_the_global_ones() {
+        let mut command = Cli::command();
+        command.build();
+        let help = command
+            .find_subcommand_mut("reload-data")
+            .expect("reload-data")
+            .render_help()
+            .to_string();
+        let own = help.find("--dry-run").expect("own option");
+        let heading = help.find("Global options:").expect("global heading");
+        let global = help.find("--aws-port").expect("global option");
+        assert!(own < heading && heading < global, "{help}");
+    }
 }

@@ -50,6 +50,9 @@ pub struct Settings {
     pub cluster_env: String,
     pub account: String,
     pub data_path: PathBuf,
+    /// Whether the data folder was named (--data, BIOMAGE_DATA_PATH): then it must exist; the
+    /// default `data/` may be absent (nothing to load).
+    pub data_named: bool,
     pub populate: bool,
     pub endpoint_url: Option<String>,
     pub redis_url: Option<String>,
@@ -61,6 +64,8 @@ pub struct Settings {
     pub json: bool,
     /// The mock server's own settings (`[services.mock]`, `--mock-port`).
     pub mock: MockSettings,
+    /// Where each flag given a value got it (`cli::value_sources`): `flag --x` or `env NAME`.
+    pub sources: BTreeMap<String, String>,
 }
 
 /// How one service of the stack is set up.
@@ -140,6 +145,9 @@ pub fn find_project_dir(current_dir: &Path) -> PathBuf {
         .to_path_buf()
 }
 
+/// `stack_origin` when the project has no inframock.toml and runs the built-in stack.
+pub const BUILT_IN_ORIGIN: &str = "built-in inframock.toml";
+
 /// Default image of the aws service: the last LocalStack tag that runs without an auth token.
 pub const DEFAULT_AWS_IMAGE: &str = "localstack/localstack:4.14.0";
 /// Default image of the redis service.
@@ -177,7 +185,7 @@ impl Settings {
                 if path.is_file() {
                     StackFile::load(&path).map(|stack| (stack, path.display().to_string()))
                 } else {
-                    Ok((StackFile::built_in(), "built-in inframock.toml".to_string()))
+                    Ok((StackFile::built_in(), BUILT_IN_ORIGIN.to_string()))
                 }
             }
         };
@@ -248,6 +256,7 @@ impl Settings {
             services,
             docker_default_aws,
             mock,
+            sources: BTreeMap::new(),
             ready_timeout: args
                 .ready_timeout
                 .map(Duration::from_secs)
@@ -269,6 +278,7 @@ impl Settings {
             runtime,
             region,
             cluster_env,
+            data_named: args.data_path.is_some(),
             data_path,
             populate,
         })
@@ -281,6 +291,23 @@ impl Settings {
         self.services
             .get(name)
             .unwrap_or_else(|| &self.services[&ServiceName::Queues])
+    }
+
+    /// Where the region came from, and a warning when an inherited `AWS_DEFAULT_REGION` moves
+    /// the stack away from its default region.
+    pub fn region_note(&self) -> (String, Option<String>) {
+        let from = self
+            .sources
+            .get("region")
+            .cloned()
+            .unwrap_or_else(|| "default".to_string());
+        let warning = (from == "env AWS_DEFAULT_REGION" && self.region != DEFAULT_REGION).then(|| {
+            format!(
+                "the region is {} because AWS_DEFAULT_REGION is set in your environment (the stack's default is {DEFAULT_REGION}): every resource, URL and ARN uses it; unset it, or pass --region to choose",
+                self.region
+            )
+        });
+        (from, warning)
     }
 
     /// The settings as `runtime` uses them: with no engine named, the docker runtime runs

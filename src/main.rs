@@ -24,7 +24,7 @@ mod stack_file;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command};
 use config::{Settings, StackFileUse};
@@ -33,7 +33,12 @@ use output::Reporter;
 fn main() -> ExitCode {
     keep_large_buffers_out_of_the_heap();
     cli::forget_empty_variables();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let sources = cli::value_sources(&matches);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,7 +49,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, sources)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -53,12 +58,26 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    // It loads a URL and needs no stack: a broken inframock.toml must not stop it.
-    if let Command::Bench(args) = &cli.command {
-        return commands::bench::execute(args, cli.global.json).await;
-    }
+async fn run(
+    cli: Cli,
+    sources: std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<ExitCode> {
     let current_dir = std::env::current_dir()?;
+    // These need no stack (bench loads a URL, completions print a script, init writes a project):
+    // a broken or missing inframock.toml must not stop them.
+    match &cli.command {
+        Command::Bench(args) => return commands::bench::execute(args, cli.global.json).await,
+        Command::Completions { shell } => return Ok(commands::completions::execute(*shell)),
+        // A new project: here, or in --project-dir (no search upward for an existing one).
+        Command::Init(args) => {
+            let dir = match &cli.global.project_dir {
+                Some(dir) => current_dir.join(dir),
+                None => current_dir.clone(),
+            };
+            return commands::init::execute(&dir, args, cli.global.json);
+        }
+        _ => {}
+    }
     let populate_mock = std::env::var("POPULATE_MOCK").ok();
     let no_populate = matches!(&cli.command, Command::Run(args) if args.no_populate);
     // These work from the recorded state alone: a broken inframock.toml must not stop them.
@@ -68,13 +87,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         _ => StackFileUse::Required,
     };
-    let settings = Settings::resolve(
+    let mut settings = Settings::resolve(
         &cli.global,
         populate_mock.as_deref(),
         no_populate,
         &current_dir,
         stack_file_use,
     )?;
+    settings.sources = sources;
     let reporter = Reporter::new(settings.json);
     if let Some(why) = &settings.stack_error {
         reporter.warn(format!(
@@ -96,6 +116,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Faults(args) => commands::faults::execute(&settings, args, &reporter).await,
         Command::Queue(args) => commands::queue::execute(&settings, args, &reporter).await,
         Command::Bench(args) => commands::bench::execute(args, settings.json).await,
+        Command::Completions { shell } => Ok(commands::completions::execute(*shell)),
+        Command::Init(args) => commands::init::execute(&settings.project_dir, args, settings.json),
+        Command::Config => Ok(commands::config::execute(&settings)),
     }
 }
 

@@ -105,6 +105,27 @@ impl Step {
     }
 }
 
+/// How to call this binary in printed hints: `inframock` when that name on PATH is this very
+/// binary, else the path of the binary that runs (`make run` runs target/release/inframock; `make
+/// install` puts it on PATH). The flag says whether it is on PATH.
+pub fn invocation() -> (String, bool) {
+    let Ok(me) = std::env::current_exe().and_then(|p| p.canonicalize()) else {
+        return ("inframock".to_string(), true);
+    };
+    let on_path = std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("inframock"))
+                .find(|candidate| candidate.is_file())
+        })
+        .and_then(|found| found.canonicalize().ok());
+    if on_path.as_ref() == Some(&me) {
+        ("inframock".to_string(), true)
+    } else {
+        (me.display().to_string(), false)
+    }
+}
+
 /// The width of a text column: its longest entry, at least `minimum`.
 pub fn column_width<'a>(entries: impl Iterator<Item = &'a str>, minimum: usize) -> usize {
     entries.map(str::len).max().unwrap_or(0).max(minimum)

@@ -1,8 +1,11 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod completions;
+pub mod config;
 pub mod env;
 pub mod faults;
+pub mod init;
 pub mod logs;
 pub mod mock;
 pub mod queue;

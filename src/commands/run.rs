@@ -19,6 +19,15 @@ use crate::stack::{state, ServiceName};
 
 /// Runs the stack.
 pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -> Result<ExitCode> {
+    if settings.stack_origin == crate::config::BUILT_IN_ORIGIN {
+        reporter.info(format!(
+            "note: no inframock.toml in {}: running the built-in example stack (the Biomage development stack); `inframock init` writes a stack file of your own",
+            settings.project_dir.display()
+        ));
+    }
+    if let (_, Some(warning)) = settings.region_note() {
+        reporter.warn(warning);
+    }
     let state_dir = settings.ensure_state_dir()?;
     // One run at a time per project: a second one waits here, then reuses what the first started.
     let lock = ProjectLock::acquire_async(&state_dir, "run", LOCK_WAIT).await?;
@@ -271,8 +280,11 @@ fn print_banner(
     }
     outln!();
     outln!("  resources: {}", crate::resources::summary(ensured));
+    let (region_from, _) = settings.region_note();
+    outln!("  region:    {} ({region_from})", settings.region);
     outln!();
-    outln!("Point your tools at it (or run `eval \"$(inframock env)\"`):");
+    let (inframock, on_path) = crate::output::invocation();
+    outln!("Point your tools at it (or run `eval \"$({inframock} env)\"`):");
     for line in &exports {
         outln!("  {line}");
     }
@@ -280,8 +292,11 @@ fn print_banner(
         outln!("  aws --endpoint-url={} s3 ls", aws.url);
     }
     outln!();
+    if !on_path {
+        outln!("(`inframock` on your PATH is not this binary: `make install` puts it there.)");
+    }
     if detach {
-        outln!("Running in the background; `inframock stop` stops it.");
+        outln!("Running in the background; `{inframock} stop` stops it.");
     } else {
         outln!("Press Ctrl-C to stop (or use `inframock run --detach`).");
     }

@@ -84,3 +84,177 @@ fn switch_variables_take_the_usual_spellings_and_empty_ones_count_as_unset() {
         "{stderr}"
     );
 }
+
+#[test]
+fn completion_scripts_know_every_command_and_bash_accepts_them() {
+    let bin = env!("CARGO_BIN_EXE_inframock");
+    let output = Command::new(bin)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let script = crate::support::text(&output.stdout);
+    for word in [
+        "reload-data",
+        "bench",
+        "completions",
+        "--aws-port",
+        "--rate-ramp",
+    ] {
+        assert!(script.contains(word), "{word} is completed");
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &script).unwrap();
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(
+        syntax.status.success(),
+        "{}",
+        crate::support::text(&syntax.stderr)
+    );
+    let wrong = Command::new(bin)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        crate::support::text(&wrong.stderr).contains("zsh"),
+        "the shells are listed"
+    );
+}
+
+#[test]
+fn init_writes_a_project_that_runs_and_a_missing_default_data_folder_is_only_a_note() {
+    let project = crate::support::Project::new();
+    project.write(".gitignore", "target/\n");
+    let first = project.run_json(&["init", "--json"]);
+    let done: Vec<(String, String)> = first["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let path = f["path"].as_str().unwrap();
+            let name = path
+                .strip_prefix(&format!("{}/", project.path().display()))
+                .unwrap_or(path);
+            (name.to_string(), f["done"].as_str().unwrap().to_string())
+        })
+        .collect();
+    let expected = [
+        ("inframock.toml", "wrote"),
+        ("data/example/item.json", "wrote"),
+        ("mocks/hello.json", "wrote"),
+        (".gitignore", "appended"),
+    ];
+    assert_eq!(
+        done,
+        expected.map(|(p, d)| (p.to_string(), d.to_string())),
+        "{first}"
+    );
+    // Again: nothing is overwritten, .gitignore keeps one entry.
+    let again = crate::support::text(&project.run(&["init"]).stdout);
+    assert!(
+        again.contains("kept") && !again.contains("wrote"),
+        "{again}"
+    );
+    let gitignore = std::fs::read_to_string(project.path().join(".gitignore")).unwrap();
+    assert_eq!(gitignore, "target/\n.inframock/\n");
+
+    // The written stack runs and loads its example.
+    let report = project.start(&[]);
+    assert_eq!(report["data"]["total"]["items"], 1, "{report}");
+    // Without the default data folder there is nothing to load: a note, exit 0.
+    std::fs::remove_dir_all(project.path().join("data")).unwrap();
+    let reload = project.run(&["reload-data"]);
+    let stderr = crate::support::text(&reload.stderr);
+    assert_eq!(reload.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("no data folder at"), "{stderr}");
+    // A named one that is missing stays an error.
+    let named = project.run(&["reload-data", "--data", "elsewhere"]);
+    assert_eq!(named.status.code(), Some(1));
+}
+
+#[test]
+fn run_without_a_stack_file_says_it_runs_the_built_in_example() {
+    let project = crate::support::Project::new();
+    let output = project.start_output(&["--no-populate"]);
+    let stderr = crate::support::text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("running the built-in example stack") && stderr.contains("inframock init"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_says_where_each_setting_came_from_and_warns_of_an_inherited_region() {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("inframock.toml"),
+        "[services.aws]\nport = 4999\n[services.redis]\nport = 6999\n",
+    )
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_inframock"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("INFRAMOCK_") || name.starts_with("AWS_") || name == "CLUSTER_ENV" {
+            command.env_remove(name);
+        }
+    }
+    let output = command
+        .current_dir(project.path())
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("INFRAMOCK_REDIS_PORT", "7001")
+        .args(["--json", "--cluster-env", "staging", "config"])
+        .output()
+        .unwrap();
+    let stderr = crate::support::text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let setting = |name: &str| {
+        let entry = json["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {json}"));
+        (
+            entry["value"].as_str().unwrap().to_string(),
+            entry["from"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(
+        setting("region"),
+        ("us-east-1".into(), "env AWS_DEFAULT_REGION".into())
+    );
+    assert_eq!(
+        setting("cluster env"),
+        ("staging".into(), "flag --cluster-env".into())
+    );
+    assert_eq!(
+        setting("redis port"),
+        ("7001".into(), "env INFRAMOCK_REDIS_PORT".into())
+    );
+    let (port, from) = setting("aws port");
+    assert_eq!(port, "4999");
+    assert!(
+        from.ends_with("inframock.toml: [services.aws] port"),
+        "{from}"
+    );
+    assert_eq!(setting("runtime").1, "default");
+    // Text output warns that the inherited region moves the stack.
+    let text = Command::new(env!("CARGO_BIN_EXE_inframock"))
+        .current_dir(project.path())
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env_remove("INFRAMOCK_JSON")
+        .arg("config")
+        .output()
+        .unwrap();
+    let warning = crate::support::text(&text.stderr);
+    assert!(
+        warning.contains("AWS_DEFAULT_REGION") && warning.contains("eu-west-1"),
+        "{warning}"
+    );
+}
