@@ -286,6 +286,9 @@ pub enum Command {
     /// loop) or of scheduled rates (open loop, latency from when each request was due).
     #[command(after_help = BENCH_HELP)]
     Bench(BenchArgs),
+    /// Every declared resource with its live counts (items, objects and bytes, messages,
+    /// subscriptions) and how it differs from inframock.toml.
+    Resources,
     /// Every resolved setting and where it came from: flag, environment variable, inframock.toml
     /// or default.
     Config,

@@ -99,3 +99,31 @@ pub async fn post_bytes(
         .await
         .with_context(|| format!("{url} did not answer within {} s", timeout.as_secs()))?
 }
+
+/// `GET url`: the answer's status and body as text, within `timeout`.
+pub async fn get_text(
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<(http::StatusCode, String)> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a URL"))?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let exchange = async {
+        let response = client
+            .get(uri)
+            .await
+            .map_err(|e| anyhow::anyhow!("{url}: {}", crate::mock::proxy::error_chain(&e)))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .with_context(|| format!("{url}: the answer broke off"))?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .with_context(|| format!("{url} did not answer within {} s", timeout.as_secs()))?
+}

@@ -13,6 +13,7 @@ mod data;
 mod faults;
 mod harakiri;
 mod http_client;
+mod inventory;
 mod line_reader;
 mod mock;
 mod python;
@@ -119,6 +120,7 @@ async fn run(
         Command::Completions { shell } => Ok(commands::completions::execute(*shell)),
         Command::Init(args) => commands::init::execute(&settings.project_dir, args, settings.json),
         Command::Config => Ok(commands::config::execute(&settings)),
+        Command::Resources => commands::resources::execute(&settings).await,
     }
 }
 

@@ -298,7 +298,7 @@ async fn ensure_queue(
             if existed {
                 // The queue exists with other attributes: keep it (never drop), say so.
                 Err(anyhow!(
-                    "queue {name} exists with attributes that differ from inframock.toml ({reason}); it was left as it is: delete it by hand to recreate it"
+                    "queue {name} exists with attributes that differ from inframock.toml ({reason}); it was left as it is (never dropped): `inframock resources` shows the difference, `inframock reset` recreates it"
                 ))
             } else {
                 Err(anyhow!("queue {name}: {reason}"))

@@ -11,6 +11,7 @@ pub mod mock;
 pub mod queue;
 pub mod reload_data;
 pub mod reset;
+pub mod resources;
 pub mod run;
 pub mod status;
 pub mod stop;

@@ -679,3 +679,115 @@ fn the_original_stacks_http_subscriptions_deliver_results_to_a_local_api() {
         .sum();
     assert_eq!(all, 2, "the filter policies keep the other message out");
 }
+
+#[test]
+fn resources_shows_live_counts_and_a_table_whose_key_differs_until_reset() {
+    let project = Project::new();
+    project.write(
+        "inframock.toml",
+        r#"
+[[tables]]
+name = "things-${env}"
+hash_key = "id"
+
+[[buckets]]
+name = "blobs-${env}"
+versioning = true
+
+[[queues]]
+name = "jobs-${env}"
+
+[[topics]]
+name = "news-${env}"
+
+[[topics.subscriptions]]
+protocol = "sqs"
+queue = "jobs-${env}"
+
+[[data.rules]]
+pattern = "*.json"
+table = "things-${env}"
+
+[[data.rules]]
+pattern = "*.bin"
+bucket = "blobs-${env}"
+"#,
+    );
+    project.write(
+        "data/e1/things.json",
+        r#"{"records": [{"id": "a"}, {"id": "b"}, {"id": "c"}]}"#,
+    );
+    project.write("data/e1/blob.bin", vec![7u8; 1000]);
+    project.start(&[]);
+    let resources = |project: &Project| {
+        let report = project.run_json(&["resources", "--json"]);
+        report["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["name"].as_str().unwrap().to_string(), r.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let found = resources(&project);
+    assert_eq!(
+        found["things-development"]["counts"]["items"], 3,
+        "{found:?}"
+    );
+    assert_eq!(found["blobs-development"]["counts"]["objects"], 1);
+    assert_eq!(found["blobs-development"]["counts"]["bytes"], 1000);
+    assert_eq!(found["news-development"]["counts"]["subscriptions"], 1);
+    assert!(
+        found.values().all(|r| r["drift"] == serde_json::json!([])),
+        "{found:?}"
+    );
+
+    // Someone recreates the table with another key: `resources` says so, with the fix.
+    let rt = crate::support::runtime();
+    let aws = crate::support::clients(&rt, &project.endpoint());
+    rt.block_on(async {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        aws.dynamodb
+            .delete_table()
+            .table_name("things-development")
+            .send()
+            .await
+            .unwrap();
+        aws.dynamodb
+            .create_table()
+            .table_name("things-development")
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("other")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("other")
+                    .attribute_type(ScalarAttributeType::N)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let text = crate::support::text(&project.run(&["resources"]).stdout);
+    assert!(
+        text.contains("differs: key id (HASH, S) declared, other (HASH, N) found: recreate it with `inframock reset`"),
+        "{text}"
+    );
+    assert!(text.contains("1 resource(s) differ"), "{text}");
+    // The fix it names works.
+    project.run_json(&["reset", "--json"]);
+    let found = resources(&project);
+    assert_eq!(found["things-development"]["drift"], serde_json::json!([]));
+    assert_eq!(
+        found["things-development"]["counts"]["items"], 3,
+        "reset loads the data again"
+    );
+}
