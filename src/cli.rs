@@ -286,6 +286,9 @@ pub enum Command {
     /// loop) or of scheduled rates (open loop, latency from when each request was due).
     #[command(after_help = BENCH_HELP)]
     Bench(BenchArgs),
+    /// Return once the stack answers and every declared resource exists (exit 4 with what is
+    /// missing when --timeout runs out); for scripts after `run --detach` or a compose `up`.
+    Wait(WaitArgs),
     /// Every declared resource with its live counts (items, objects and bytes, messages,
     /// subscriptions) and how it differs from inframock.toml.
     Resources,
@@ -314,6 +317,15 @@ request when the previous answer arrived. Open loop (--rate, --rate-ramp): reque
 schedule; latency counts from when each was due, so a server that stalls shows it (coordinated
 omission corrected, as wrk2 -R does); `p99 from send` is the uncorrected figure.
 Exit codes: 0 done (whatever the server answered), 1 bad flags or the URL does not answer at all.";
+
+/// `inframock wait`
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Seconds to wait at most.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub timeout: u64,
+}
 
 /// `inframock init`
 #[derive(Debug, Args)]

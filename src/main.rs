@@ -121,6 +121,7 @@ async fn run(
         Command::Init(args) => commands::init::execute(&settings.project_dir, args, settings.json),
         Command::Config => Ok(commands::config::execute(&settings)),
         Command::Resources => commands::resources::execute(&settings).await,
+        Command::Wait(args) => commands::wait::execute(&settings, args, &reporter).await,
     }
 }
 

@@ -15,6 +15,7 @@ pub mod resources;
 pub mod run;
 pub mod status;
 pub mod stop;
+pub mod wait;
 
 /// Exit code when some data files failed to load (everything else loaded).
 pub const EXIT_DATA_FAILED: u8 = 3;

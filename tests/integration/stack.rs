@@ -3,9 +3,12 @@
 //! the error paths (port in use, missing program, a service that dies at start, bad stack file).
 
 use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::Duration;
 
 use crate::support::{alive, clients, runtime, text, Project};
 use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::Value;
 
 #[test]
 fn run_creates_every_declared_resource_and_a_second_run_reuses_the_stack() {
@@ -789,5 +792,51 @@ bucket = "blobs-${env}"
     assert_eq!(
         found["things-development"]["counts"]["items"], 3,
         "reset loads the data again"
+    );
+}
+
+#[test]
+fn wait_returns_once_an_external_stack_answers_and_its_resources_exist() {
+    // A compose-style engine: started elsewhere, nothing declared in it yet.
+    let engine = Project::new();
+    engine.write("inframock.toml", "[project]\nname = \"engine\"\n");
+    engine.start(&["--no-populate"]);
+    let endpoint = engine.endpoint();
+    let project = Project::new();
+    project.write(
+        "inframock.toml",
+        "[[tables]]\nname = \"waited-${env}\"\nhash_key = \"id\"\n",
+    );
+    let external = ["--runtime", "external", "--endpoint-url", endpoint.as_str()];
+    let mut waiting = project
+        .command(&[&["--json", "wait", "--timeout", "120"][..], &external[..]].concat())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "the table does not exist yet: still waiting"
+    );
+    let run = project.run(&[&["run", "--detach", "--no-populate"][..], &external[..]].concat());
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let output = waiting.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ready"], true, "{report}");
+
+    // Nothing running: exit 4 once the time is up, saying what is missing.
+    let idle = Project::new();
+    let output = idle.run(&["--json", "wait", "--timeout", "1"]);
+    assert_eq!(output.status.code(), Some(4));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ready"], false);
+    assert!(
+        report["missing"][0]
+            .as_str()
+            .unwrap()
+            .contains("no stack recorded"),
+        "{report}"
     );
 }
