@@ -52,18 +52,24 @@ pub fn export_lines(settings: &Settings, stack: &StackState) -> Vec<String> {
     lines
 }
 
+/// The export lines as one JSON object, variable → value (what `env --json` and `run --json`
+/// give scripts).
+pub fn export_object(lines: &[String]) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+        .collect();
+    serde_json::Value::Object(map)
+}
+
 /// Prints the export lines (or a JSON object of them with `--json`).
 pub fn execute(settings: &Settings) -> Result<ExitCode> {
     let stack = state::read(&settings.state_dir())?
         .context("no stack is running for this project; start one with `inframock run --detach`")?;
     let lines = export_lines(settings, &stack);
     if settings.json {
-        let map: serde_json::Map<String, serde_json::Value> = lines
-            .iter()
-            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
-            .collect();
-        outln!("{}", serde_json::Value::Object(map));
+        outln!("{}", export_object(&lines));
     } else {
         for line in lines {
             outln!("{line}");

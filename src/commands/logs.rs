@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::LogsArgs;
 use crate::config::Settings;
-use crate::stack::runtime::{self, local::print_log_file};
+use crate::stack::runtime::{self, local::print_log_file, LogPrinter};
 use crate::stack::{state, ServiceName};
 
 /// Prints the last lines of each chosen service's log; with `--follow`, keeps printing.
@@ -41,8 +41,16 @@ pub async fn execute(settings: &Settings, args: &LogsArgs) -> Result<ExitCode> {
             continue;
         };
         let runtime = runtime::of_recorded(record.runtime, &stack.project).await?;
-        let label = prefix.then(|| service.as_str());
-        streams.push(async move { runtime.logs(&record, args.lines, args.follow, label).await });
+        let printer = LogPrinter {
+            service: service.as_str(),
+            prefix,
+            json: settings.json,
+        };
+        streams.push(async move {
+            runtime
+                .logs(&record, args.lines, args.follow, printer)
+                .await
+        });
     }
     if streams.is_empty() {
         return print_files(settings, &services, args, prefix).await;
@@ -84,8 +92,12 @@ async fn print_files(
         );
     }
     print_until_ctrl_c(paths.iter().map(|(service, path)| {
-        let label = prefix.then(|| service.as_str());
-        print_log_file(path, args.lines, args.follow, label)
+        let printer = LogPrinter {
+            service: service.as_str(),
+            prefix,
+            json: settings.json,
+        };
+        print_log_file(path, args.lines, args.follow, printer)
     }))
     .await
 }

@@ -250,7 +250,7 @@ fn print_banner(
             "reused": stack.reused,
             "resources": ensured,
             "data": data,
-            "exports": exports,
+            "exports": super::env::export_object(&exports),
             "detached": detach,
         });
         outln!("{document}");

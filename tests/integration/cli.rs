@@ -166,6 +166,22 @@ fn init_writes_a_project_that_runs_and_a_missing_default_data_folder_is_only_a_n
     // The written stack runs and loads its example.
     let report = project.start(&[]);
     assert_eq!(report["data"]["total"]["items"], 1, "{report}");
+    // `run --json` gives the exports as `env --json` does: one object.
+    let env = project.run_json(&["env", "--json"]);
+    assert_eq!(report["exports"], env, "{report}");
+    assert!(env["AWS_ENDPOINT_URL"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://"));
+    // `logs --json` is a stream of JSON lines, one per log line.
+    let logs = project.run(&["logs", "--json", "-n", "5"]);
+    let lines: Vec<serde_json::Value> = crate::support::text(&logs.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect();
+    assert!(!lines.is_empty());
+    assert!(lines.iter().all(|l| l["line"].is_string()), "{lines:?}");
+    assert!(lines.iter().any(|l| l["service"] == "aws"), "{lines:?}");
     // Without the default data folder there is nothing to load: a note, exit 0.
     std::fs::remove_dir_all(project.path().join("data")).unwrap();
     let reload = project.run(&["reload-data"]);

@@ -391,7 +391,7 @@ impl DockerRuntime {
         id: &str,
         lines: usize,
         follow: bool,
-        prefix: Option<&str>,
+        printer: super::LogPrinter<'_>,
     ) -> Result<()> {
         let options = LogsOptionsBuilder::new()
             .stdout(true)
@@ -406,14 +406,11 @@ impl DockerRuntime {
             pending.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
             while let Some(end) = pending.find('\n') {
                 let line: String = pending.drain(..=end).collect();
-                match prefix {
-                    Some(p) => outln!("{p:<5} | {}", line.trim_end()),
-                    None => outln!("{}", line.trim_end()),
-                }
+                printer.print(line.trim_end());
             }
         }
         if !pending.is_empty() {
-            outln!("{pending}");
+            printer.print(&pending);
         }
         Ok(())
     }
@@ -554,14 +551,14 @@ impl Runtime for DockerRuntime {
         record: &'a ServiceRecord,
         lines: usize,
         follow: bool,
-        prefix: Option<&'a str>,
+        printer: super::LogPrinter<'a>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let id = record
                 .container
                 .as_deref()
                 .ok_or_else(|| anyhow!("{} has no container recorded", record.name))?;
-            self.print_logs(id, lines, follow, prefix).await
+            self.print_logs(id, lines, follow, printer).await
         })
     }
 

@@ -103,7 +103,7 @@ impl Runtime for ExternalRuntime {
         record: &'a ServiceRecord,
         _lines: usize,
         _follow: bool,
-        _prefix: Option<&'a str>,
+        _printer: super::LogPrinter<'a>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             anyhow::bail!(

@@ -104,14 +104,14 @@ impl Runtime for LocalRuntime {
         record: &'a ServiceRecord,
         lines: usize,
         follow: bool,
-        prefix: Option<&'a str>,
+        printer: super::LogPrinter<'a>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let log = record
                 .log
                 .clone()
                 .unwrap_or_else(|| std::path::PathBuf::from(format!("{}.log", record.name)));
-            print_log_file(&log, lines, follow, prefix).await
+            print_log_file(&log, lines, follow, printer).await
         })
     }
 }
@@ -121,12 +121,9 @@ pub async fn print_log_file(
     path: &Path,
     lines: usize,
     follow: bool,
-    prefix: Option<&str>,
+    printer: super::LogPrinter<'_>,
 ) -> Result<()> {
-    let print = |line: &str| match prefix {
-        Some(p) => outln!("{p:<5} | {line}"),
-        None => outln!("{line}"),
-    };
+    let print = |line: &str| printer.print(line);
     if !path.is_file() {
         anyhow::bail!(
             "no log at {} (the local runtime writes one per service once `inframock run` started it)",

@@ -80,14 +80,14 @@ pub trait Runtime: Send + Sync {
     /// Stops a recorded service (and removes its container).
     fn stop<'a>(&'a self, record: &'a ServiceRecord) -> BoxFuture<'a, StopOutcome>;
 
-    /// Prints the last `lines` lines of a service's log, each prefixed with `prefix` when given;
-    /// with `follow`, keeps printing until Ctrl-C.
+    /// Prints the last `lines` lines of a service's log through `printer`; with `follow`, keeps
+    /// printing until Ctrl-C.
     fn logs<'a>(
         &'a self,
         record: &'a ServiceRecord,
         lines: usize,
         follow: bool,
-        prefix: Option<&'a str>,
+        printer: LogPrinter<'a>,
     ) -> BoxFuture<'a, Result<()>>;
 
     /// Removes what the runtime keeps for the whole stack (the docker network) once none of this
@@ -264,5 +264,31 @@ mod tests {
         assert_eq!(port_of("http://localhost:4566"), Some(4566));
         assert_eq!(port_of("redis://127.0.0.1:6380/0"), Some(6380));
         assert_eq!(port_of("https://s3.amazonaws.com"), None);
+    }
+}
+
+/// How `inframock logs` prints a line: as it is, after `service |` when several services are
+/// shown, or with `--json` as a JSON line `{"service", "line"}` (a stream: one document a line).
+#[derive(Debug, Clone, Copy)]
+pub struct LogPrinter<'a> {
+    pub service: &'a str,
+    /// Prefix lines with the service (several services are shown).
+    pub prefix: bool,
+    pub json: bool,
+}
+
+impl LogPrinter<'_> {
+    /// Prints one line (without its line ending).
+    pub fn print(&self, line: &str) {
+        if self.json {
+            outln!(
+                "{}",
+                serde_json::json!({"service": self.service, "line": line})
+            );
+        } else if self.prefix {
+            outln!("{:<5} | {line}", self.service);
+        } else {
+            outln!("{line}");
+        }
     }
 }
