@@ -40,6 +40,8 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let sources = cli::value_sources(&matches);
+    output::set_command(matches.subcommand_name().unwrap_or("inframock"));
+    let json = cli.global.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -54,7 +56,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            let code = error_code(&e);
+            if json {
+                output::print_json_failure(serde_json::Value::Null, code, format!("{e:#}"));
+            }
+            ExitCode::from(code.exit_code())
         }
     }
 }
@@ -122,6 +128,23 @@ async fn run(
         Command::Config => Ok(commands::config::execute(&settings)),
         Command::Resources => commands::resources::execute(&settings).await,
         Command::Wait(args) => commands::wait::execute(&settings, args, &reporter).await,
+    }
+}
+
+/// The error code of a command's failure, from what failed.
+fn error_code(error: &anyhow::Error) -> output::ErrorCode {
+    use output::ErrorCode;
+    if error.downcast_ref::<stack_file::StackFileError>().is_some() {
+        ErrorCode::StackFile
+    } else if error
+        .downcast_ref::<data::discover::DataFolderError>()
+        .is_some()
+    {
+        ErrorCode::DataFolder
+    } else if error.downcast_ref::<stack::ports::PortInUse>().is_some() {
+        ErrorCode::PortInUse
+    } else {
+        ErrorCode::Failed
     }
 }
 

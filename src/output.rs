@@ -38,6 +38,101 @@ pub fn write_stdout(text: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Version of the layout of a command's JSON document.
+pub const JSON_SCHEMA: u32 = 1;
+
+/// The running command's name, for its JSON document (`set_command`).
+static COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// Warnings said while the command ran, carried by its JSON document.
+static WARNINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Names the running command (`run`, `status`, ...) for its JSON document.
+pub fn set_command(name: &str) {
+    let _ = COMMAND.set(name.to_string());
+}
+
+/// Why a command did not succeed: the closed list of error codes of the JSON document, each with
+/// the exit code it comes with (README "Exit codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Anything else that stopped the command (exit 1); the message names the file, flag or port.
+    Failed,
+    /// inframock.toml (or `--config`) cannot be read or is invalid (exit 1).
+    StackFile,
+    /// The data folder is missing or unreadable, or `--experiment` names none of it (exit 1).
+    DataFolder,
+    /// A port is taken by another program (exit 1).
+    PortInUse,
+    /// The stack is up, but some data files failed to load (exit 3).
+    DataFailed,
+    /// Nothing runs, a service is unhealthy, or the stack was not ready in time (exit 4).
+    NotRunning,
+}
+
+impl ErrorCode {
+    /// The code as the JSON document says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Failed => "failed",
+            ErrorCode::StackFile => "stack_file",
+            ErrorCode::DataFolder => "data_folder",
+            ErrorCode::PortInUse => "port_in_use",
+            ErrorCode::DataFailed => "data_failed",
+            ErrorCode::NotRunning => "not_running",
+        }
+    }
+
+    /// The process exit code that goes with it.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorCode::DataFailed => 3,
+            ErrorCode::NotRunning => 4,
+            _ => 1,
+        }
+    }
+
+    /// What to do about it, when that does not depend on the message.
+    fn hint(self) -> Option<&'static str> {
+        match self {
+            ErrorCode::DataFailed => Some("each failed file is in data.files with its error; fix them and run `inframock reload-data`"),
+            ErrorCode::NotRunning => Some("start the stack with `inframock run --detach`"),
+            ErrorCode::StackFile => Some("fix the file named in the message, then run the command again"),
+            _ => None,
+        }
+    }
+}
+
+/// A command's one JSON document: `{"schema", "command", "ok", "data", "warnings", "error"}`;
+/// `error` is `{"code", "message", "hint"}` when the command did not succeed.
+pub fn json_document(
+    data: serde_json::Value,
+    error: Option<(ErrorCode, String)>,
+) -> serde_json::Value {
+    let warnings = WARNINGS.lock().map(|w| w.clone()).unwrap_or_default();
+    serde_json::json!({
+        "schema": JSON_SCHEMA,
+        "command": COMMAND.get().map_or("inframock", String::as_str),
+        "ok": error.is_none(),
+        "data": data,
+        "warnings": warnings,
+        "error": error.map(|(code, message)| serde_json::json!({
+            "code": code.as_str(),
+            "message": message,
+            "hint": code.hint(),
+        })),
+    })
+}
+
+/// Prints a command's result as its JSON document (`ok: true`).
+pub fn print_json(data: serde_json::Value) {
+    outln!("{}", json_document(data, None));
+}
+
+/// Prints a command's result that comes with a non-zero exit code (`ok: false`, the error).
+pub fn print_json_failure(data: serde_json::Value, code: ErrorCode, message: impl Into<String>) {
+    outln!("{}", json_document(data, Some((code, message.into()))));
+}
+
 /// Progress reporting for one command.
 #[derive(Debug, Clone, Copy)]
 pub struct Reporter {
@@ -76,9 +171,12 @@ impl Reporter {
         eprintln!("{}", message.as_ref());
     }
 
-    /// A warning line on stderr.
+    /// A warning line on stderr, also carried by the command's JSON document.
     pub fn warn(&self, message: impl AsRef<str>) {
         eprintln!("warning: {}", message.as_ref());
+        if let Ok(mut warnings) = WARNINGS.lock() {
+            warnings.push(message.as_ref().to_string());
+        }
     }
 }
 
@@ -149,7 +247,33 @@ pub fn human_bytes(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::human_bytes;
+    use super::*;
+
+    #[test]
+    fn the_json_document_has_one_shape_and_error_codes_map_to_exit_codes() {
+        let ok = json_document(serde_json::json!({"a": 1}), None);
+        assert_eq!(ok["schema"], JSON_SCHEMA);
+        assert_eq!(ok["ok"], true);
+        assert!(ok["error"].is_null() && ok["warnings"].is_array());
+        let failed = json_document(
+            serde_json::Value::Null,
+            Some((ErrorCode::DataFailed, "2 failed".into())),
+        );
+        assert_eq!(failed["ok"], false);
+        assert_eq!(failed["error"]["code"], "data_failed");
+        assert_eq!(failed["error"]["message"], "2 failed");
+        let codes = [
+            (ErrorCode::Failed, 1),
+            (ErrorCode::StackFile, 1),
+            (ErrorCode::DataFolder, 1),
+            (ErrorCode::PortInUse, 1),
+            (ErrorCode::DataFailed, 3),
+            (ErrorCode::NotRunning, 4),
+        ];
+        for (code, exit) in codes {
+            assert_eq!(code.exit_code(), exit, "{}", code.as_str());
+        }
+    }
 
     #[test]
     fn bytes_are_human() {

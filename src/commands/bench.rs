@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde_json::json;
 
 use crate::bench::stats::{Load, StepResult};
 use crate::bench::{self, Report, RunPlan, StepLimit, StepObserver, StepSpec, Target};
@@ -108,14 +107,7 @@ pub async fn execute(args: &BenchArgs, json: bool) -> Result<ExitCode> {
         eprintln!("report written to {}", path.display());
     }
     if json {
-        let document = json!({
-            "schema": 1,
-            "command": "bench",
-            "ok": true,
-            "data": report,
-            "warnings": [],
-        });
-        outln!("{document}");
+        crate::output::print_json(serde_json::to_value(&report)?);
     } else {
         out!("{}", report.table());
     }

@@ -21,7 +21,7 @@ struct Entry {
 pub fn execute(settings: &Settings) -> ExitCode {
     let entries = entries(settings);
     if settings.json {
-        outln!("{}", serde_json::json!({"settings": entries}));
+        crate::output::print_json(serde_json::json!({"settings": entries}));
         return ExitCode::SUCCESS;
     }
     let name_width = crate::output::column_width(entries.iter().map(|e| e.name.as_str()), 7);

@@ -69,7 +69,7 @@ pub fn execute(settings: &Settings) -> Result<ExitCode> {
         .context("no stack is running for this project; start one with `inframock run --detach`")?;
     let lines = export_lines(settings, &stack);
     if settings.json {
-        outln!("{}", export_object(&lines));
+        crate::output::print_json(export_object(&lines));
     } else {
         for line in lines {
             outln!("{line}");

@@ -73,7 +73,7 @@ pub async fn execute(
     };
     let answer = get_json(&base, FAULTS_HINT, &path).await?;
     if settings.json {
-        outln!("{answer}");
+        crate::output::print_json(answer);
     } else {
         for (service, state) in answer["faults"].as_object().into_iter().flatten() {
             outln!("{service}: {state}");
@@ -133,9 +133,8 @@ async fn serve(
             .zip(&targets)
             .map(|((name, port), target)| json!({"name": name, "port": port, "target": target}))
             .collect();
-        outln!(
-            "{}",
-            json!({"control": format!("http://{}", server.control), "proxies": proxies})
+        crate::output::print_json(
+            json!({"control": format!("http://{}", server.control), "proxies": proxies}),
         );
     } else {
         for ((name, port), target) in server.proxies.iter().zip(&targets) {

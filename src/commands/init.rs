@@ -56,10 +56,7 @@ pub fn execute(project_dir: &Path, args: &InitArgs, json: bool) -> Result<ExitCo
     )?);
     steps.push(ignore_state(&project_dir.join(".gitignore"))?);
     if json {
-        outln!(
-            "{}",
-            serde_json::json!({"project": project_dir, "files": steps})
-        );
+        crate::output::print_json(serde_json::json!({"project": project_dir, "files": steps}));
     } else {
         for step in &steps {
             outln!("{:<8} {}", step.done, step.path.display());

@@ -110,16 +110,13 @@ async fn serve(settings: &Settings, args: &MockServeArgs, reporter: &Reporter) -
     let server = MockServer::start(options.clone()).await?;
     let url = format!("http://{}", server.addr);
     if settings.json {
-        outln!(
-            "{}",
-            json!({
-                "url": url,
-                "port": server.addr.port(),
-                "expectations_loaded": server.loaded,
-                "mocks": options.mocks_dir,
-                "upstream": options.upstream,
-            })
-        );
+        crate::output::print_json(json!({
+            "url": url,
+            "port": server.addr.port(),
+            "expectations_loaded": server.loaded,
+            "mocks": options.mocks_dir,
+            "upstream": options.upstream,
+        }));
     } else {
         let fallback = match &options.upstream {
             Some(upstream) => format!("unmatched requests go to {upstream}"),
@@ -183,9 +180,7 @@ async fn print_requests(settings: &Settings, args: &MockRequestsArgs) -> Result<
     let journal = get_json(&base, MOCK_HINT, &format!("/mocker/requests{query}")).await?;
     let requests = journal["requests"].as_array().cloned().unwrap_or_default();
     if settings.json {
-        for request in &requests {
-            outln!("{request}");
-        }
+        crate::output::print_json(json!({"requests": requests}));
         return Ok(ExitCode::SUCCESS);
     }
     for r in &requests {
@@ -224,7 +219,7 @@ async fn print_expectations(settings: &Settings, target: &MockUrlArgs) -> Result
     let list = get_json(&base, MOCK_HINT, "/mocker/expectations?format=full").await?;
     let items = list.as_array().cloned().unwrap_or_default();
     if settings.json {
-        outln!("{list}");
+        crate::output::print_json(list);
         return Ok(ExitCode::SUCCESS);
     }
     for e in &items {

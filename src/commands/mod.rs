@@ -22,6 +22,19 @@ pub const EXIT_DATA_FAILED: u8 = 3;
 /// Exit code of `status` when the stack is not running or not healthy.
 pub const EXIT_NOT_RUNNING: u8 = 4;
 
+/// Prints the JSON document of a command whose last step was a data load (`data`: the load's
+/// report): `ok: false` with `data_failed` (exit code 3) when some files failed.
+pub fn print_load_json(document: serde_json::Value, data: &serde_json::Value) {
+    match data["total"]["failed"].as_u64().unwrap_or(0) {
+        0 => crate::output::print_json(document),
+        failed => crate::output::print_json_failure(
+            document,
+            crate::output::ErrorCode::DataFailed,
+            format!("{failed} data file(s) failed to load; everything else loaded"),
+        ),
+    }
+}
+
 /// The exit code of a command whose last step was a data load: 3 when some files failed.
 pub fn data_exit_code(report: &crate::data::session::LoadReport) -> std::process::ExitCode {
     if report.failed == 0 {

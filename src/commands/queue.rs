@@ -157,11 +157,12 @@ fn print_messages(settings: &Settings, name: &str) -> Result<ExitCode> {
             }
         );
     }
-    for message in record::read_file(&path)? {
-        if settings.json {
-            outln!("{}", serde_json::to_string(&message)?);
-        } else {
-            outln!("{}", record::human_line(&message));
+    let messages = record::read_file(&path)?;
+    if settings.json {
+        crate::output::print_json(serde_json::json!({"messages": messages}));
+    } else {
+        for message in &messages {
+            outln!("{}", record::human_line(message));
         }
     }
     Ok(ExitCode::SUCCESS)

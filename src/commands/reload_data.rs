@@ -43,7 +43,7 @@ pub async fn execute(
     }
     let report = session::load(settings, &clients, &args.load, created, reporter).await?;
     if settings.json {
-        outln!("{}", report.json);
+        super::print_load_json(report.json.clone(), &report.json);
     }
     Ok(super::data_exit_code(&report))
 }

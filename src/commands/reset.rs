@@ -64,15 +64,13 @@ pub async fn execute(
     }
     let elapsed = began.elapsed();
     if settings.json {
-        outln!(
-            "{}",
-            serde_json::json!({
-                "wiped": wiped,
-                "resources": ensured,
-                "data": data,
-                "elapsed_ms": elapsed.as_millis() as u64,
-            })
-        );
+        let document = serde_json::json!({
+            "wiped": wiped,
+            "resources": ensured,
+            "data": data,
+            "elapsed_ms": elapsed.as_millis() as u64,
+        });
+        super::print_load_json(document, &data);
     } else {
         outln!("reset in {:.2} s", elapsed.as_secs_f64());
     }

@@ -21,9 +21,8 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
     let inventory = inspect_all(&clients, &settings.stack, &settings.resource_vars(runtime)).await;
     let drifted = inventory.iter().filter(|i| !i.drift.is_empty()).count();
     if settings.json {
-        outln!(
-            "{}",
-            serde_json::json!({"endpoint": clients.url, "resources": inventory, "drifted": drifted})
+        crate::output::print_json(
+            serde_json::json!({"endpoint": clients.url, "resources": inventory, "drifted": drifted}),
         );
         return Ok(ExitCode::SUCCESS);
     }

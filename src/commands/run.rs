@@ -253,7 +253,7 @@ fn print_banner(
             "exports": super::env::export_object(&exports),
             "detached": detach,
         });
-        outln!("{document}");
+        super::print_load_json(document, data);
         return;
     }
     outln!();

@@ -37,9 +37,10 @@ pub struct ServiceStatus {
 pub async fn execute(settings: &Settings) -> Result<ExitCode> {
     let Some(stack) = state::read(&settings.state_dir())? else {
         if settings.json {
-            outln!(
-                "{}",
-                serde_json::json!({"project": settings.project_name, "running": false, "services": []})
+            crate::output::print_json_failure(
+                serde_json::json!({"project": settings.project_name, "running": false, "services": []}),
+                crate::output::ErrorCode::NotRunning,
+                format!("no stack is running for project {}", settings.project_name),
             );
         } else {
             outln!(
@@ -81,19 +82,25 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
     }
     let all_healthy = rows.iter().all(|r| r.health == "healthy");
     if settings.json {
-        outln!(
-            "{}",
-            serde_json::json!({
-                "project": stack.project,
-                "running": true,
-                "healthy": all_healthy,
-                "runtime": stack.runtime,
-                "region": stack.region,
-                "cluster_env": stack.cluster_env,
-                "started_at": stack.started_at,
-                "services": rows,
-            })
-        );
+        let document = serde_json::json!({
+            "project": stack.project,
+            "running": true,
+            "healthy": all_healthy,
+            "runtime": stack.runtime,
+            "region": stack.region,
+            "cluster_env": stack.cluster_env,
+            "started_at": stack.started_at,
+            "services": rows,
+        });
+        if all_healthy {
+            crate::output::print_json(document);
+        } else {
+            crate::output::print_json_failure(
+                document,
+                crate::output::ErrorCode::NotRunning,
+                "a service is not healthy (see data.services)",
+            );
+        }
     } else {
         outln!(
             "project {} (runtime {}, region {}, env {})",

@@ -15,7 +15,7 @@ pub async fn execute(settings: &Settings, reporter: &Reporter) -> Result<ExitCod
     let _lock = ProjectLock::acquire_async(&settings.state_dir(), "stop", LOCK_WAIT).await?;
     let down = lifecycle::down(settings, reporter).await?;
     if settings.json {
-        outln!("{}", serde_json::to_value(&down)?);
+        crate::output::print_json(serde_json::to_value(&down)?);
     } else if down.nothing {
         outln!("nothing to stop: no stack is recorded for this project");
     } else if down.external {

@@ -41,10 +41,16 @@ pub async fn execute(
                 ));
             }
             if settings.json {
-                outln!(
-                    "{}",
-                    serde_json::json!({"ready": ready, "waited_s": (waited * 10.0).round() / 10.0, "missing": missing})
-                );
+                let document = serde_json::json!({"ready": ready, "waited_s": (waited * 10.0).round() / 10.0, "missing": missing});
+                if ready {
+                    crate::output::print_json(document);
+                } else {
+                    crate::output::print_json_failure(
+                        document,
+                        crate::output::ErrorCode::NotRunning,
+                        format!("not ready after {} s: {}", args.timeout, missing.join("; ")),
+                    );
+                }
             }
             return Ok(if ready {
                 ExitCode::SUCCESS

@@ -52,13 +52,12 @@ fn switch_variables_take_the_usual_spellings_and_empty_ones_count_as_unset() {
     };
     for yes in ["1", "yes", "ON", "true"] {
         let output = status(&[("INFRAMOCK_JSON", yes)]);
-        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-            panic!(
-                "INFRAMOCK_JSON={yes}: {e}: {}",
-                crate::support::text(&output.stdout)
-            )
-        });
-        assert_eq!(json["running"], false);
+        let json = crate::support::envelope(&output.stdout);
+        assert_eq!(json["data"]["running"], false, "INFRAMOCK_JSON={yes}");
+        assert_eq!(
+            json["error"]["code"], "not_running",
+            "exit 4 comes with its code"
+        );
     }
     for no in ["0", "no", "off", ""] {
         let output = status(&[("INFRAMOCK_JSON", no)]);
@@ -228,7 +227,7 @@ fn config_says_where_each_setting_came_from_and_warns_of_an_inherited_region() {
         .unwrap();
     let stderr = crate::support::text(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let json = crate::support::data_of(&output.stdout);
     let setting = |name: &str| {
         let entry = json["settings"]
             .as_array()
@@ -273,4 +272,33 @@ fn config_says_where_each_setting_came_from_and_warns_of_an_inherited_region() {
         warning.contains("AWS_DEFAULT_REGION") && warning.contains("eu-west-1"),
         "{warning}"
     );
+}
+
+#[test]
+fn a_failing_command_with_json_still_prints_its_document_with_the_error_code() {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("inframock.toml"),
+        "[[tables]]\nname = 3\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_inframock"))
+        .current_dir(project.path())
+        .env_remove("INFRAMOCK_JSON")
+        .args(["--json", "reload-data"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let document = crate::support::envelope(&output.stdout);
+    assert_eq!(document["ok"], false);
+    assert_eq!(document["command"], "reload-data");
+    assert_eq!(document["error"]["code"], "stack_file", "{document}");
+    assert!(
+        document["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("inframock.toml"),
+        "{document}"
+    );
+    assert!(document["error"]["hint"].is_string());
 }

@@ -457,7 +457,7 @@ fn missing_targets_and_folders_are_clear_errors() {
         Some(3),
         "the stack runs, but some files failed"
     );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report: serde_json::Value = crate::support::data_of(&output.stdout);
     let files = report["data"]["files"].as_array().unwrap();
     let error = |file: &str| {
         files.iter().find(|f| f["file"] == file).unwrap()["error"]
@@ -596,7 +596,7 @@ fn dry_run_says_per_file_what_the_real_run_then_does() {
         "a file would fail: {}",
         text(&dry.stderr)
     );
-    let dry: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let dry: serde_json::Value = crate::support::data_of(&dry.stdout);
     assert_eq!(
         std::fs::read(&record).unwrap(),
         record_before,
@@ -627,7 +627,7 @@ fn dry_run_says_per_file_what_the_real_run_then_does() {
     // The real run does exactly that, file by file.
     let real = project.run(&["reload-data", "--json"]);
     assert_eq!(real.status.code(), Some(3));
-    let done = file_results(&serde_json::from_slice(&real.stdout).unwrap());
+    let done = file_results(&crate::support::data_of(&real.stdout));
     assert_eq!(
         done.keys().collect::<Vec<_>>(),
         planned.keys().collect::<Vec<_>>()
@@ -828,7 +828,7 @@ fn many_large_files_load_concurrently_without_stalling() {
     assert!(status.success());
     let mut stdout = String::new();
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
-    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let report = crate::support::data_of(stdout.as_bytes());
     assert_eq!(report["total"]["objects"], 18);
     let rt = runtime();
     let aws = clients(&rt, &project.endpoint());

@@ -454,7 +454,7 @@ fn foreground_run_removes_its_containers_on_interrupt() {
         &mut line,
     )
     .unwrap();
-    let report: serde_json::Value = serde_json::from_str(&line).expect("ready report");
+    let report = crate::support::data_of(line.as_bytes());
     assert_eq!(report["runtime"], "docker");
     assert_eq!(containers_of(&name).len(), 2);
     // SAFETY: interrupting the child this test started.

@@ -344,7 +344,7 @@ fn kill_9_while_waiting_for_readiness_leaves_everything_findable() {
         "the services outlive the killed run"
     );
     let status = project.run(&["status", "--json"]);
-    let status: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let status: Value = crate::support::data_of(&status.stdout);
     assert_eq!(status["running"], true, "{status}");
     let output = project.run(&["stop"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
@@ -380,7 +380,7 @@ fn two_runs_at_once_give_one_stack() {
         .map(|child| {
             let output = child.wait_with_output().expect("wait");
             assert!(output.status.success(), "{}", text(&output.stderr));
-            serde_json::from_slice(&output.stdout).expect("JSON")
+            crate::support::data_of(&output.stdout)
         })
         .collect();
     let aws_pid = |report: &Value| {
@@ -486,7 +486,7 @@ fn a_broken_stack_file_or_a_sub_folder_still_finds_and_stops_the_stack() {
         .output()
         .unwrap();
     assert!(status.status.success(), "{}", text(&status.stderr));
-    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status: Value = crate::support::data_of(&status.stdout);
     assert_eq!(status["running"], true, "found from a sub-folder: {status}");
 
     project.write("inframock.toml", "[services.aws]\nprot = 1\n");

@@ -49,7 +49,8 @@ impl Mock {
                 )
             }
         };
-        let url = banner["url"].as_str().expect("url").to_string();
+        assert_eq!(banner["ok"], true, "{banner}");
+        let url = banner["data"]["url"].as_str().expect("url").to_string();
         Mock { child, url, dir }
     }
 
@@ -1091,10 +1092,8 @@ fn journal_is_bounded_filterable_and_printed_by_mock_requests() {
         "{}",
         crate::support::text(&output.stderr)
     );
-    let lines: Vec<Value> = crate::support::text(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let document: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let lines: Vec<Value> = document["data"]["requests"].as_array().cloned().unwrap();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["path"], "/a/1");
     let output = Command::new(env!("CARGO_BIN_EXE_inframock"))

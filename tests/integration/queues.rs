@@ -124,10 +124,10 @@ fn recorded(project: &Project, name: &str, count: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let output = project.run(&["--json", "queue", "messages", name]);
-        let lines: Vec<Value> = crate::support::text(&output.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        let lines: Vec<Value> = serde_json::from_slice::<Value>(&output.stdout)
+            .ok()
+            .and_then(|document| document["data"]["messages"].as_array().cloned())
+            .unwrap_or_default();
         if lines.len() >= count || Instant::now() > deadline {
             return lines;
         }

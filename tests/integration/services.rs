@@ -295,7 +295,7 @@ fn postgres_runs_the_data_folders_sql_once_per_database_and_answers_through_its_
     );
     let output = project.run(&["reload-data", "--json"]);
     assert!(!output.status.success(), "a failed file fails the load");
-    let changed: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    let changed: Value = crate::support::data_of(&output.stdout);
     assert_eq!(file_outcome(&changed, "schema.sql").0, "ran", "{changed}");
     let (result, _) = file_outcome(&changed, "broken.sql");
     assert_eq!(result, "failed", "{changed}");

@@ -823,14 +823,14 @@ fn wait_returns_once_an_external_stack_answers_and_its_resources_exist() {
     assert!(run.status.success(), "{}", text(&run.stderr));
     let output = waiting.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report: Value = crate::support::data_of(&output.stdout);
     assert_eq!(report["ready"], true, "{report}");
 
     // Nothing running: exit 4 once the time is up, saying what is missing.
     let idle = Project::new();
     let output = idle.run(&["--json", "wait", "--timeout", "1"]);
     assert_eq!(output.status.code(), Some(4));
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report: Value = crate::support::data_of(&output.stdout);
     assert_eq!(report["ready"], false);
     assert!(
         report["missing"][0]

@@ -142,12 +142,9 @@ impl Project {
             text(&output.stdout),
             text(&output.stderr)
         );
-        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout of {args:?} is not JSON ({e}): {}",
-                text(&output.stdout)
-            )
-        })
+        let document = envelope(&output.stdout);
+        assert_eq!(document["ok"], true, "inframock {args:?}: {document}");
+        document["data"].clone()
     }
 
     /// `run --detach --json` on free ports plus `extra`; returns the raw output (any exit code).
@@ -186,6 +183,28 @@ impl Project {
             .filter_map(|s| s["pid"].as_u64().map(|p| p as u32))
             .collect()
     }
+}
+
+/// A command's `--json` output: checks it is the one document every command prints
+/// (`{"schema": 1, "command", "ok", "data", "warnings", "error"}`) and returns it whole.
+pub fn envelope(stdout: &[u8]) -> serde_json::Value {
+    let document: serde_json::Value = serde_json::from_slice(stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", text(stdout)));
+    assert_eq!(document["schema"], 1, "{document}");
+    for key in ["command", "ok", "data", "warnings", "error"] {
+        assert!(document.get(key).is_some(), "no `{key}` in {document}");
+    }
+    assert_eq!(
+        document["ok"] == true,
+        document["error"].is_null(),
+        "an error exactly when not ok: {document}"
+    );
+    document
+}
+
+/// The `data` of a command's `--json` document.
+pub fn data_of(stdout: &[u8]) -> serde_json::Value {
+    envelope(stdout)["data"].clone()
 }
 
 /// `run --detach --json` on free ports plus `extra`.
