@@ -48,7 +48,7 @@ class Stack:
             f.write("def map(message):\n    return message\n")
         out = subprocess.run([BIN, "run", "--detach", "--json", "--no-populate", "--aws-port", "0", "--redis-port", "0",
                               "--faults-port", "0"], cwd=self.dir, env=env(), capture_output=True, text=True, check=True)
-        report = json.loads(out.stdout)
+        report = json.loads(out.stdout)["data"]
         state = json.load(open(os.path.join(self.dir, ".inframock", "state.json")))
         services = {s["name"]: s for s in report["services"]}
         self.endpoint = services["aws"]["url"]

@@ -91,6 +91,11 @@ def inframock(args, project, check=True):
     return elapsed, result
 
 
+def data_of(stdout):
+    """The `data` of an inframock `--json` document ({"schema": 1, "command", "ok", "data", ...})."""
+    return json.loads(stdout)["data"]
+
+
 def median(values):
     return statistics.median(values)
 
@@ -160,7 +165,7 @@ def fresh_stack(project, data):
     inframock(["run", "--detach", "--runtime", "local", "--no-populate", "--aws-port", "0", "--redis-port", "0",
                "--data", data], project)
     _, result = inframock(["env", "--json"], project)
-    return json.loads(result.stdout)["AWS_ENDPOINT_URL"]
+    return data_of(result.stdout)["AWS_ENDPOINT_URL"]
 
 
 def bench_load(runs, experiments, rds_mib):
@@ -181,11 +186,11 @@ def bench_load(runs, experiments, rds_mib):
                     os.remove(path)
             elapsed, result = inframock(["reload-data", "--json", "--data", data], project)
             first.append(elapsed)
-            summary = json.loads(result.stdout)["total"]
+            summary = data_of(result.stdout)["total"]
             assert summary["failed"] == 0, summary
             elapsed, result = inframock(["reload-data", "--json", "--data", data], project)
             again.append(elapsed)
-            assert json.loads(result.stdout)["total"]["bytes"] == 0, "reload uploaded bytes"
+            assert data_of(result.stdout)["total"]["bytes"] == 0, "reload uploaded bytes"
         for _ in range(runs):
             endpoint = fresh_stack(project, data)
             started = time.perf_counter()
@@ -232,7 +237,7 @@ def bench_memory(gib):
                 pass
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
-        total = json.loads(process.stdout.read())["total"]
+        total = data_of(process.stdout.read())["total"]
     finally:
         moto.stop()
     return {"decompressed_gib": gib, "gzip_bytes": os.path.getsize(source), "peak_rss_mib": round(peak_kib / 1024, 1),
@@ -297,7 +302,7 @@ def bench_reset(runs):
         for _ in range(runs):
             elapsed, result = inframock(["reset", "--json", "--data", data], project)
             resets.append(elapsed)
-            assert json.loads(result.stdout)["data"]["total"]["failed"] == 0, result.stdout
+            assert data_of(result.stdout)["data"]["total"]["failed"] == 0, result.stdout
             started = time.perf_counter()
             inframock(["stop"], project)
             inframock(start, project)
@@ -330,17 +335,17 @@ def bench_engines(runs, experiments, rds_mib, items):
                                         "--redis-port", "0", *common], project)
                 row["startup_s"].append(elapsed)
                 _, status = inframock(["status", "--json", *common], project)
-                aws = [s for s in json.loads(status.stdout)["services"] if s["service"] == "aws"][0]
+                aws = [s for s in data_of(status.stdout)["services"] if s["service"] == "aws"][0]
                 row["version"] = aws.get("version")
                 elapsed, result = inframock(["reload-data", "--json", *common], project)
                 row["first_load_s"].append(elapsed)
-                assert json.loads(result.stdout)["total"]["failed"] == 0, result.stdout
+                assert data_of(result.stdout)["total"]["failed"] == 0, result.stdout
                 elapsed, result = inframock(["reload-data", "--json", *common], project)
                 row["reload_unchanged_s"].append(elapsed)
-                assert json.loads(result.stdout)["total"]["bytes"] == 0, "reload uploaded bytes"
+                assert data_of(result.stdout)["total"]["bytes"] == 0, "reload uploaded bytes"
                 elapsed, result = inframock(["reset", "--json", *common], project)
                 row["reset_s"].append(elapsed)
-                assert json.loads(result.stdout)["data"]["total"]["failed"] == 0, result.stdout
+                assert data_of(result.stdout)["data"]["total"]["failed"] == 0, result.stdout
                 inframock(["stop"], project)
                 for record in ("fingerprints.json", "loaded-items.json"):
                     path = os.path.join(project, ".inframock", record)
