@@ -121,42 +121,33 @@ fn latency_chart(
         .draw()
         .map_err(draw_error)?;
     for (index, name) in ["p50", "p90", "p99", "p99.9", "max"].iter().enumerate() {
-        let colour = COLOURS[index];
         let points = |r: &Report| -> Vec<(f64, f64)> {
             r.steps
                 .iter()
                 .map(|s| (s.load.value(), s.headline().named()[index].1))
                 .collect()
         };
-        let now = points(report);
-        chart
-            .draw_series(LineSeries::new(now.clone(), colour.stroke_width(2)))
-            .map_err(draw_error)?
-            .label(*name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-            });
-        chart
-            .draw_series(now.iter().map(|p| Circle::new(*p, 3, colour.filled())))
-            .map_err(draw_error)?;
-        if let Some(earlier) = earlier {
-            chart
-                .draw_series(DashedLineSeries::new(points(earlier), 6, 4, colour.into()))
-                .map_err(draw_error)?;
-        }
+        let before = earlier.map(points);
+        measured(
+            &mut chart,
+            points(report),
+            before,
+            COLOURS[index],
+            name,
+            None,
+        )?;
     }
-    // p99 from the send (uncorrected), dotted.
     let uncorrected: Vec<(f64, f64)> = report
         .steps
         .iter()
         .map(|s| (s.load.value(), s.latency_ms.p99))
         .collect();
-    let colour = COLOURS[2];
-    chart
-        .draw_series(DashedLineSeries::new(uncorrected, 2, 4, colour.into()))
-        .map_err(draw_error)?
-        .label("p99 from the send (uncorrected)")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour));
+    dotted(
+        &mut chart,
+        uncorrected,
+        COLOURS[2],
+        "p99 from the send (uncorrected)",
+    )?;
     legend(&mut chart)
 }
 
@@ -188,44 +179,86 @@ fn throughput_chart(
         .y_label_formatter(&|v| compact(*v))
         .draw()
         .map_err(draw_error)?;
-    let colour = COLOURS[0];
     let points = |r: &Report| -> Vec<(f64, f64)> {
         r.steps
             .iter()
             .map(|s| (s.load.value(), s.throughput))
             .collect()
     };
-    let now = points(report);
-    chart
-        .draw_series(LineSeries::new(now.clone(), colour.stroke_width(2)))
-        .map_err(draw_error)?
-        .label("this run")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
-    chart
-        .draw_series(now.iter().map(|p| Circle::new(*p, 3, colour.filled())))
-        .map_err(draw_error)?;
-    if let Some(earlier) = earlier {
-        chart
-            .draw_series(DashedLineSeries::new(points(earlier), 6, 4, colour.into()))
-            .map_err(draw_error)?
-            .label("earlier run (--compare)")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour));
-    }
+    let before = earlier.map(points);
+    let earlier_label = Some("earlier run (--compare)");
+    measured(
+        &mut chart,
+        points(report),
+        before,
+        COLOURS[0],
+        "this run",
+        earlier_label,
+    )?;
     if report.is_open_loop() {
         // The schedule: answers/s equal to the rate while the server keeps up.
-        let grey = COLOURS[4];
         let ideal: Vec<(f64, f64)> = report
             .steps
             .iter()
             .map(|s| (s.load.value(), s.load.value()))
             .collect();
-        chart
-            .draw_series(DashedLineSeries::new(ideal, 2, 4, grey.into()))
-            .map_err(draw_error)?
-            .label("scheduled")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], grey));
+        dotted(&mut chart, ideal, COLOURS[4], "scheduled")?;
     }
     legend(&mut chart)
+}
+
+/// A measured series: a solid line through its points (legend `label`), and the earlier run's
+/// dashed under it when given (legend `earlier_label`, when given).
+fn measured<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    now: Vec<(f64, f64)>,
+    earlier: Option<Vec<(f64, f64)>>,
+    colour: RGBColor,
+    label: &str,
+    earlier_label: Option<&str>,
+) -> Result<(), String>
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+{
+    chart
+        .draw_series(LineSeries::new(now.clone(), colour.stroke_width(2)))
+        .map_err(draw_error)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+    chart
+        .draw_series(now.iter().map(|p| Circle::new(*p, 3, colour.filled())))
+        .map_err(draw_error)?;
+    if let Some(earlier) = earlier {
+        let drawn = chart
+            .draw_series(DashedLineSeries::new(earlier, 6, 4, colour.into()))
+            .map_err(draw_error)?;
+        if let Some(label) = earlier_label {
+            drawn
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour));
+        }
+    }
+    Ok(())
+}
+
+/// A reference line, dotted: the uncorrected p99, the schedule.
+fn dotted<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    points: Vec<(f64, f64)>,
+    colour: RGBColor,
+    label: &str,
+) -> Result<(), String>
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
+{
+    chart
+        .draw_series(DashedLineSeries::new(points, 2, 4, colour.into()))
+        .map_err(draw_error)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour));
+    Ok(())
 }
 
 fn legend<'a, X, Y>(
