@@ -270,7 +270,7 @@ pub enum Command {
     /// Print `export` lines for the running stack: `eval "$(inframock env)"`.
     #[command(after_help = ENV_HELP)]
     Env,
-    /// Print a service's log (aws, redis or mock).
+    /// Print the log of a service of the stack, or of all of them.
     #[command(after_help = ENV_HELP)]
     Logs(LogsArgs),
     /// Run the HTTP mock/proxy server in the foreground, or ask a running one for its journal.
@@ -769,7 +769,8 @@ pub struct LoadArgs {
 /// Flags of `logs`.
 #[derive(Debug, Args, Clone)]
 pub struct LogsArgs {
-    /// Service whose log to print: aws or redis (default: both).
+    /// The service whose log to print: aws, redis, mock, faults, queues or a declared one
+    /// (default: every service of the stack, each line after its name).
     pub service: Option<String>,
     /// Keep printing new lines as they are written.
     #[arg(short, long)]
