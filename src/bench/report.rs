@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::plot;
 use super::stats::{Load, StepResult};
+use crate::output::column_width;
 
 /// A run: what was loaded, how, and every step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,44 +43,11 @@ impl Report {
     /// The table printed at the end of a run.
     pub fn table(&self) -> String {
         let open = self.is_open_loop();
-        let header = [
-            "load",
-            "answers",
-            "answers/s",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "p99.9 ms",
-            "max ms",
-            "p99 from send",
-            "statuses",
-            "errors",
-        ];
-        let rows: Vec<Vec<String>> = self
-            .steps
+        let rows: Vec<Vec<String>> = self.steps.iter().map(cells).collect();
+        let widths: Vec<usize> = COLUMNS
             .iter()
-            .map(|step| {
-                let latency = step.headline();
-                let mut row = vec![
-                    step.load.label(),
-                    step.requests.to_string(),
-                    format!("{:.0}", step.throughput),
-                ];
-                row.extend(latency.named().iter().map(|(_, v)| format!("{v:.2}")));
-                row.push(format!("{:.2}", step.latency_ms.p99));
-                row.push(statuses(step));
-                row.push(failures(step));
-                row
-            })
-            .collect();
-        let widths: Vec<usize> = (0..header.len())
-            .map(|i| {
-                rows.iter()
-                    .map(|r| r[i].len())
-                    .chain([header[i].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
+            .enumerate()
+            .map(|(i, name)| column_width(rows.iter().map(|r| r[i].as_str()), name.len()))
             .collect();
         let mut text = String::new();
         let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
@@ -91,7 +59,7 @@ impl Report {
                 .trim_end()
                 .to_string()
         };
-        let _ = writeln!(text, "{}", line(&mut header.iter().copied()));
+        let _ = writeln!(text, "{}", line(&mut COLUMNS.iter().copied()));
         for row in &rows {
             let _ = writeln!(text, "{}", line(&mut row.iter().map(String::as_str)));
         }
@@ -108,26 +76,16 @@ impl Report {
         let svg = plot::svg(self, earlier)?;
         let mut rows = String::new();
         for step in &self.steps {
-            let latency = step.headline();
-            let _ = write!(
-                rows,
-                "<tr data-step=\"{}\"><td>{}</td><td>{}</td><td>{:.0}</td>",
-                escape(&step.load.label()),
-                escape(&step.load.label()),
-                step.requests,
-                step.throughput
-            );
-            for (_, value) in latency.named() {
-                let _ = write!(rows, "<td>{value:.2}</td>");
+            let _ = write!(rows, "<tr data-step=\"{}\">", escape(&step.load.label()));
+            for cell in cells(step) {
+                let _ = write!(rows, "<td>{}</td>", escape(&cell));
             }
-            let _ = write!(rows, "<td>{:.2}</td>", step.latency_ms.p99);
-            let _ = writeln!(
-                rows,
-                "<td>{}</td><td>{}</td></tr>",
-                escape(&statuses(step)),
-                escape(&failures(step))
-            );
+            rows.push_str("</tr>\n");
         }
+        let head: String = COLUMNS
+            .iter()
+            .map(|name| format!("<th>{name}</th>"))
+            .collect();
         let compared = earlier.map_or(String::new(), |e| {
             format!(
                 "<p>Dashed: the earlier run of {} ({}).</p>",
@@ -156,7 +114,7 @@ th:first-child, td:first-child {{ text-align: left; }}
 {compared}
 <figure>{svg}</figure>
 <table id="steps">
-<thead><tr><th>load</th><th>answers</th><th>answers/s</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>p99 from send</th><th>statuses</th><th>errors</th></tr></thead>
+<thead><tr>{head}</tr></thead>
 <tbody>
 {rows}</tbody></table>
 </body></html>
@@ -166,6 +124,41 @@ th:first-child, td:first-child {{ text-align: left; }}
             started = escape(&self.started),
         ))
     }
+}
+
+/// The columns of the table and of the HTML page.
+const COLUMNS: [&str; 11] = [
+    "load",
+    "answers",
+    "answers/s",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "p99.9 ms",
+    "max ms",
+    "p99 from send",
+    "statuses",
+    "errors",
+];
+
+/// One step's cells, in `COLUMNS` order: the leading (corrected) percentiles, then the p99 from
+/// the send.
+fn cells(step: &StepResult) -> Vec<String> {
+    let mut row = vec![
+        step.load.label(),
+        step.requests.to_string(),
+        format!("{:.0}", step.throughput),
+    ];
+    row.extend(
+        step.headline()
+            .named()
+            .iter()
+            .map(|(_, v)| format!("{v:.2}")),
+    );
+    row.push(format!("{:.2}", step.latency_ms.p99));
+    row.push(statuses(step));
+    row.push(failures(step));
+    row
 }
 
 fn statuses(step: &StepResult) -> String {
