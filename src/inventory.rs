@@ -263,16 +263,21 @@ async fn versioning_as_text(endpoint: &str, bucket: &str) -> Option<bool> {
         .then(|| body.contains("<Status>Enabled</Status>"))
 }
 
-/// How a queue's attributes differ from the declaration (pure): FIFO, content-based
-/// deduplication, and every attribute named in `attributes`.
+/// How a queue's attributes differ from the declaration (pure): the attributes `inframock run`
+/// creates it with (`resources::queue_attributes`), a standard queue's `FifoQueue` being false and
+/// a FIFO queue's `ContentBasedDeduplication` false unless declared.
 pub fn queue_drift(decl: &QueueDecl, found: &BTreeMap<String, String>) -> Vec<String> {
-    let mut expected: BTreeMap<String, String> = decl.attributes.clone();
-    expected.insert("FifoQueue".into(), decl.fifo.to_string());
+    let mut expected: BTreeMap<String, String> = crate::resources::queue_attributes(decl)
+        .into_iter()
+        .map(|(name, value)| (name.as_str().to_string(), value))
+        .collect();
+    expected
+        .entry("FifoQueue".into())
+        .or_insert_with(|| "false".into());
     if decl.fifo {
-        expected.insert(
-            "ContentBasedDeduplication".into(),
-            decl.content_based_deduplication.to_string(),
-        );
+        expected
+            .entry("ContentBasedDeduplication".into())
+            .or_insert_with(|| "false".into());
     }
     expected
         .iter()

@@ -49,8 +49,9 @@ pub struct Upstream {
 
 /// Default longest time to connect to the upstream, and to wait for its answer.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest request body a hedged upstream takes (a hedge sends the body twice, so it is held).
-const HEDGE_BODY_LIMIT: usize = 16 << 20;
+/// Largest request body a hedged upstream takes (a hedge sends the body twice, so it is held):
+/// the mock's bound on any body it reads into memory.
+const HEDGE_BODY_LIMIT: usize = super::server::BODY_LIMIT;
 
 /// How requests to one upstream are bounded.
 #[derive(Debug, Clone, Copy, PartialEq)]
