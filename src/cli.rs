@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use std::collections::BTreeMap;
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// A local copy of your cloud stack: an AWS-compatible endpoint (S3, DynamoDB, SQS, SNS) and Redis,
 /// created from `inframock.toml` and populated from a data folder.
@@ -19,10 +19,12 @@ pub struct Cli {
 
 /// Where each flag given a value got it: argument id → `flag --name` or `env NAME` (flags left
 /// at their defaults are absent). `inframock config` and the banner say where settings came from.
-pub fn value_sources(matches: &clap::ArgMatches) -> BTreeMap<String, String> {
+pub fn value_sources(
+    command: &clap::Command,
+    matches: &clap::ArgMatches,
+) -> BTreeMap<String, String> {
     let mut sources = BTreeMap::new();
     let mut current = Some(matches);
-    let command = Cli::command();
     while let Some(level) = current {
         for arg in command.get_arguments() {
             let id = arg.get_id().as_str();
@@ -61,7 +63,9 @@ pub fn forget_empty_variables() {
         }
     }
     let mut names: Vec<std::ffi::OsString> = OTHER_VARIABLES.iter().map(Into::into).collect();
-    variables(&Cli::command(), &mut names);
+    // A command tree of its own: clap reads a flag's variable when the tree is built, so the tree
+    // that parses must be built after the empty ones are gone.
+    variables(&<Cli as clap::CommandFactory>::command(), &mut names);
     for name in names {
         if std::env::var_os(&name).is_some_and(|value| value.is_empty()) {
             std::env::remove_var(&name);
@@ -783,6 +787,7 @@ pub struct LogsArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     /// Every command and every argument of every command says what it is for in `--help`.
     #[test]

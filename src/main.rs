@@ -34,12 +34,15 @@ use output::Reporter;
 fn main() -> ExitCode {
     keep_large_buffers_out_of_the_heap();
     cli::forget_empty_variables();
-    let matches = Cli::command().get_matches();
+    // Built after the empty variables are gone (clap reads them when it builds the tree); the same
+    // tree parses and says where each value came from.
+    let command = Cli::command();
+    let matches = command.clone().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let sources = cli::value_sources(&matches);
+    let sources = cli::value_sources(&command, &matches);
     output::set_command(matches.subcommand_name().unwrap_or("inframock"));
     let json = cli.global.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
