@@ -5,11 +5,13 @@ mod support;
 
 mod bench;
 mod cli;
+mod contract;
 mod data;
 mod docker;
 mod faults;
 mod lifecycle;
 mod mock;
 mod queues;
+mod readme;
 mod services;
 mod stack;
