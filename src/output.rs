@@ -245,9 +245,56 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// A duration as people say it: `250 ms`, `30 s`, `1.5 s`, `3 min 20 s`, `2 h 5 min`, `3 days 4 h`.
+pub fn human_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let pair = |big: u64, big_unit: &str, small: u64, small_unit: &str| {
+        if small == 0 {
+            format!("{big} {big_unit}")
+        } else {
+            format!("{big} {big_unit} {small} {small_unit}")
+        }
+    };
+    match seconds {
+        0 => format!("{} ms", duration.as_millis()),
+        1..=59 if duration.subsec_millis() == 0 => format!("{seconds} s"),
+        1..=59 => format!("{:.1} s", duration.as_secs_f64()),
+        60..=3599 => pair(seconds / 60, "min", seconds % 60, "s"),
+        3600..=86_399 => pair(seconds / 3600, "h", seconds % 3600 / 60, "min"),
+        _ => {
+            let days = seconds / 86_400;
+            let unit = if days == 1 { "day" } else { "days" };
+            pair(days, unit, seconds % 86_400 / 3600, "h")
+        }
+    }
+}
+
+/// How long ago something happened, `seconds` before now: `3 min ago`.
+pub fn human_age(seconds: u64) -> String {
+    format!("{} ago", human_duration(Duration::from_secs(seconds)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        let cases = [
+            (Duration::from_millis(250), "250 ms"),
+            (Duration::from_secs(30), "30 s"),
+            (Duration::from_millis(1500), "1.5 s"),
+            (Duration::from_secs(200), "3 min 20 s"),
+            (Duration::from_secs(180), "3 min"),
+            (Duration::from_secs(7500), "2 h 5 min"),
+            (Duration::from_secs(86_400), "1 day"),
+            (Duration::from_secs(3 * 86_400 + 4 * 3600 + 5), "3 days 4 h"),
+        ];
+        for (duration, said) in cases {
+            assert_eq!(human_duration(duration), said, "{duration:?}");
+        }
+        assert_eq!(human_age(61), "1 min 1 s ago");
+    }
 
     #[test]
     fn the_json_document_has_one_shape_and_error_codes_map_to_exit_codes() {

@@ -275,7 +275,7 @@ impl Upstream {
                 message: format!(
                     "upstream {} did not answer within {} (its timeout)",
                     self.url,
-                    human_duration(timeout)
+                    crate::output::human_duration(timeout)
                 ),
             })?
             .map_err(|e| ForwardError {
@@ -349,15 +349,6 @@ fn fixed(bytes: &Bytes) -> Body {
 /// An answer a hedge may take: one below 500.
 fn good(result: &Result<http::Response<Body>, ForwardError>) -> bool {
     matches!(result, Ok(response) if !response.status().is_server_error())
-}
-
-/// `250 ms`, `30 s`.
-fn human_duration(duration: Duration) -> String {
-    if duration.subsec_millis() == 0 {
-        format!("{} s", duration.as_secs())
-    } else {
-        format!("{} ms", duration.as_millis())
-    }
 }
 
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {

@@ -640,3 +640,59 @@ faults_port = 0
         "stop removes every container"
     );
 }
+
+#[test]
+fn auto_reuses_a_running_docker_stack_and_remembers_an_image_it_could_not_pull() {
+    let Some((project, _name, _cleanup)) = docker_project() else {
+        return;
+    };
+    // Nothing listens there: the pull fails at once, auto falls back to local and remembers why.
+    let unpullable = format!(
+        "127.0.0.1:{}/inframock-test/missing:1",
+        crate::support::free_port()
+    );
+    let auto = ["--no-populate", "--aws-image", AWS_IMAGE, "--redis-image"];
+    let mut first_args = auto.to_vec();
+    first_args.push(&unpullable);
+    let first = project.start_output(&first_args);
+    let stderr = text(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pulling {unpullable}"))
+            && stderr.contains("could not be pulled")
+            && stderr.contains("using local processes"),
+        "{stderr}"
+    );
+    let memory: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.path().join(".inframock/runtime.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(memory["runtime"], "local", "{memory}");
+    assert_eq!(memory["unpullable"], unpullable.as_str(), "{memory}");
+    assert!(project.run(&["stop"]).status.success());
+
+    // The next run does not wait for the registry again: it says why it goes local at once.
+    let second = project.start_output(&first_args);
+    let stderr = text(&second.stderr);
+    assert!(second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("as on the last run") && !stderr.contains("pulling"),
+        "{stderr}"
+    );
+    assert_eq!(project.state()["runtime"], "local");
+    assert!(project.run(&["stop"]).status.success());
+
+    // A stack running on docker is reused by auto before any image is looked at.
+    project.start(&docker_args(&["--no-populate"]));
+    let mut reuse_args = auto.to_vec();
+    reuse_args.push(REDIS_IMAGE);
+    let reused = project.start_output(&reuse_args);
+    let stderr = text(&reused.stderr);
+    assert!(reused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("runs on the docker runtime; reusing it") && !stderr.contains("pulling"),
+        "{stderr}"
+    );
+    assert_eq!(project.state()["runtime"], "docker");
+    assert!(project.run(&["stop"]).status.success());
+}

@@ -125,6 +125,18 @@ impl DockerRuntime {
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         let mut bars: HashMap<String, ProgressBar> = HashMap::new();
         let mut announced: std::collections::HashSet<String> = Default::default();
+        // Until the registry answers there is no layer to show: a spinner with the time waited so
+        // far says the pull is under way (a slow registry otherwise looks like a hung terminal).
+        let overall = interactive.then(|| {
+            let spinner = multi.add(ProgressBar::new_spinner());
+            spinner.set_style(
+                ProgressStyle::with_template("{spinner:.cyan} pulling {msg} {elapsed:.dim}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            spinner.set_message(image.to_string());
+            spinner.enable_steady_tick(Duration::from_millis(100));
+            spinner
+        });
         if !interactive {
             eprintln!("pulling {image} ...");
         }
@@ -161,6 +173,9 @@ impl DockerRuntime {
         }
         for bar in bars.values() {
             bar.finish();
+        }
+        if let Some(spinner) = overall {
+            spinner.finish_and_clear();
         }
         if !self.image_present(image).await {
             return Err(anyhow!(
@@ -591,12 +606,12 @@ impl DockerRuntime {
     }
 
     /// For `auto`: `Ok` when every image is present or was pulled (each pull at most 10 minutes);
-    /// otherwise why not, for the line that says local is used instead.
+    /// otherwise the image that is missing and why it could not be pulled.
     pub async fn images_available(
         &self,
         settings: &Settings,
         reporter: &Reporter,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), MissingImage> {
         for service in settings.runtime_services() {
             let image = &settings.service(&service).container.image;
             if image.is_empty() || self.image_present(image).await {
@@ -612,12 +627,21 @@ impl DockerRuntime {
                 Ok(Err(e)) => format!("{e:#}"),
                 Err(_) => "the pull took longer than 10 minutes".to_string(),
             };
-            return Err(format!(
-                "image {image} is not present and could not be pulled ({reason})"
-            ));
+            return Err(MissingImage {
+                image: image.clone(),
+                reason,
+            });
         }
         Ok(())
     }
+}
+
+/// An image the docker runtime needs that is not present and could not be pulled.
+#[derive(Debug)]
+pub struct MissingImage {
+    pub image: String,
+    /// Why the pull failed.
+    pub reason: String,
 }
 
 /// The record of a service's container published on `port` of 127.0.0.1.

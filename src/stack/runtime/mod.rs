@@ -3,6 +3,7 @@
 //! endpoint that already runs elsewhere). The lifecycle (`super::up`, `super::lifecycle`) only
 //! speaks to this trait, so adding a runtime touches this folder and nothing else.
 
+pub mod choice;
 pub mod docker;
 pub mod external;
 pub mod local;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
 
+use self::choice::RuntimeChoice;
 use self::docker::{engine_address, DockerRuntime};
 use self::external::ExternalRuntime;
 use self::local::{LocalRuntime, StartedProcess};
@@ -164,32 +166,98 @@ pub async fn choose(settings: &Settings, reporter: &Reporter) -> Result<Arc<dyn 
             docker.pull_missing_images(&settings, reporter).await?;
             Ok(Arc::new(docker))
         }
-        RuntimeKind::Auto => {
-            let docker = match DockerRuntime::connect(&settings.project_name).await {
-                Ok(docker) => docker,
-                Err(e) => {
-                    reporter.info(format!(
-                        "runtime auto: no Docker engine answers at {} ({e}); using local processes",
-                        engine_address()
-                    ));
-                    return Ok(Arc::new(LocalRuntime));
-                }
-            };
-            let settings = settings.for_runtime(RuntimeKind::Docker);
-            match docker.images_available(&settings, reporter).await {
-                Ok(()) => {
-                    reporter.info("runtime auto: using Docker containers");
-                    Ok(Arc::new(docker))
-                }
-                Err(why) => {
-                    reporter.info(format!(
-                        "runtime auto: the Docker engine answers but {why}; using local processes"
-                    ));
-                    Ok(Arc::new(LocalRuntime))
-                }
+        RuntimeKind::Auto => choose_auto(settings, reporter).await,
+    }
+}
+
+/// `--runtime auto`: the runtime of this project's stack when it runs (nothing is pulled to reuse
+/// it); else docker when an engine answers and the images are present or can be pulled; else
+/// local, saying why. The choice is remembered (`choice.rs`), so an image that could not be pulled
+/// is not waited for again on every run.
+async fn choose_auto(settings: &Settings, reporter: &Reporter) -> Result<Arc<dyn Runtime>> {
+    let state_dir = settings.state_dir();
+    if let Some(running) = running_stack_runtime(&state_dir).await {
+        reporter.info(format!(
+            "runtime auto: this project's stack runs on the {running} runtime; reusing it"
+        ));
+        return match running {
+            RuntimeKind::Docker => Ok(Arc::new(connect_docker(&settings.project_name).await?)),
+            _ => Ok(Arc::new(LocalRuntime)),
+        };
+    }
+    let docker_settings = settings.for_runtime(RuntimeKind::Docker);
+    let images: Vec<String> = docker_settings
+        .runtime_services()
+        .iter()
+        .map(|service| docker_settings.service(service).container.image.clone())
+        .filter(|image| !image.is_empty())
+        .collect();
+    let now = super::up::now_seconds();
+    let remember = |runtime: RuntimeKind, reason: String, unpullable: Option<String>| {
+        choice::write(
+            &state_dir,
+            &RuntimeChoice {
+                runtime,
+                reason,
+                images: images.clone(),
+                unpullable,
+                chosen_at: now,
+            },
+        )
+    };
+    let docker = match DockerRuntime::connect(&settings.project_name).await {
+        Ok(docker) => docker,
+        Err(e) => {
+            let reason = format!("no Docker engine answers at {} ({e})", engine_address());
+            reporter.info(format!("runtime auto: {reason}; using local processes"));
+            remember(RuntimeKind::Local, reason, None);
+            return Ok(Arc::new(LocalRuntime));
+        }
+    };
+    if let Some(last) = choice::read(&state_dir) {
+        if let Some(image) = last.still_unpullable(&images, now) {
+            if !docker.image_present(image).await {
+                reporter.info(format!(
+                    "runtime auto: using local processes, as on the last run {}: image {image} could not be pulled then (`--runtime docker` tries again now; auto tries again after {})",
+                    crate::output::human_age(now.saturating_sub(last.chosen_at)),
+                    crate::output::human_duration(choice::RETRY_PULL_AFTER),
+                ));
+                return Ok(Arc::new(LocalRuntime));
             }
         }
     }
+    match docker.images_available(&docker_settings, reporter).await {
+        Ok(()) => {
+            reporter.info("runtime auto: using Docker containers");
+            remember(RuntimeKind::Docker, "the images are present".into(), None);
+            Ok(Arc::new(docker))
+        }
+        Err(missing) => {
+            let reason = format!(
+                "image {} is not present and could not be pulled ({})",
+                missing.image, missing.reason
+            );
+            reporter.info(format!(
+                "runtime auto: the Docker engine answers but {reason}; using local processes"
+            ));
+            remember(RuntimeKind::Local, reason, Some(missing.image));
+            Ok(Arc::new(LocalRuntime))
+        }
+    }
+}
+
+/// The runtime of this project's recorded stack when one of its services still runs.
+async fn running_stack_runtime(state_dir: &std::path::Path) -> Option<RuntimeKind> {
+    let stack = super::state::read(state_dir).ok()??;
+    if !matches!(stack.runtime, RuntimeKind::Docker | RuntimeKind::Local) {
+        return None;
+    }
+    for record in stack.services.iter().filter(|r| r.runtime == stack.runtime) {
+        if is_running(record, &stack.project).await {
+            return Some(stack.runtime);
+        }
+    }
+    None
 }
 
 /// The runtime that started a recorded stack (for `stop`, `status`, `logs`).
