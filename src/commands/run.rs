@@ -14,6 +14,7 @@ use crate::output::Reporter;
 use crate::resources::Ensured;
 use crate::stack::lifecycle;
 use crate::stack::lock::{ProjectLock, LOCK_WAIT};
+use crate::stack::readiness::{self, Step, StepState};
 use crate::stack::up::{bring_up, RunningStack};
 use crate::stack::{state, ServiceName};
 
@@ -34,8 +35,19 @@ pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -
     // From here on Ctrl-C is ours: while the stack starts, it drops what was starting (processes
     // stop with it); afterwards it stops what this run started.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    readiness::begin_run(&state_dir);
     let mut stack = tokio::select! {
-        stack = bring_up(settings, reporter, args.fresh) => stack?,
+        stack = bring_up(settings, reporter, args.fresh) => match stack {
+            Ok(stack) => {
+                let names: Vec<&str> = stack.state.services.iter().map(|r| r.name.as_str()).collect();
+                readiness::mark(&state_dir, Step::Services, StepState::Done, Some(names.join(", ")));
+                stack
+            }
+            Err(e) => {
+                readiness::mark(&state_dir, Step::Services, StepState::Failed, Some(format!("{e:#}")));
+                return Err(e);
+            }
+        },
         _ = interrupt.recv() => {
             state::forget_gone(&state_dir)?;
             reporter.info("interrupted while starting: stopped what was starting (containers being created, if any, are removed by `inframock stop`)");
@@ -121,6 +133,17 @@ async fn prepare(
     let clients = endpoint.clients().await;
     let ensured = lifecycle::ensure_declared(settings, reporter, &clients, stack).await?;
     if !settings.populate || args.no_populate {
+        let why = if args.no_populate {
+            "--no-populate"
+        } else {
+            "POPULATE_MOCK is off"
+        };
+        readiness::mark(
+            &settings.state_dir(),
+            Step::Data,
+            StepState::Skipped,
+            Some(why.into()),
+        );
         return Ok((ensured, serde_json::Value::Null, ExitCode::SUCCESS));
     }
     let created = lifecycle::created_tables(&ensured);

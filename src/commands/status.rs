@@ -3,35 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use serde::Serialize;
 
 use super::EXIT_NOT_RUNNING;
-use crate::cli::RuntimeKind;
 use crate::config::Settings;
-use crate::stack::runtime;
+use crate::stack::health;
 use crate::stack::state;
-use crate::stack::up::probe_for;
-use crate::stack::ServiceName;
-
-/// One row of the status table.
-#[derive(Debug, Serialize)]
-pub struct ServiceStatus {
-    pub service: ServiceName,
-    /// Its kind: the AWS engine (`moto`, `ministack`, ...) or the preset (`redis`, `memcached`, ...).
-    pub kind: String,
-    /// The version it reports, when it can be told.
-    pub version: Option<String>,
-    pub runtime: RuntimeKind,
-    pub url: String,
-    pub port: u16,
-    pub pid: Option<u32>,
-    /// Container id (docker runtime).
-    pub container: Option<String>,
-    /// The process or container exists, is ours and runs.
-    pub running: bool,
-    /// "healthy", or why not.
-    pub health: String,
-}
 
 /// Prints the status; exit code 4 when nothing runs or a service is unhealthy.
 pub async fn execute(settings: &Settings) -> Result<ExitCode> {
@@ -50,37 +26,9 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(EXIT_NOT_RUNNING));
     };
-    let mut rows = Vec::new();
-    for record in &stack.services {
-        let running = runtime::is_running(record, &stack.project).await;
-        let kind = crate::stack::lifecycle::kind_of(settings, record);
-        let version = if running {
-            crate::stack::version::of_service(settings, record, &kind).await
-        } else {
-            None
-        };
-        let health = if running {
-            match probe_for(settings, record).check().await {
-                Ok(()) => "healthy".to_string(),
-                Err(e) => format!("unhealthy: {e}"),
-            }
-        } else {
-            "not running (stale record; `inframock stop` cleans it up)".to_string()
-        };
-        rows.push(ServiceStatus {
-            service: record.name.clone(),
-            kind: kind.id.clone(),
-            version,
-            runtime: record.runtime,
-            url: record.url.clone(),
-            port: record.port,
-            pid: record.pid,
-            container: record.container.clone(),
-            running,
-            health,
-        });
-    }
-    let all_healthy = rows.iter().all(|r| r.health == "healthy");
+    let rows = health::of_stack(settings, &stack).await;
+    let all_healthy = rows.iter().all(|r| r.health == health::HEALTHY);
+    let uptime = crate::stack::up::now_seconds().saturating_sub(stack.started_at);
     if settings.json {
         let document = serde_json::json!({
             "project": stack.project,
@@ -90,6 +38,7 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
             "region": stack.region,
             "cluster_env": stack.cluster_env,
             "started_at": stack.started_at,
+            "uptime_s": uptime,
             "services": rows,
         });
         if all_healthy {
@@ -103,11 +52,12 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
         }
     } else {
         outln!(
-            "project {} (runtime {}, region {}, env {})",
+            "project {} (runtime {}, region {}, env {}, up {})",
             stack.project,
             stack.runtime,
             stack.region,
-            stack.cluster_env
+            stack.cluster_env,
+            crate::output::human_duration(std::time::Duration::from_secs(uptime))
         );
         let url_width = crate::output::column_width(rows.iter().map(|r| r.url.as_str()), 24);
         outln!(

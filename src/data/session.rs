@@ -15,6 +15,7 @@ use crate::aws::AwsClients;
 use crate::cli::LoadArgs;
 use crate::config::Settings;
 use crate::output::Reporter;
+use crate::stack::readiness::{self, Step, StepState};
 
 /// What one load did: the JSON report and how many files failed.
 #[derive(Debug)]
@@ -38,8 +39,43 @@ fn running_services(settings: &Settings) -> std::collections::BTreeMap<String, S
 
 /// One load of the data folder: walk it, plan (with `--dry-run`, print the plan and stop), then
 /// load every file and report. `created_tables` are the tables the calling command created (their
-/// files are written whatever the record says). Human output is printed here.
+/// files are written whatever the record says). Human output is printed here. A real load is a
+/// readiness step (`stack::readiness`): running while it loads, then done, or failed with why.
 pub async fn load(
+    settings: &Settings,
+    clients: &AwsClients,
+    args: &LoadArgs,
+    created_tables: BTreeSet<String>,
+    reporter: &Reporter,
+) -> Result<LoadReport> {
+    if args.dry_run {
+        return load_or_decide(settings, clients, args, created_tables, reporter).await;
+    }
+    let state_dir = settings.state_dir();
+    readiness::mark(&state_dir, Step::Data, StepState::Running, None);
+    let result = load_or_decide(settings, clients, args, created_tables, reporter).await;
+    let (state, detail) = match &result {
+        Ok(report) if report.failed == 0 => (StepState::Done, loaded_summary(&report.json)),
+        Ok(report) => (
+            StepState::Failed,
+            format!(
+                "{} data file(s) failed to load (`inframock reload-data` says why)",
+                report.failed
+            ),
+        ),
+        Err(e) => (StepState::Failed, format!("{e:#}")),
+    };
+    readiness::mark(&state_dir, Step::Data, state, Some(detail));
+    result
+}
+
+/// `12 items, 3 objects` from a load report's totals.
+fn loaded_summary(json: &serde_json::Value) -> String {
+    let count = |field: &str| json["total"][field].as_u64().unwrap_or(0);
+    format!("{} items, {} objects", count("items"), count("objects"))
+}
+
+async fn load_or_decide(
     settings: &Settings,
     clients: &AwsClients,
     args: &LoadArgs,

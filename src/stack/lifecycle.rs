@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::catalog::{self, ResetSpec, ServiceKind};
 use super::helpers::ensure_queue_worker;
+use super::readiness::{self, Step, StepState};
 use super::runtime::docker::{engine_address, DockerRuntime};
 use super::runtime::{self, describe, Runtime, StopOutcome};
 use super::state::{self, ServiceRecord, StackState};
@@ -98,6 +99,32 @@ pub async fn down(settings: &Settings, reporter: &Reporter) -> Result<Down> {
 /// (whose queues need the resources). Returns what was ensured; on failure the caller stops what
 /// it started.
 pub async fn ensure_declared(
+    settings: &Settings,
+    reporter: &Reporter,
+    clients: &AwsClients,
+    stack: &mut RunningStack,
+) -> Result<Vec<Ensured>> {
+    let state_dir = settings.state_dir();
+    readiness::mark(&state_dir, Step::Resources, StepState::Running, None);
+    let result = ensure_resources_and_queues(settings, reporter, clients, stack).await;
+    match &result {
+        Ok(ensured) => readiness::mark(
+            &state_dir,
+            Step::Resources,
+            StepState::Done,
+            Some(crate::resources::summary(ensured)),
+        ),
+        Err(e) => readiness::mark(
+            &state_dir,
+            Step::Resources,
+            StepState::Failed,
+            Some(format!("{e:#}")),
+        ),
+    }
+    result
+}
+
+async fn ensure_resources_and_queues(
     settings: &Settings,
     reporter: &Reporter,
     clients: &AwsClients,

@@ -1,10 +1,12 @@
 //! The running stack: which services exist, where they run, how to start, probe and stop them.
 
 pub mod catalog;
+pub mod health;
 pub mod helpers;
 pub mod lifecycle;
 pub mod lock;
 pub mod ports;
+pub mod readiness;
 pub mod ready;
 pub mod runtime;
 pub mod state;
