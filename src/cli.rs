@@ -139,6 +139,14 @@ pub struct GlobalArgs {
     /// Port of the HTTP mock server on 127.0.0.1 (default 8080; 0 picks a free port).
     #[arg(long, global = true, env = "INFRAMOCK_MOCK_PORT", value_name = "PORT")]
     pub mock_port: Option<u16>,
+    /// Port of the dashboard and readiness URL on 127.0.0.1 (default 8088; 0 picks a free port).
+    #[arg(
+        long,
+        global = true,
+        env = "INFRAMOCK_DASHBOARD_PORT",
+        value_name = "PORT"
+    )]
+    pub dashboard_port: Option<u16>,
     /// Control port of the fault proxies on 127.0.0.1 (default 8474; 0 picks a free port).
     #[arg(
         long,
@@ -290,9 +298,13 @@ pub enum Command {
     /// loop) or of scheduled rates (open loop, latency from when each request was due).
     #[command(after_help = BENCH_HELP)]
     Bench(BenchArgs),
-    /// Return once the stack answers and every declared resource exists (exit 4 with what is
-    /// missing when --timeout runs out); for scripts after `run --detach` or a compose `up`.
+    /// Return once the stack is ready: it answers, every declared resource exists and the data of
+    /// the last run, reset or reload is loaded (exit 4 with what is missing when --timeout runs
+    /// out, or at once when loading failed); for scripts after `run --detach` or a compose `up`.
     Wait(WaitArgs),
+    /// Serve the dashboard in the foreground on 127.0.0.1:8088 (--dashboard-port): the stack's
+    /// services and, at /health/ready, whether it is ready (503 until data is loaded).
+    Dashboard,
     /// Every declared resource with its live counts (items, objects and bytes, messages,
     /// subscriptions) and how it differs from inframock.toml.
     Resources,

@@ -64,6 +64,8 @@ pub struct Settings {
     pub json: bool,
     /// The mock server's own settings (`[services.mock]`, `--mock-port`).
     pub mock: MockSettings,
+    /// `run` starts the dashboard (`[services.dashboard] enabled`).
+    pub dashboard_enabled: bool,
     /// Where each flag given a value got it (`cli::value_sources`): `flag --x` or `env NAME`.
     pub sources: BTreeMap<String, String>,
 }
@@ -256,6 +258,7 @@ impl Settings {
             services,
             docker_default_aws,
             mock,
+            dashboard_enabled: stack.services.dashboard.enabled,
             sources: BTreeMap::new(),
             ready_timeout: args
                 .ready_timeout
@@ -486,6 +489,14 @@ fn resolve_services(
         helper("faults", faults_port, "--faults-port"),
     );
     services.insert(ServiceName::Queues, helper("queues", 0, ""));
+    let dashboard_port = args
+        .dashboard_port
+        .or(sections.dashboard.port)
+        .unwrap_or(crate::dashboard::DEFAULT_PORT);
+    services.insert(
+        ServiceName::Dashboard,
+        helper("dashboard", dashboard_port, "--dashboard-port"),
+    );
     let mut exported: BTreeMap<String, String> = BTreeMap::new();
     for (name, section) in &sections.declared {
         let settings = declared_service(name, section)?;

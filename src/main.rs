@@ -9,6 +9,7 @@ mod bench;
 mod cli;
 mod commands;
 mod config;
+mod dashboard;
 mod data;
 mod faults;
 mod harakiri;
@@ -131,6 +132,7 @@ async fn run(
         Command::Config => Ok(commands::config::execute(&settings)),
         Command::Resources => commands::resources::execute(&settings).await,
         Command::Wait(args) => commands::wait::execute(&settings, args, &reporter).await,
+        Command::Dashboard => commands::dashboard::execute(&settings).await,
     }
 }
 

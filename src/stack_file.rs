@@ -90,6 +90,8 @@ pub struct ServicesSection {
     pub mock: MockSection,
     #[serde(default)]
     pub faults: FaultsSection,
+    #[serde(default)]
+    pub dashboard: DashboardSection,
     /// `[services.<name>]` of any other name: a service of a preset kind or described in full.
     #[serde(flatten)]
     pub declared: BTreeMap<String, DeclaredSection>,
@@ -124,6 +126,17 @@ pub struct DeclaredSection {
     pub faults: bool,
     /// Port of that proxy (default: the service port + 10000; 0 = a free port).
     pub faults_port: Option<u16>,
+}
+
+/// `[services.dashboard]`: the dashboard and readiness URL, started by `run` when enabled.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardSection {
+    /// Start it with the stack.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Port on 127.0.0.1 (default 8088; 0 = a free port).
+    pub port: Option<u16>,
 }
 
 /// `[services.faults]`: the control port of the fault proxies.

@@ -115,6 +115,16 @@ fn entries(settings: &Settings) -> Vec<Entry> {
             "mock_port",
             sections.mock.port.map(|_| "[services.mock] port"),
         ),
+        (
+            ServiceName::Faults,
+            "faults_port",
+            sections.faults.port.map(|_| "[services.faults] port"),
+        ),
+        (
+            ServiceName::Dashboard,
+            "dashboard_port",
+            sections.dashboard.port.map(|_| "[services.dashboard] port"),
+        ),
     ];
     for (service, id, in_file) in ports {
         entries.push(entry(

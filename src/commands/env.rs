@@ -48,6 +48,9 @@ pub fn export_lines(settings: &Settings, stack: &StackState) -> Vec<String> {
     if let Some(faults) = stack.service(&ServiceName::Faults) {
         lines.push(format!("export INFRAMOCK_FAULTS_URL={}", faults.url));
     }
+    if let Some(dashboard) = stack.service(&ServiceName::Dashboard) {
+        lines.push(format!("export INFRAMOCK_DASHBOARD_URL={}", dashboard.url));
+    }
     lines.push(format!("export CLUSTER_ENV={}", stack.cluster_env));
     lines
 }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod completions;
 pub mod config;
+pub mod dashboard;
 pub mod env;
 pub mod faults;
 pub mod init;

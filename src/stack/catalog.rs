@@ -339,6 +339,10 @@ pub fn helper(id: &str) -> ServiceKind {
             "fault proxies' control (/mock/<command>)",
             ProbeSpec::Http("/mock/health".into()),
         ),
+        "dashboard" => (
+            "dashboard (readiness: /health/ready)",
+            ProbeSpec::Http("/health/live".into()),
+        ),
         _ => (
             "queue tails and bridges of inframock.toml",
             ProbeSpec::Alive,

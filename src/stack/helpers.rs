@@ -1,6 +1,6 @@
 //! Our own helpers, processes of this same binary in every runtime: the mock server
-//! (`inframock mock`), the fault proxies (`inframock faults serve`) and the queue worker
-//! (`inframock queue run`). Started, reused or stopped according to the settings, recorded like
+//! (`inframock mock`), the fault proxies (`inframock faults serve`), the dashboard
+//! (`inframock dashboard`) and the queue worker (`inframock queue run`). Started, reused or stopped according to the settings, recorded like
 //! the services.
 
 use std::sync::Arc;
@@ -95,6 +95,19 @@ pub async fn ensure_helpers(
     )
     .await?;
     stack.state.fault_proxies = proxies;
+    let dashboard = settings
+        .dashboard_enabled
+        .then(|| port_flag_command_line(settings, "--dashboard-port", &["dashboard"]));
+    ensure_helper(
+        settings,
+        reporter,
+        ServiceName::Dashboard,
+        dashboard,
+        recorded(ServiceName::Dashboard),
+        false,
+        stack,
+    )
+    .await?;
     // The queue worker starts after the resources exist (`ensure_queue_worker`); until then the
     // one of an earlier run stays recorded, so it is found and restarted or stopped.
     if let Some(worker) = recorded(ServiceName::Queues).filter(is_running) {
@@ -181,10 +194,20 @@ fn base_command_line(settings: &Settings) -> Vec<std::ffi::OsString> {
 }
 
 fn mock_command_line(settings: &Settings) -> Box<dyn Fn(u16) -> Vec<std::ffi::OsString>> {
+    port_flag_command_line(settings, "--mock-port", &["mock"])
+}
+
+/// `inframock <base> <port flag> PORT <command...>`: a helper told its port by a global flag.
+fn port_flag_command_line(
+    settings: &Settings,
+    port_flag: &'static str,
+    command: &'static [&'static str],
+) -> Box<dyn Fn(u16) -> Vec<std::ffi::OsString>> {
     let base = base_command_line(settings);
     Box::new(move |port| {
         let mut args = base.clone();
-        args.extend(["--mock-port".into(), port.to_string().into(), "mock".into()]);
+        args.extend([port_flag.into(), port.to_string().into()]);
+        args.extend(command.iter().map(std::ffi::OsString::from));
         args
     })
 }

@@ -30,18 +30,21 @@ pub enum ServiceName {
     Faults,
     /// The declared queue tails and bridges (our own binary, as a process, in every runtime).
     Queues,
+    /// The dashboard in the browser and the readiness URL (our own binary, as a process).
+    Dashboard,
     /// A service declared in `inframock.toml` (`[services.cache] preset = "memcached"`).
     Declared(Arc<str>),
 }
 
 impl ServiceName {
     /// The built-in services, in start order.
-    pub const BUILT_IN: [ServiceName; 5] = [
+    pub const BUILT_IN: [ServiceName; 6] = [
         ServiceName::Aws,
         ServiceName::Redis,
         ServiceName::Mock,
         ServiceName::Faults,
         ServiceName::Queues,
+        ServiceName::Dashboard,
     ];
 
     /// The name used in flags, state and output.
@@ -52,6 +55,7 @@ impl ServiceName {
             ServiceName::Mock => "mock",
             ServiceName::Faults => "faults",
             ServiceName::Queues => "queues",
+            ServiceName::Dashboard => "dashboard",
             ServiceName::Declared(name) => name,
         }
     }
@@ -60,7 +64,7 @@ impl ServiceName {
     pub fn is_helper(&self) -> bool {
         matches!(
             self,
-            ServiceName::Mock | ServiceName::Faults | ServiceName::Queues
+            ServiceName::Mock | ServiceName::Faults | ServiceName::Queues | ServiceName::Dashboard
         )
     }
 

@@ -6,6 +6,7 @@ mod support;
 mod bench;
 mod cli;
 mod contract;
+mod dashboard;
 mod data;
 mod docker;
 mod faults;

@@ -1,6 +1,6 @@
 //! The README's examples, run: every ```bash block of README.md, in order, against a stack started
 //! from the repository's own `inframock.toml` and `data/` (plus the mock server) on free ports, so no
-//! example can rot unnoticed. The README's ports (4566, 8080, 8474) are replaced by the stack's.
+//! example can rot unnoticed. The README's ports (4566, 8080, 8474, 8088) are replaced by the stack's.
 //!
 //! Conventions the README follows (said in its Development section):
 //! - ```bash blocks are run; ```console blocks show commands that do not end by themselves (`make
@@ -109,7 +109,7 @@ fn every_bash_block_of_the_readme_runs() {
     let redis = "[services.redis]\nport = 6379\n";
     assert!(stack.contains(redis), "inframock.toml declares {redis:?}");
     let stack = stack.replace(redis, "[services.redis]\nport = 6379\nfaults = true\n")
-        + "\n[services.mock]\nenabled = true\n";
+        + "\n[services.mock]\nenabled = true\n\n[services.dashboard]\nenabled = true\n";
     project.write("inframock.toml", stack);
     copy_tree(&root.join("data"), &project.path().join("data"));
     for block in blocks.iter().filter(|b| b.language == "python") {
@@ -137,6 +137,7 @@ fn every_bash_block_of_the_readme_runs() {
         ("4566", recorded_port(&project, "aws")),
         ("8080", recorded_port(&project, "mock")),
         ("8474", faults_port),
+        ("8088", recorded_port(&project, "dashboard")),
     ];
 
     let binary_folder = Path::new(env!("CARGO_BIN_EXE_inframock"))
