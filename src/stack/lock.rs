@@ -55,10 +55,10 @@ impl ProjectLock {
             }
             if began.elapsed() >= wait {
                 anyhow::bail!(
-                    "another inframock command of this project ({}) held {} for {} s; wait for it to finish or stop it",
+                    "another inframock command of this project ({}) held {} for {}; wait for it to finish or stop it",
                     holder_of(&path),
                     path.display(),
-                    wait.as_secs()
+                    crate::output::human_duration(wait)
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
