@@ -58,13 +58,29 @@ impl Inventory {
     }
 }
 
+/// How a table's items are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// A counting scan of every table: exact, and as slow as the table is large (`resources`).
+    Exact,
+    /// The table's `ItemCount` (live on the local engines; real DynamoDB refreshes it every six
+    /// hours): for what asks often, readiness and the dashboard.
+    Quick,
+}
+
 /// Every declared resource, in declaration order: tables, buckets, queues, topics.
 pub async fn inspect_all(
     clients: &AwsClients,
     stack: &StackFile,
     vars: &NameVars<'_>,
+    counting: Counting,
 ) -> Vec<Inventory> {
-    let tables = join_all(stack.tables.iter().map(|t| inspect_table(clients, t, vars)));
+    let tables = join_all(
+        stack
+            .tables
+            .iter()
+            .map(|t| inspect_table(clients, t, vars, counting)),
+    );
     let buckets = join_all(
         stack
             .buckets
@@ -125,7 +141,12 @@ pub fn table_drift(decl: &TableDecl, found: &FoundKey, found_indexes: &[String])
     drift
 }
 
-async fn inspect_table(clients: &AwsClients, decl: &TableDecl, vars: &NameVars<'_>) -> Inventory {
+async fn inspect_table(
+    clients: &AwsClients,
+    decl: &TableDecl,
+    vars: &NameVars<'_>,
+    counting: Counting,
+) -> Inventory {
     let inventory = Inventory::new("table", vars.expand(&decl.name));
     let described = clients
         .dynamodb
@@ -172,6 +193,13 @@ async fn inspect_table(clients: &AwsClients, decl: &TableDecl, vars: &NameVars<'
         .collect();
     let mut inventory = inventory;
     inventory.drift = table_drift(decl, &found, &indexes);
+    if counting == Counting::Quick {
+        let items = table
+            .item_count()
+            .map_or(0, |n| u64::try_from(n).unwrap_or(0));
+        inventory.counts.insert("items", items);
+        return inventory;
+    }
     match count_items(clients, &inventory.name).await {
         Ok(items) => {
             inventory.counts.insert("items", items);

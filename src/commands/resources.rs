@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::aws::Endpoint;
 use crate::config::Settings;
-use crate::inventory::{inspect_all, Inventory};
+use crate::inventory::{inspect_all, Counting, Inventory};
 use crate::output::{column_width, human_bytes};
 use crate::stack::state;
 
@@ -18,7 +18,13 @@ pub async fn execute(settings: &Settings) -> Result<ExitCode> {
     endpoint.check_credentials().await?;
     let clients = endpoint.clients().await;
     let runtime = recorded.as_ref().map_or(settings.runtime, |r| r.runtime);
-    let inventory = inspect_all(&clients, &settings.stack, &settings.resource_vars(runtime)).await;
+    let inventory = inspect_all(
+        &clients,
+        &settings.stack,
+        &settings.resource_vars(runtime),
+        Counting::Exact,
+    )
+    .await;
     let drifted = inventory.iter().filter(|i| !i.drift.is_empty()).count();
     if settings.json {
         crate::output::print_json(

@@ -186,9 +186,13 @@ async fn services_and_resources(settings: &Settings) -> Vec<String> {
     };
     let clients = endpoint.clients().await;
     let runtime = recorded.as_ref().map_or(settings.runtime, |r| r.runtime);
-    let inventory =
-        crate::inventory::inspect_all(&clients, &settings.stack, &settings.resource_vars(runtime))
-            .await;
+    let inventory = crate::inventory::inspect_all(
+        &clients,
+        &settings.stack,
+        &settings.resource_vars(runtime),
+        crate::inventory::Counting::Quick,
+    )
+    .await;
     for item in inventory {
         if let Some(error) = &item.error {
             missing.push(format!("{} {}: {error}", item.kind, item.name));
