@@ -50,7 +50,13 @@ pub struct JournalEntry {
     pub note: Option<String>,
     /// The upstream failed (could not be reached, timed out, answered 5xx).
     pub backend_error: Option<super::backend_log::BackendError>,
+    /// Unmatched: the closest expectations and why each did not match (what the 404 said).
+    pub closest: Option<Value>,
 }
+
+/// The closest expectations of an unmatched request, carried from the 404 to the journal.
+#[derive(Debug, Clone)]
+pub struct ClosestExpectations(pub Value);
 
 impl JournalEntry {
     fn to_json(&self) -> Value {
@@ -68,7 +74,7 @@ impl JournalEntry {
             .iter()
             .map(|(k, v)| (k.clone(), json!(v)))
             .collect();
-        json!({
+        let mut entry = json!({
             "time": rfc3339(self.time_ms),
             "method": self.method,
             "path": self.path,
@@ -85,7 +91,11 @@ impl JournalEntry {
                 "kind": e.kind,
                 "message": e.message,
             })),
-        })
+        });
+        if let Some(closest) = &self.closest {
+            entry["closest"] = closest.clone();
+        }
+        entry
     }
 }
 
@@ -264,6 +274,7 @@ mod tests {
             latency_ms: 0.5,
             note: None,
             backend_error: None,
+            closest: None,
         }
     }
 

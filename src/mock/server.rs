@@ -17,7 +17,7 @@ use super::backend_log::{BackendError, BackendErrorLog};
 use super::expectation::{Action, ExpectationSpec, RequestView};
 use super::flaky::{Flaky, FlakyAnswer};
 use super::handler::{HandlerRequest, HandlerRunner};
-use super::journal::{now_ms, Journal, JournalEntry, JournalQuery, Outcome};
+use super::journal::{now_ms, ClosestExpectations, Journal, JournalEntry, JournalQuery, Outcome};
 use super::proxy::{Body, BoxError};
 use super::routes::{Destination, Routes};
 use super::scenario::{self, Scenario};
@@ -392,6 +392,10 @@ async fn serve_mocked(
         _ => drop_framing_headers(response.headers_mut()),
     };
     let backend_error = response.extensions_mut().remove::<BackendError>();
+    let closest = response
+        .extensions_mut()
+        .remove::<ClosestExpectations>()
+        .map(|c| c.0);
     if let Some(failure) = &backend_error {
         state.backend_errors.append(
             &super::journal::rfc3339(time_ms),
@@ -404,6 +408,7 @@ async fn serve_mocked(
     state.journal.record(JournalEntry {
         note,
         backend_error,
+        closest,
         time_ms,
         method,
         path,
@@ -683,14 +688,19 @@ fn not_matched(
         return json_response(StatusCode::NOT_FOUND, &json!({"error": "Path not found."}));
     }
     let closest = state.store.closest(&view, body, CLOSEST_LISTED);
-    json_response(
+    let closest = serde_json::to_value(&closest).unwrap_or_default();
+    let mut response = json_response(
         StatusCode::NOT_FOUND,
         &json!({
             "error": format!("no expectation matches {} {path} and the mock has no --upstream", parts.method),
             "request": {"method": parts.method.as_str(), "path": path, "query": parts.uri.query()},
             "closest": closest,
         }),
-    )
+    );
+    response
+        .extensions_mut()
+        .insert(ClosestExpectations(closest));
+    response
 }
 
 // ---------------------------------------------------------------- helpers
