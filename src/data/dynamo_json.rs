@@ -112,17 +112,48 @@ pub fn key_of(item: &Item, keys: &[String]) -> String {
 pub fn key_as_typed_json(item: &Item, keys: &[String]) -> Value {
     let mut fields = serde_json::Map::new();
     for name in keys {
-        let typed = match item.get(name) {
-            Some(AttributeValue::S(s)) => serde_json::json!({ "S": s }),
-            Some(AttributeValue::N(n)) => serde_json::json!({ "N": n }),
-            Some(AttributeValue::B(b)) => serde_json::json!({
-                "B": base64::engine::general_purpose::STANDARD.encode(b.as_ref())
-            }),
-            _ => continue,
-        };
-        fields.insert(name.clone(), typed);
+        if let Some(value @ (AttributeValue::S(_) | AttributeValue::N(_) | AttributeValue::B(_))) =
+            item.get(name)
+        {
+            fields.insert(name.clone(), attribute_to_typed(value));
+        }
     }
     Value::Object(fields)
+}
+
+/// A whole item as DynamoDB-typed JSON, attributes sorted by name (what `aws dynamodb scan`
+/// prints; the inverse of [`typed_to_attribute`]).
+pub fn item_to_typed(item: &Item) -> Value {
+    let mut names: Vec<&String> = item.keys().collect();
+    names.sort();
+    Value::Object(
+        names
+            .into_iter()
+            .map(|name| (name.clone(), attribute_to_typed(&item[name])))
+            .collect(),
+    )
+}
+
+/// One attribute as typed JSON: numbers stay the exact text DynamoDB holds, binary is base64.
+pub fn attribute_to_typed(value: &AttributeValue) -> Value {
+    let base64 = |b: &Blob| base64::engine::general_purpose::STANDARD.encode(b.as_ref());
+    match value {
+        AttributeValue::S(s) => serde_json::json!({ "S": s }),
+        AttributeValue::N(n) => serde_json::json!({ "N": n }),
+        AttributeValue::B(b) => serde_json::json!({ "B": base64(b) }),
+        AttributeValue::Bool(b) => serde_json::json!({ "BOOL": b }),
+        AttributeValue::Null(_) => serde_json::json!({ "NULL": true }),
+        AttributeValue::Ss(set) => serde_json::json!({ "SS": set }),
+        AttributeValue::Ns(set) => serde_json::json!({ "NS": set }),
+        AttributeValue::Bs(set) => {
+            serde_json::json!({ "BS": set.iter().map(base64).collect::<Vec<_>>() })
+        }
+        AttributeValue::L(list) => {
+            serde_json::json!({ "L": list.iter().map(attribute_to_typed).collect::<Vec<_>>() })
+        }
+        AttributeValue::M(map) => serde_json::json!({ "M": item_to_typed(map) }),
+        _ => serde_json::json!({ "NULL": true }),
+    }
 }
 
 /// A key recorded by [`key_as_typed_json`], back as attributes (`None` if it is not one).
@@ -494,5 +525,23 @@ mod tests {
                 .unwrap();
         assert_eq!(key_of(&items[0], &keys), key_of(&items[1], &keys));
         assert_ne!(key_of(&items[0], &keys), key_of(&items[2], &keys));
+    }
+
+    #[test]
+    fn typed_json_survives_a_round_trip_through_attributes() {
+        let typed = serde_json::json!({
+            "b": {"B": "AAEC"}, "bool": {"BOOL": true}, "bs": {"BS": ["AA==", "AQ=="]},
+            "l": {"L": [{"N": "1.50"}, {"S": "x"}]},
+            "m": {"M": {"inner": {"NS": ["1", "100000000000000000000000000000000001"]}}},
+            "n": {"N": "3.50"}, "null": {"NULL": true}, "s": {"S": "text"}, "ss": {"SS": ["a", "b"]}
+        });
+        let Value::Object(fields) = &typed else {
+            unreachable!("an object literal")
+        };
+        let item: Item = fields
+            .iter()
+            .map(|(name, value)| (name.clone(), typed_to_attribute(value).expect("typed")))
+            .collect();
+        assert_eq!(item_to_typed(&item), typed);
     }
 }
