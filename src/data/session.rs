@@ -66,13 +66,39 @@ pub async fn load(
         Err(e) => (StepState::Failed, format!("{e:#}")),
     };
     readiness::mark(&state_dir, Step::Data, state, Some(detail));
+    if let Ok(report) = &result {
+        save_last_load(&state_dir, &report.json);
+    }
     result
 }
 
-/// `12 items, 3 objects` from a load report's totals.
+/// File name, inside `.inframock/`, of the last load's report (what the dashboard's Data page
+/// shows).
+pub const LAST_LOAD_FILE: &str = "last-load.json";
+
+/// Keeps the report of the last real load (best effort: it is a report, not state).
+fn save_last_load(state_dir: &std::path::Path, report: &serde_json::Value) {
+    let document = serde_json::json!({
+        "finished_at": crate::stack::up::now_seconds(),
+        "report": report,
+    });
+    let temporary = state_dir.join(format!("{LAST_LOAD_FILE}.tmp"));
+    if let Ok(text) = serde_json::to_string(&document) {
+        if std::fs::write(&temporary, text).is_ok() {
+            let _ = std::fs::rename(&temporary, state_dir.join(LAST_LOAD_FILE));
+        }
+    }
+}
+
+/// `12 items, 3 objects written; 2 files unchanged` from a load report's totals.
 fn loaded_summary(json: &serde_json::Value) -> String {
     let count = |field: &str| json["total"][field].as_u64().unwrap_or(0);
-    format!("{} items, {} objects", count("items"), count("objects"))
+    format!(
+        "{} items, {} objects written; {} files unchanged",
+        count("items"),
+        count("objects"),
+        count("unchanged")
+    )
 }
 
 async fn load_or_decide(
