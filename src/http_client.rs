@@ -96,6 +96,16 @@ pub async fn post_bytes(
     exchange_within(timeout, http::Method::POST, url, body).await
 }
 
+/// Any request with `body`: the answer's status and body, within `timeout`.
+pub async fn send(
+    method: http::Method,
+    url: &str,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<(http::StatusCode, Bytes)> {
+    exchange_within(timeout, method, url, body).await
+}
+
 /// `GET url`: the answer's status and body as text, within `timeout`.
 pub async fn get_text(url: &str, timeout: Duration) -> Result<(http::StatusCode, String)> {
     let (status, body) = exchange_within(timeout, http::Method::GET, url, Bytes::new()).await?;

@@ -1,123 +1,74 @@
-//! The dashboard's HTML, rendered on the server: one page shell (inline CSS, a few lines of
-//! script that take server-sent events) and the fragments it shows. Every text from the stack is
-//! escaped.
+//! The dashboard's page shell: navigation, inline CSS, and the few lines of script that keep a
+//! page's live part current by server-sent events (`/events<path>?<query>` sends the same page's
+//! live part again whenever it changes). Forms sit outside the live part, so an update never
+//! wipes what the user is typing. Every text from the stack is escaped ([`escape`]).
 
 use std::fmt::Write;
-use std::time::Duration;
 
-use super::Overview;
-use crate::output::human_duration;
-use crate::stack::health::HEALTHY;
-use crate::stack::readiness::StepState;
+/// The pages, in navigation order: (path, title).
+pub const PAGES: [(&str, &str); 6] = [
+    ("/", "Stack"),
+    ("/resources", "Resources"),
+    ("/data", "Data"),
+    ("/mocks", "Mocks"),
+    ("/queues", "Queues"),
+    ("/faults", "Faults"),
+];
 
-const STYLE: &str =
-    "body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}\
-header{background:#1d2330;color:#fff;padding:10px 20px}header b{font-size:16px}\
-main{padding:16px 20px}table{border-collapse:collapse;background:#fff;margin:8px 0 20px}\
-th,td{border:1px solid #d8dce3;padding:4px 10px;text-align:left}th{background:#eef0f4}\
-.ok{color:#17753a}.bad{color:#b3261e}.wait{color:#8a5a00}code{font-size:13px}\
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}\
+header{background:#1d2330;color:#fff;padding:8px 20px;display:flex;gap:18px;align-items:center}\
+header b{font-size:16px}header a{color:#c9d1e0;text-decoration:none}header a.on{color:#fff;border-bottom:2px solid #7fb0ff}\
+main{padding:12px 20px}table{border-collapse:collapse;background:#fff;margin:8px 0 18px}\
+th,td{border:1px solid #d8dce3;padding:4px 10px;text-align:left;vertical-align:top}th{background:#eef0f4}\
+.ok{color:#17753a}.bad{color:#b3261e}.wait{color:#8a5a00}code,pre{font-size:12px}pre{margin:0;white-space:pre-wrap}\
 .ready{display:inline-block;padding:2px 10px;border-radius:10px;color:#fff}\
-.ready.ok{background:#17753a}.ready.bad{background:#b3261e}";
+.ready.ok{background:#17753a}.ready.bad{background:#b3261e}\
+form{background:#fff;border:1px solid #d8dce3;padding:8px 12px;margin:8px 0 16px;display:inline-block}\
+textarea{width:46em;height:9em;font:12px monospace}input[type=text]{width:22em}\
+.flash{background:#fff3cd;border:1px solid #e0c36a;padding:6px 10px;margin:8px 0}";
 
-const SCRIPT: &str = "new EventSource('/events/stack').addEventListener('stack',\
-function(e){document.getElementById('stack').innerHTML=e.data;});";
+const SCRIPT: &str = "var live=document.getElementById('live');if(live&&window.EventSource){\
+new EventSource('/events'+location.pathname+location.search).addEventListener('live',\
+function(e){live.innerHTML=e.data;});}";
 
-/// The Stack page.
-pub fn stack_page(overview: &Overview) -> String {
+/// One page: its live part (re-sent by events) and its controls (forms, sent once).
+#[derive(Debug, Default)]
+pub struct Page {
+    /// The navigation entry it belongs to (a path of [`PAGES`]).
+    pub section: &'static str,
+    pub title: String,
+    pub live: String,
+    pub controls: String,
+}
+
+/// The whole HTML document of a page; `flash` is a one-time message (a form's result).
+pub fn document(project: &str, page: &Page, flash: Option<&str>) -> String {
+    let mut nav = String::new();
+    for (path, title) in PAGES {
+        let class = if path == page.section {
+            " class=\"on\""
+        } else {
+            ""
+        };
+        let _ = write!(nav, "<a href=\"{path}\"{class}>{title}</a>");
+    }
+    let flash = flash
+        .map(|text| format!("<div class=\"flash\" id=\"flash\">{}</div>", escape(text)))
+        .unwrap_or_default();
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-<title>inframock · {project}</title><style>{STYLE}</style></head><body>\
-<header><b>inframock</b> · project {project}</header>\
-<main><div id=\"stack\">{fragment}</div></main><script>{SCRIPT}</script></body></html>\n",
-        project = escape(&overview.project),
-        fragment = stack_fragment(overview),
+<title>{title} · inframock · {project}</title><style>{STYLE}</style></head><body>\
+<header><b>inframock</b><span>{project}</span>{nav}</header><main>{flash}\
+<div id=\"live\">{live}</div>{controls}</main><script>{SCRIPT}</script></body></html>\n",
+        title = escape(&page.title),
+        project = escape(project),
+        live = one_line(&page.live),
+        controls = page.controls,
     )
 }
 
-/// The live part of the Stack page, on one line (it travels as one server-sent event).
-pub fn stack_fragment(overview: &Overview) -> String {
-    let mut html = String::new();
-    let readiness = &overview.readiness;
-    let (class, word) = if readiness.ready {
-        ("ok", "ready")
-    } else {
-        ("bad", "not ready")
-    };
-    let _ = write!(
-        html,
-        "<h2>Stack <span class=\"ready {class}\" id=\"readiness\">{word}</span></h2>"
-    );
-    match &overview.stack {
-        None => html.push_str(
-            "<p>No stack runs for this project: start one with <code>inframock run</code>.</p>",
-        ),
-        Some(stack) => {
-            let _ = write!(
-                html,
-                "<p>runtime <b>{}</b> · region <b>{}</b> · env <b>{}</b> · up {}</p>",
-                stack.runtime,
-                escape(&stack.region),
-                escape(&stack.cluster_env),
-                human_duration(Duration::from_secs(stack.uptime_s))
-            );
-            html.push_str(
-                "<table id=\"services\"><tr><th>service</th><th>kind</th><th>runtime</th>\
-<th>URL</th><th>PID / container</th><th>health</th></tr>",
-            );
-            for row in &stack.services {
-                let kind = match &row.version {
-                    Some(version) => format!("{} {version}", row.kind),
-                    None => row.kind.clone(),
-                };
-                let process = row
-                    .pid
-                    .map(|pid| pid.to_string())
-                    .or_else(|| row.container.as_ref().map(|c| c.chars().take(12).collect()))
-                    .unwrap_or_else(|| "-".into());
-                let health_class = if row.health == HEALTHY { "ok" } else { "bad" };
-                let _ = write!(
-                    html,
-                    "<tr data-service=\"{service}\"><td>{service}</td><td>{kind}</td><td>{runtime}</td>\
-<td><code>{url}</code></td><td>{process}</td><td class=\"{health_class}\">{health}</td></tr>",
-                    service = escape(row.service.as_str()),
-                    kind = escape(&kind),
-                    runtime = row.runtime,
-                    url = escape(&row.url),
-                    health = escape(&row.health),
-                );
-            }
-            html.push_str("</table>");
-        }
-    }
-    html.push_str(
-        "<h3>Readiness</h3><table id=\"steps\"><tr><th>step</th><th>state</th><th>detail</th></tr>",
-    );
-    for (step, record) in &readiness.steps {
-        let (class, state) = match record.state {
-            StepState::Done => ("ok", "done"),
-            StepState::Skipped => ("ok", "skipped"),
-            StepState::Running => ("wait", "running"),
-            StepState::Failed => ("bad", "failed"),
-        };
-        let step = serde_json::to_value(step)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let _ = write!(
-            html,
-            "<tr><td>{}</td><td class=\"{class}\">{state}</td><td>{}</td></tr>",
-            escape(&step),
-            escape(record.detail.as_deref().unwrap_or(""))
-        );
-    }
-    html.push_str("</table>");
-    if !readiness.missing.is_empty() {
-        html.push_str("<ul id=\"missing\">");
-        for missing in &readiness.missing {
-            let _ = write!(html, "<li>{}</li>", escape(missing));
-        }
-        html.push_str("</ul>");
-    }
+/// A live part as one line (it travels as one `data:` line of an event).
+pub fn one_line(html: &str) -> String {
     html.replace(['\n', '\r'], " ")
 }
 
@@ -137,30 +88,67 @@ pub fn escape(text: &str) -> String {
     escaped
 }
 
+/// A query-string value, percent-encoded (for links).
+pub fn encode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// A table: header cells, then rows of already-escaped HTML cells.
+pub fn html_table(id: &str, header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut html = format!("<table id=\"{id}\"><tr>");
+    for cell in header {
+        let _ = write!(html, "<th>{cell}</th>");
+    }
+    html.push_str("</tr>");
+    for row in rows {
+        html.push_str("<tr>");
+        for cell in row {
+            let _ = write!(html, "<td>{cell}</td>");
+        }
+        html.push_str("</tr>");
+    }
+    html.push_str("</table>");
+    html
+}
+
+/// Text as it is, escaped, in a `<pre>`: its line breaks are written as `&#10;`, so they
+/// survive a live part's trip as one line.
+pub fn pre(text: &str) -> String {
+    format!("<pre>{}</pre>", escape(text).replace('\n', "&#10;"))
+}
+
+/// A JSON value, pretty, in a `<pre>`.
+pub fn json_block(value: &serde_json::Value) -> String {
+    pre(&serde_json::to_string_pretty(value).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::readiness::Readiness;
 
     #[test]
-    fn text_from_the_stack_is_escaped_and_the_fragment_is_one_line() {
+    fn text_from_the_stack_is_escaped_and_the_live_part_is_one_line() {
         assert_eq!(
             escape("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
-        let overview = Overview {
-            project: "<p>".into(),
-            stack: None,
-            readiness: Readiness {
-                ready: false,
-                missing: vec!["aws is not running\n<script>".into()],
-                failed: false,
-                steps: Default::default(),
-            },
+        let page = Page {
+            section: "/",
+            title: "<t>".into(),
+            live: "a\nb".into(),
+            controls: String::new(),
         };
-        let fragment = stack_fragment(&overview);
-        assert!(!fragment.contains('\n'), "{fragment}");
-        assert!(fragment.contains("&lt;script&gt;"), "{fragment}");
-        assert!(stack_page(&overview).contains("project &lt;p&gt;"));
+        let html = document("<p>", &page, Some("<done>"));
+        assert!(html.contains("<div id=\"live\">a b</div>"), "{html}");
+        assert!(
+            html.contains("&lt;t&gt;") && html.contains("&lt;done&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a href=\"/\" class=\"on\">Stack</a>"),
+            "{html}"
+        );
+        assert_eq!(encode("a b&c/é"), "a+b%26c%2F%C3%A9");
+        assert_eq!(pre("a\n<b>"), "<pre>a&#10;&lt;b&gt;</pre>");
     }
 }

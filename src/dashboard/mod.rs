@@ -1,27 +1,34 @@
-//! The dashboard: an HTTP server on 127.0.0.1 (default port 8088) with the stack at a glance and
-//! the stack's readiness URL.
+//! The dashboard: an HTTP server on 127.0.0.1 (default port 8088) with the whole local stack at a
+//! glance, its mocks, queues and faults editable, and the stack's readiness URL.
 //!
-//! Routes (GET only; nothing here changes the stack yet):
-//! - `/` the Stack page: each service with kind, version, runtime, URL, PID or container, health,
-//!   and the readiness steps; kept current by server-sent events (`/events/stack`).
-//! - `/health/ready`: 200 when the stack is ready (`stack::readiness`), else 503, with each step's
-//!   state and what is missing, as JSON.
-//! - `/health/live`: 200 while the dashboard runs (its own probe).
-//! - `/api/stack`: what the Stack page shows, as JSON.
+//! Pages (server-rendered; each keeps its live part current by server-sent events):
+//! `/` the stack (`overview.rs`), `/resources` tables, buckets, queues and topics
+//! (`resources.rs`), `/data` the last load and a reload button (`data.rs`), `/mocks`
+//! expectations and the request journal (`mocks.rs`), `/queues` tails and bridges (`queues.rs`),
+//! `/faults` the fault proxies (`faults.rs`). Also `/health/ready` (200 when the stack is ready,
+//! else 503, `stack::readiness`), `/health/live`, `/api/stack`.
 //!
-//! Only loopback peers reach it (it binds 127.0.0.1), and only requests whose `Host` is a
-//! loopback name are answered, so a web page elsewhere cannot read it through DNS rebinding.
-//! Everything it serves is in the binary: no CDN, no npm step.
+//! Security: it binds 127.0.0.1; it answers only requests whose `Host` is a loopback name (no DNS
+//! rebinding); a request that changes something must be a POST from the dashboard's own pages
+//! (`Origin` and `Sec-Fetch-Site` checked: no cross-site request forgery from another page open
+//! in the browser). Everything it serves is in the binary: no CDN, no npm step.
 
-mod pages;
+mod data;
+mod faults;
+mod layout;
+mod mocks;
+mod overview;
+mod queues;
+mod resources;
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
 use bytes::Bytes;
-use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, Limited, StreamBody};
 use hyper::body::Frame;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -29,8 +36,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
+use crate::aws::{AwsClients, Endpoint};
 use crate::config::Settings;
-use crate::stack::{health, readiness, state};
+use crate::stack::{readiness, state, ServiceName};
+use layout::Page;
 
 /// The dashboard's port when none is set.
 pub const DEFAULT_PORT: u16 = 8088;
@@ -41,10 +50,61 @@ const MAX_CONNECTIONS: usize = 64;
 /// Time a client has to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often the Stack page's events ask the stack again.
+/// The largest form a page sends (an expectation pasted as JSON, a message to send).
+const FORM_LIMIT: usize = 1024 * 1024;
+
+/// How often a page's events ask the stack again.
 const EVENT_INTERVAL: Duration = Duration::from_secs(2);
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// What every page handler may use: the settings and the AWS clients of the running stack.
+pub struct Context {
+    pub settings: Settings,
+    /// Clients of the last endpoint asked (rebuilt when the stack's endpoint changes).
+    clients: tokio::sync::Mutex<Option<AwsClients>>,
+}
+
+impl Context {
+    /// The AWS clients of the project's running stack.
+    pub async fn clients(&self) -> Result<AwsClients> {
+        let recorded = state::read(&self.settings.state_dir())?;
+        let endpoint = Endpoint::resolve(&self.settings, recorded.as_ref())?;
+        let mut cached = self.clients.lock().await;
+        if let Some(clients) = cached.as_ref().filter(|c| c.url == endpoint.url) {
+            return Ok(clients.clone());
+        }
+        let clients = endpoint.clients().await;
+        *cached = Some(clients.clone());
+        Ok(clients)
+    }
+
+    /// The URL of one of the stack's own helpers (mock server, fault control), when it runs.
+    pub fn helper_url(&self, service: &ServiceName) -> Option<String> {
+        let recorded = state::read(&self.settings.state_dir()).ok().flatten()?;
+        recorded
+            .service(service)
+            .map(|record| format!("http://127.0.0.1:{}", record.port))
+    }
+}
+
+/// What a handler answers.
+pub enum Reply {
+    /// A page in the shell.
+    Page(Page),
+    /// JSON with a status.
+    Json(StatusCode, serde_json::Value),
+    /// After a form: back to a page (303), with a one-time message.
+    Redirect { to: String, flash: String },
+    /// A file to save (an S3 object).
+    Download {
+        name: String,
+        content_type: String,
+        body: Bytes,
+    },
+    /// Something the user asked for is not there or not valid: said in a page.
+    Problem(StatusCode, String),
+}
 
 /// Serves the dashboard on 127.0.0.1:`port` until the process is stopped.
 pub async fn serve(settings: Settings, port: u16) -> Result<()> {
@@ -64,7 +124,10 @@ pub async fn serve(settings: Settings, port: u16) -> Result<()> {
     };
     let address = listener.local_addr()?;
     eprintln!("dashboard on http://{address}/ (readiness: http://{address}/health/ready)");
-    let settings = Arc::new(settings);
+    let context = Arc::new(Context {
+        settings,
+        clients: tokio::sync::Mutex::new(None),
+    });
     let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _peer) = match listener.accept().await {
@@ -79,9 +142,9 @@ pub async fn serve(settings: Settings, port: u16) -> Result<()> {
             drop(stream);
             continue;
         };
-        let settings = Arc::clone(&settings);
+        let context = Arc::clone(&context);
         tokio::spawn(async move {
-            let service = service_fn(move |request| answer(Arc::clone(&settings), request));
+            let service = service_fn(move |request| answer(Arc::clone(&context), request));
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()
@@ -95,9 +158,9 @@ pub async fn serve(settings: Settings, port: u16) -> Result<()> {
     }
 }
 
-/// One request.
+/// One request: checks, then the route.
 async fn answer(
-    settings: Arc<Settings>,
+    context: Arc<Context>,
     request: Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     if let Some(host) = foreign_host(&request) {
@@ -106,35 +169,166 @@ async fn answer(
             format!("the dashboard answers requests for localhost only, not for Host {host}\n"),
         ));
     }
-    if request.method() != Method::GET {
+    let path = request.uri().path().to_string();
+    let query = parse_pairs(request.uri().query().unwrap_or("").as_bytes());
+    let method = request.method().clone();
+    if method == Method::POST {
+        if let Some(why) = cross_site(&request) {
+            return Ok(text(StatusCode::FORBIDDEN, format!("{why}\n")));
+        }
+        let form = match Limited::new(request.into_body(), FORM_LIMIT)
+            .collect()
+            .await
+        {
+            Ok(body) => parse_pairs(&body.to_bytes()),
+            Err(_) => {
+                return Ok(text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a form may hold at most {} KiB\n", FORM_LIMIT / 1024),
+                ))
+            }
+        };
+        return Ok(render(&context, post(&context, &path, &form).await, &query));
+    }
+    if method != Method::GET {
         return Ok(text(
             StatusCode::METHOD_NOT_ALLOWED,
-            "the dashboard only answers GET\n".into(),
+            "the dashboard answers GET, and POST from its own forms\n".into(),
         ));
     }
-    let response = match request.uri().path() {
-        "/" => html(
-            StatusCode::OK,
-            pages::stack_page(&overview(&settings).await),
-        ),
-        "/health/live" => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+    if let Some(page_path) = path.strip_prefix("/events") {
+        let page_path = if page_path.is_empty() { "/" } else { page_path };
+        return Ok(live_events(context, page_path.to_string(), query));
+    }
+    let reply = get(&context, &path, &query).await;
+    Ok(render(&context, reply, &query))
+}
+
+/// The GET routes.
+async fn get(context: &Context, path: &str, query: &Query) -> Reply {
+    match path {
+        "/" => overview::page(context).await,
+        "/health/live" => Reply::Json(StatusCode::OK, serde_json::json!({"status": "ok"})),
         "/health/ready" => {
-            let readiness = readiness::check(&settings).await;
+            let readiness = readiness::check(&context.settings).await;
             let status = if readiness.ready {
                 StatusCode::OK
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            json(status, &readiness)
+            Reply::Json(status, serde_json::to_value(&readiness).unwrap_or_default())
         }
-        "/api/stack" => json(StatusCode::OK, &overview(&settings).await),
-        "/events/stack" => stack_events(settings),
-        path => text(
-            StatusCode::NOT_FOUND,
-            format!("no page {path}; try / or /health/ready\n"),
+        "/api/stack" => Reply::Json(
+            StatusCode::OK,
+            serde_json::to_value(overview::overview(&context.settings).await).unwrap_or_default(),
         ),
-    };
-    Ok(response)
+        "/resources" => resources::overview(context).await,
+        "/resources/table" => resources::table(context, query).await,
+        "/resources/bucket" => resources::bucket(context, query).await,
+        "/resources/object" => resources::object(context, query).await,
+        "/resources/queue" => resources::queue(context, query).await,
+        "/resources/topic" => resources::topic(context, query).await,
+        "/data" => data::page(context).await,
+        "/mocks" => mocks::page(context, query).await,
+        "/queues" => queues::page(context).await,
+        "/faults" => faults::page(context).await,
+        other => Reply::Problem(
+            StatusCode::NOT_FOUND,
+            format!("no page {other}; the pages are listed at the top"),
+        ),
+    }
+}
+
+/// The POST routes (the dashboard's forms).
+async fn post(context: &Context, path: &str, form: &Query) -> Reply {
+    match path {
+        "/resources/queue/send" => resources::send_message(context, form).await,
+        "/resources/topic/publish" => resources::publish(context, form).await,
+        "/data/reload" => data::reload(context).await,
+        "/mocks/create" => mocks::create(context, form).await,
+        "/mocks/delete" => mocks::delete(context, form).await,
+        "/mocks/reset" => mocks::reset(context).await,
+        "/faults/command" => faults::command(context, form).await,
+        other => Reply::Problem(StatusCode::NOT_FOUND, format!("no form posts to {other}")),
+    }
+}
+
+/// Query or form pairs (the last value of a repeated name wins).
+pub type Query = BTreeMap<String, String>;
+
+fn parse_pairs(bytes: &[u8]) -> Query {
+    form_urlencoded::parse(bytes).into_owned().collect()
+}
+
+/// A reply as an HTTP response.
+fn render(context: &Context, reply: Reply, query: &Query) -> Response<Body> {
+    match reply {
+        Reply::Page(page) => {
+            let flash = query.get("flash").map(String::as_str);
+            let html = layout::document(&context.settings.project_name, &page, flash);
+            full(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                Bytes::from(html),
+            )
+        }
+        Reply::Json(status, value) => {
+            let body = serde_json::to_vec_pretty(&value).unwrap_or_default();
+            full(status, "application/json", Bytes::from(body))
+        }
+        Reply::Redirect { to, flash } => {
+            let separator = if to.contains('?') { '&' } else { '?' };
+            let location = format!("{to}{separator}flash={}", layout::encode(&flash));
+            let mut response = full(StatusCode::SEE_OTHER, "text/plain", Bytes::new());
+            if let Ok(value) = hyper::header::HeaderValue::from_str(&location) {
+                response
+                    .headers_mut()
+                    .insert(hyper::header::LOCATION, value);
+            }
+            response
+        }
+        Reply::Download {
+            name,
+            content_type,
+            body,
+        } => {
+            let mut response = full(StatusCode::OK, "application/octet-stream", body);
+            let headers = response.headers_mut();
+            if let Ok(value) = hyper::header::HeaderValue::from_str(&content_type) {
+                headers.insert(hyper::header::CONTENT_TYPE, value);
+            }
+            let safe: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_graphic() && c != '"' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if let Ok(value) =
+                hyper::header::HeaderValue::from_str(&format!("attachment; filename=\"{safe}\""))
+            {
+                headers.insert(hyper::header::CONTENT_DISPOSITION, value);
+            }
+            response
+        }
+        Reply::Problem(status, message) => {
+            let page = Page {
+                section: "",
+                title: status.to_string(),
+                live: format!(
+                    "<h2>{}</h2><p id=\"problem\">{}</p>",
+                    status,
+                    layout::escape(&message)
+                ),
+                controls: String::new(),
+            };
+            let html = layout::document(&context.settings.project_name, &page, None);
+            full(status, "text/html; charset=utf-8", Bytes::from(html))
+        }
+    }
 }
 
 /// The `Host` of a request when it is not a loopback name (`localhost`, `127.0.0.1`, `[::1]`).
@@ -144,72 +338,72 @@ fn foreign_host<B>(request: &Request<B>) -> Option<String> {
         .get(hyper::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    let name = match host.strip_prefix('[') {
+    (!is_loopback_authority(host)).then(|| host.to_string())
+}
+
+fn is_loopback_authority(authority: &str) -> bool {
+    let name = match authority.strip_prefix('[') {
         Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
-        None => host.split(':').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
     };
-    let loopback = matches!(name, "localhost" | "127.0.0.1" | "::1")
+    matches!(name, "localhost" | "127.0.0.1" | "::1")
         || name.ends_with(".localhost")
         || name
             .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    (!loopback).then(|| host.to_string())
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// What the Stack page shows.
-#[derive(Debug, serde::Serialize)]
-pub struct Overview {
-    pub project: String,
-    /// `None` when no stack is recorded for the project.
-    pub stack: Option<StackOverview>,
-    pub readiness: readiness::Readiness,
-}
-
-/// The recorded stack, asked now.
-#[derive(Debug, serde::Serialize)]
-pub struct StackOverview {
-    pub runtime: crate::cli::RuntimeKind,
-    pub region: String,
-    pub cluster_env: String,
-    pub uptime_s: u64,
-    pub services: Vec<health::ServiceStatus>,
-}
-
-async fn overview(settings: &Settings) -> Overview {
-    let recorded = state::read(&settings.state_dir()).ok().flatten();
-    let stack = match &recorded {
-        Some(stack) => Some(StackOverview {
-            runtime: stack.runtime,
-            region: stack.region.clone(),
-            cluster_env: stack.cluster_env.clone(),
-            uptime_s: crate::stack::up::now_seconds().saturating_sub(stack.started_at),
-            services: health::of_stack(settings, stack).await,
-        }),
-        None => None,
+/// Why a POST is refused as cross-site, if it is: a browser names the page that sent it in
+/// `Origin` (and says `Sec-Fetch-Site`); only the dashboard's own pages may change anything.
+/// Clients that are not browsers send neither and are not a forgery risk.
+fn cross_site<B>(request: &Request<B>) -> Option<String> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     };
-    Overview {
-        project: settings.project_name.clone(),
-        stack,
-        readiness: readiness::check(settings).await,
+    let host = header("host").unwrap_or_default();
+    if let Some(origin) = header("origin") {
+        let authority = origin
+            .strip_prefix("http://")
+            .unwrap_or("")
+            .trim_end_matches('/');
+        if authority != host {
+            return Some(format!(
+                "refused: this form was sent by {origin}, not by the dashboard (http://{host}); only the dashboard's own pages may change the stack"
+            ));
+        }
+    }
+    match header("sec-fetch-site").as_deref() {
+        Some("cross-site" | "same-site") => {
+            Some("refused: a form from another site may not change the stack".to_string())
+        }
+        _ => None,
     }
 }
 
-/// Server-sent events: the Stack page's live part, sent again whenever it changes.
-fn stack_events(settings: Arc<Settings>) -> Response<Body> {
-    let events =
-        futures::stream::unfold((settings, String::new()), |(settings, last)| async move {
+/// Server-sent events: the live part of the page at `path`, sent again whenever it changes.
+fn live_events(context: Arc<Context>, path: String, query: Query) -> Response<Body> {
+    let events = futures::stream::unfold(
+        (context, path, query, String::new()),
+        |(context, path, query, last)| async move {
             loop {
-                let fragment = pages::stack_fragment(&overview(&settings).await);
-                if fragment != last {
-                    // One event, one `data:` line: the fragment holds no line breaks.
-                    let event = format!("event: stack\ndata: {fragment}\n\n");
+                let live = match get(&context, &path, &query).await {
+                    Reply::Page(page) => layout::one_line(&page.live),
+                    _ => return None,
+                };
+                if live != last {
+                    let event = format!("event: live\ndata: {live}\n\n");
                     let frame: Result<Frame<Bytes>, Infallible> =
                         Ok(Frame::data(Bytes::from(event)));
-                    return Some((frame, (settings, fragment)));
+                    return Some((frame, (context, path, query, live)));
                 }
                 tokio::time::sleep(EVENT_INTERVAL).await;
             }
-        });
+        },
+    );
     let mut response = Response::new(StreamBody::new(events).boxed_unsync());
     let headers = response.headers_mut();
     headers.insert(
@@ -235,16 +429,18 @@ fn full(status: StatusCode, content_type: &'static str, body: Bytes) -> Response
         hyper::header::CACHE_CONTROL,
         hyper::header::HeaderValue::from_static("no-store"),
     );
+    // Pages may only run their own inline script and load nothing from elsewhere.
+    headers.insert(
+        hyper::header::CONTENT_SECURITY_POLICY,
+        hyper::header::HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; img-src 'self'",
+        ),
+    );
+    headers.insert(
+        hyper::header::X_FRAME_OPTIONS,
+        hyper::header::HeaderValue::from_static("DENY"),
+    );
     response
-}
-
-fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
-    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
-    full(status, "application/json", Bytes::from(body))
-}
-
-fn html(status: StatusCode, page: String) -> Response<Body> {
-    full(status, "text/html; charset=utf-8", Bytes::from(page))
 }
 
 fn text(status: StatusCode, message: String) -> Response<Body> {
@@ -255,11 +451,12 @@ fn text(status: StatusCode, message: String) -> Response<Body> {
 mod tests {
     use super::*;
 
-    fn with_host(host: &str) -> Request<()> {
-        Request::builder()
-            .header(hyper::header::HOST, host)
-            .body(())
-            .expect("request")
+    fn with_headers(headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::builder();
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).expect("request")
     }
 
     #[test]
@@ -271,7 +468,11 @@ mod tests {
             "127.0.0.2",
             "app.localhost:1",
         ] {
-            assert_eq!(foreign_host(&with_host(host)), None, "{host}");
+            assert_eq!(
+                foreign_host(&with_headers(&[("host", host)])),
+                None,
+                "{host}"
+            );
         }
         for host in [
             "evil.example:8088",
@@ -279,7 +480,34 @@ mod tests {
             "localhost.evil.example",
             "",
         ] {
-            assert!(foreign_host(&with_host(host)).is_some(), "{host:?}");
+            assert!(
+                foreign_host(&with_headers(&[("host", host)])).is_some(),
+                "{host:?}"
+            );
         }
+    }
+
+    #[test]
+    fn a_form_from_another_page_is_refused_and_one_from_the_dashboard_is_not() {
+        let own = with_headers(&[
+            ("host", "localhost:8088"),
+            ("origin", "http://localhost:8088"),
+            ("sec-fetch-site", "same-origin"),
+        ]);
+        assert_eq!(cross_site(&own), None);
+        let curl = with_headers(&[("host", "localhost:8088")]);
+        assert_eq!(cross_site(&curl), None);
+        let other = with_headers(&[
+            ("host", "localhost:8088"),
+            ("origin", "http://evil.example"),
+        ]);
+        assert!(cross_site(&other).is_some_and(|why| why.contains("evil.example")));
+        let other_port = with_headers(&[
+            ("host", "localhost:8088"),
+            ("origin", "http://localhost:3000"),
+        ]);
+        assert!(cross_site(&other_port).is_some());
+        let fetch = with_headers(&[("host", "localhost:8088"), ("sec-fetch-site", "cross-site")]);
+        assert!(cross_site(&fetch).is_some());
     }
 }

@@ -95,9 +95,17 @@ pub async fn ensure_helpers(
     )
     .await?;
     stack.state.fault_proxies = proxies;
-    let dashboard = settings
-        .dashboard_enabled
-        .then(|| port_flag_command_line(settings, "--dashboard-port", &["dashboard"]));
+    // The dashboard reloads the data folder this run loads (`--data` may name another).
+    let data_path = settings.data_path.clone().into_os_string();
+    let dashboard = settings.dashboard_enabled.then(|| {
+        let line = port_flag_command_line(settings, "--dashboard-port", &["dashboard"]);
+        let boxed: Box<dyn Fn(u16) -> Vec<std::ffi::OsString>> = Box::new(move |port| {
+            let mut args: Vec<std::ffi::OsString> = vec!["--data".into(), data_path.clone()];
+            args.extend(line(port));
+            args
+        });
+        boxed
+    });
     ensure_helper(
         settings,
         reporter,
@@ -171,7 +179,9 @@ fn wanted_fault_proxies(settings: &Settings, stack: &RunningStack) -> Vec<(Servi
         .collect()
 }
 
-fn base_command_line(settings: &Settings) -> Vec<std::ffi::OsString> {
+/// The global flags a process of this binary needs to resolve the same settings as this one
+/// (project, stack file, and the values names in inframock.toml expand with).
+pub fn base_command_line(settings: &Settings) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = vec![
         "--project-dir".into(),
         settings.project_dir.clone().into_os_string(),
