@@ -49,8 +49,13 @@ status: build
 
 # The stand-in images (minutes of debootstrap and downloads, once per machine) are built while the
 # crate compiles; the tests wait for both. One profile: the tests reuse the release build.
-test: setup ## the whole test suite (unit + integration against real moto_server and MiniStack, redis-server, memcached, postgres, Docker)
+test: setup ## the whole test suite (unit + integration against real moto_server and MiniStack, redis-server, memcached, postgres, Docker, headless Chromium)
 	@set -e; mkdir -p target; images=; \
+	if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "the dashboard tests need a headless Chromium: sudo apt-get install chromium"; exit 1; fi; \
+	fi; \
 	if docker info >/dev/null 2>&1; then \
 	  tests/docker/build-standin-images.sh > target/standin-images.log 2>&1 & images=$$!; \
 	else echo "docker runtime tests will be skipped: no Docker engine answers (they fail instead when CI=true)"; fi; \

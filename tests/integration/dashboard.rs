@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::support::browser::Browser;
 use crate::support::{gzip, noise, text, Project};
 
 /// One HTTP/1.1 exchange on a new connection: (status, body).
@@ -91,7 +92,10 @@ fn the_dashboard_shows_the_stack_and_is_ready_only_once_the_data_is_loaded() {
     for step in ["services", "resources", "data"] {
         assert_eq!(ready["steps"][step]["state"], "done", "{ready}");
     }
-    assert_eq!(ready["steps"]["data"]["detail"], "1 items, 0 objects");
+    assert_eq!(
+        ready["steps"]["data"]["detail"],
+        "1 items, 0 objects written; 0 files unchanged"
+    );
 
     // The Stack page: every service with its health, the readiness steps; no outside resource.
     let (status, page) = get(port, "/");
@@ -123,11 +127,7 @@ fn the_dashboard_shows_the_stack_and_is_ready_only_once_the_data_is_loaded() {
     events
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
-    write!(
-        events,
-        "GET /events/stack HTTP/1.1\r\nHost: localhost\r\n\r\n"
-    )
-    .expect("request");
+    write!(events, "GET /events/ HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("request");
     let mut reader = BufReader::new(events);
     let mut seen = Vec::new();
     loop {
@@ -141,14 +141,14 @@ fn the_dashboard_shows_the_stack_and_is_ready_only_once_the_data_is_loaded() {
     }
     let joined = seen.concat();
     assert!(joined.contains("text/event-stream"), "{joined}");
-    assert!(joined.contains("event: stack"), "{joined}");
+    assert!(joined.contains("event: live"), "{joined}");
     assert!(joined.contains("<h2>Stack"), "{joined}");
 
     // Refusals: another Host (DNS rebinding), another method.
     let (status, body) = exchange(port, "GET", "/health/ready", "evil.example");
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("localhost only"), "{body}");
-    let (status, _) = exchange(port, "POST", "/", "localhost");
+    let (status, _) = exchange(port, "PUT", "/", "localhost");
     assert_eq!(status, 405);
 
     // While a reload loads a large object the stack is not ready: seen by polling until the
@@ -202,4 +202,234 @@ fn the_dashboard_shows_the_stack_and_is_ready_only_once_the_data_is_loaded() {
     );
     assert!(project.run(&["stop"]).status.success());
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+/// The repository's stack and data, with the mock server, a fault proxy in front of Redis, a tail
+/// of the results topic and the dashboard.
+fn repository_project() -> Project {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let project = Project::new();
+    let stack = std::fs::read_to_string(root.join("inframock.toml")).expect("inframock.toml");
+    let redis = "[services.redis]\nport = 6379\n";
+    assert!(stack.contains(redis));
+    project.write(
+        "inframock.toml",
+        stack.replace(redis, "[services.redis]\nport = 6379\nfaults = true\n")
+            + "\n[services.mock]\nenabled = true\n\n[services.dashboard]\nenabled = true\n\n\
+[[tails]]\nname = \"results\"\ntopic = \"work-results-${env}-default\"\n",
+    );
+    for entry in std::fs::read_dir(root.join("data/30344d9eeb4a4a6e0e5edd79911d444c")).unwrap() {
+        let entry = entry.unwrap();
+        project.write(
+            &format!(
+                "data/30344d9eeb4a4a6e0e5edd79911d444c/{}",
+                entry.file_name().to_string_lossy()
+            ),
+            std::fs::read(entry.path()).unwrap(),
+        );
+    }
+    project
+}
+
+/// Saves a screenshot for the README when `INFRAMOCK_SCREENSHOTS` names a folder; checks it is a PNG.
+fn screenshot(browser: &mut Browser, name: &str) {
+    let png = browser.screenshot();
+    assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+    if let Some(folder) = std::env::var_os("INFRAMOCK_SCREENSHOTS") {
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            std::path::Path::new(&folder).join(format!("{name}.png")),
+            png,
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn every_dashboard_page_works_in_a_real_browser() {
+    let project = repository_project();
+    let faults_port = crate::support::free_port().to_string();
+    project.start(&[
+        "--mock-port",
+        "0",
+        "--dashboard-port",
+        "0",
+        "--faults-port",
+        &faults_port,
+    ]);
+    let port = dashboard_port(&project);
+    let base = format!("http://localhost:{port}");
+    let mut browser = Browser::start();
+    const EXPERIMENT: &str = "30344d9eeb4a4a6e0e5edd79911d444c";
+
+    // Stack: every service healthy, the stack ready.
+    browser.open(&format!("{base}/"));
+    let services = browser.text("#services");
+    for service in ["aws", "redis", "mock", "faults", "queues", "dashboard"] {
+        assert!(services.contains(service), "{service} in {services}");
+    }
+    assert!(!services.contains("unhealthy"), "{services}");
+    assert_eq!(browser.text("#readiness"), "ready");
+    screenshot(&mut browser, "dashboard-stack");
+
+    // Resources: counts, a table's items, a bucket's objects.
+    browser.open(&format!("{base}/resources"));
+    let resources = browser.text("#resources");
+    assert!(resources.contains("experiments-development"), "{resources}");
+    assert!(resources.contains("items 1"), "{resources}");
+    screenshot(&mut browser, "dashboard-resources");
+    browser.eval(
+        "document.querySelector('a[href*=\"table?name=experiments-development\"]').click();true",
+    );
+    browser.wait_for("document.querySelector('#items')", "the table's items");
+    assert!(browser.text("#items").contains(EXPERIMENT));
+    assert_eq!(browser.text("#count"), "1");
+    browser.open(&format!(
+        "{base}/resources/bucket?name=biomage-source-development&prefix={EXPERIMENT}/"
+    ));
+    assert!(browser
+        .text("#objects")
+        .contains(&format!("{EXPERIMENT}/r.rds")));
+
+    // Data: the load of `run`, per experiment; the reload button runs reload-data.
+    browser.open(&format!("{base}/data"));
+    assert!(browser.text("#experiments").contains(EXPERIMENT));
+    assert_eq!(browser.text("#data-state"), "loaded");
+    browser.submit("#reload", &[]);
+    assert!(browser.text("#flash").contains("reload started"));
+    browser.wait_for(
+        "document.querySelector('#files') && document.querySelector('#data-state').innerText === 'loaded' && document.querySelector('#files').innerText.includes('unchanged')",
+        "the reload's result",
+    );
+    screenshot(&mut browser, "dashboard-data");
+
+    // Mocks: an expectation made with the form answers over HTTP.
+    browser.open(&format!("{base}/mocks"));
+    browser.submit(
+        "#create-fields",
+        &[
+            ("method", "GET"),
+            ("path", "/from-the-browser"),
+            ("status_code", "201"),
+            ("body", "{\"made\": \"in a browser\"}"),
+        ],
+    );
+    assert!(
+        browser.text("#flash").contains("saved the expectation"),
+        "{}",
+        browser.text("#flash")
+    );
+    assert!(browser.text("#expectations").contains("/from-the-browser"));
+    let mock_port = project.state()["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "mock"))
+        .and_then(|s| s["port"].as_u64())
+        .expect("mock recorded") as u16;
+    let (status, body) = exchange(mock_port, "GET", "/from-the-browser", "localhost");
+    assert_eq!(status, 201);
+    assert!(body.contains("in a browser"), "{body}");
+    // An unmatched request shows in the journal with why the close expectation missed.
+    exchange(mock_port, "GET", "/from-the-browsers", "localhost");
+    browser.wait_for(
+        "document.querySelector('#journal').innerText.includes('/from-the-browsers')",
+        "the unmatched request in the journal",
+    );
+    assert!(browser
+        .text("#journal")
+        .contains("why no expectation matched"));
+    screenshot(&mut browser, "dashboard-mocks");
+
+    // A page of another site (the mock, another port) cannot change the stack through the
+    // dashboard: its form is refused, nothing is created.
+    let attack = format!(
+        "<form id=\"f\" method=\"post\" action=\"{base}/mocks/create\"><input name=\"path\" value=\"/forged\"></form>"
+    );
+    let expectation = serde_json::json!({
+        "path": "/attack", "status_code": 200, "body": attack, "headers": {"content-type": "text/html"}
+    });
+    let mut request = TcpStream::connect(("127.0.0.1", mock_port)).unwrap();
+    let body = expectation.to_string();
+    write!(
+        request,
+        "POST /mocker/expectation HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    request.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    browser.open(&format!("http://localhost:{mock_port}/attack"));
+    browser.eval("window.__leaving=true;document.getElementById('f').submit();true");
+    browser.wait_for(
+        "!window.__leaving && document.readyState === 'complete'",
+        "the forged form's answer",
+    );
+    assert!(
+        browser.text("body").contains("refused"),
+        "{}",
+        browser.text("body")
+    );
+    browser.open(&format!("{base}/mocks"));
+    assert!(!browser.text("#expectations").contains("/forged"));
+
+    // Queues: a message published to the topic appears in the open tail view (live update).
+    browser.open(&format!("{base}/queues"));
+    assert!(browser.text("#live").contains("Tail results"));
+    let rt = crate::support::runtime();
+    let aws = crate::support::clients(&rt, &project.endpoint());
+    rt.block_on(async {
+        let topics = aws.sns.list_topics().send().await.unwrap();
+        let arn = topics
+            .topics()
+            .iter()
+            .filter_map(|t| t.topic_arn())
+            .find(|a| a.ends_with(":work-results-development-default"))
+            .unwrap()
+            .to_string();
+        aws.sns
+            .publish()
+            .topic_arn(arn)
+            .message("{\"seen\": \"in the tail view\"}")
+            .send()
+            .await
+            .unwrap();
+    });
+    browser.wait_for(
+        "document.querySelector('#tail-results').innerText.includes('in the tail view')",
+        "the published message in the tail view",
+    );
+    screenshot(&mut browser, "dashboard-queues");
+
+    // Faults: latency on Redis from its form, in force, then reset.
+    browser.open(&format!("{base}/faults"));
+    browser.submit("#fault-latency", &[("ms", "100"), ("service", "redis")]);
+    assert!(browser.text("#flash").contains("latency: done"));
+    assert!(
+        browser.text("#faults").contains("latency"),
+        "{}",
+        browser.text("#faults")
+    );
+    let status = project.run_json(&["faults", "status", "--json"]);
+    assert!(!status["faults"]["redis"]["latency"].is_null(), "{status}");
+    screenshot(&mut browser, "dashboard-faults");
+    browser.submit("#fault-reset", &[]);
+    let status = project.run_json(&["faults", "status", "--json"]);
+    assert!(status["faults"]["redis"]["latency"].is_null(), "{status}");
+
+    // The whole page set is small.
+    let mut total = 0;
+    for path in [
+        "/",
+        "/resources",
+        "/resources/table?name=experiments-development",
+        "/data",
+        "/mocks",
+        "/queues",
+        "/faults",
+    ] {
+        let (status, body) = get(port, path);
+        assert_eq!(status, 200, "{path}");
+        total += body.len();
+    }
+    assert!(total < 200 * 1024, "the pages weigh {total} bytes");
 }
