@@ -21,7 +21,7 @@
            docker-compose of compose.yaml.
 
 Options: --runs N (5), --experiments N (50), --rds-mib N (40 decompressed ≈ 20 MB gzip),
---memory-gib N (2), --only startup,load,reset,memory,mock,handlers,faults,bridge,engines,benchtool,docker (docker needs `make docker-images`).
+--memory-gib N (2), --only startup,load,reset,memory,mock,handlers,faults,bridge,engines,benchtool,dashboard,docker (docker needs `make docker-images`).
 """
 import argparse
 import datetime
@@ -383,7 +383,7 @@ def main():
     parser.add_argument("--experiments", type=int, default=50)
     parser.add_argument("--rds-mib", type=int, default=40)
     parser.add_argument("--memory-gib", type=int, default=2)
-    parser.add_argument("--only", default="startup,load,reset,memory,mock,handlers,faults,bridge,engines,benchtool,docker")
+    parser.add_argument("--only", default="startup,load,reset,memory,mock,handlers,faults,bridge,engines,benchtool,dashboard,docker")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(RESULTS, exist_ok=True)
@@ -465,6 +465,11 @@ def main():
         result = load_tool_bench.bench_load_tool(args.runs)
         raw["benchtool"] = result
         lines += load_tool_bench.report_load_tool(result)
+    if "dashboard" in only:
+        import dashboard_bench
+        result = dashboard_bench.bench_dashboard(args.runs)
+        raw["dashboard"] = result
+        lines += dashboard_bench.report_dashboard(result)
     images_present = subprocess.run(["docker", "image", "inspect", "inframock-test/aws", "inframock-test/redis"],
                                     capture_output=True).returncode == 0 if shutil.which("docker") else False
     if "docker" in only and not images_present:
