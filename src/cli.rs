@@ -304,7 +304,7 @@ pub enum Command {
     Wait(WaitArgs),
     /// Serve the dashboard in the foreground on 127.0.0.1:8088 (--dashboard-port): the stack's
     /// services and, at /health/ready, whether it is ready (503 until data is loaded).
-    Dashboard,
+    Dashboard(DashboardArgs),
     /// Every declared resource with its live counts (items, objects and bytes, messages,
     /// subscriptions) and how it differs from inframock.toml.
     Resources,
@@ -319,6 +319,24 @@ pub enum Command {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+/// `inframock dashboard`.
+#[derive(Debug, Args, Clone)]
+pub struct DashboardArgs {
+    /// Address to listen on (default: `[services.dashboard] bind`, else 127.0.0.1). Any address
+    /// other than loopback needs --token: peers on the network then present it.
+    #[arg(long, env = "INFRAMOCK_DASHBOARD_BIND", value_name = "ADDR")]
+    pub bind: Option<std::net::IpAddr>,
+    /// The token a peer not on this machine presents: `Authorization: Bearer TOKEN`, or in a
+    /// browser `/?token=TOKEN` once (kept in a cookie). Loopback peers need none.
+    #[arg(
+        long,
+        env = "INFRAMOCK_DASHBOARD_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 /// Examples at the end of `bench --help`.

@@ -66,6 +66,8 @@ pub struct Settings {
     pub mock: MockSettings,
     /// `run` starts the dashboard (`[services.dashboard] enabled`).
     pub dashboard_enabled: bool,
+    /// Where the dashboard listens (`[services.dashboard] bind`, default 127.0.0.1).
+    pub dashboard_bind: std::net::IpAddr,
     /// Where each flag given a value got it (`cli::value_sources`): `flag --x` or `env NAME`.
     pub sources: BTreeMap<String, String>,
 }
@@ -259,6 +261,11 @@ impl Settings {
             docker_default_aws,
             mock,
             dashboard_enabled: stack.services.dashboard.enabled,
+            dashboard_bind: stack
+                .services
+                .dashboard
+                .bind
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
             sources: BTreeMap::new(),
             ready_timeout: args
                 .ready_timeout

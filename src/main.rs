@@ -132,7 +132,7 @@ async fn run(
         Command::Config => Ok(commands::config::execute(&settings)),
         Command::Resources => commands::resources::execute(&settings).await,
         Command::Wait(args) => commands::wait::execute(&settings, args, &reporter).await,
-        Command::Dashboard => commands::dashboard::execute(&settings).await,
+        Command::Dashboard(args) => commands::dashboard::execute(&settings, args).await,
     }
 }
 

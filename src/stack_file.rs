@@ -135,8 +135,11 @@ pub struct DashboardSection {
     /// Start it with the stack.
     #[serde(default)]
     pub enabled: bool,
-    /// Port on 127.0.0.1 (default 8088; 0 = a free port).
+    /// Port (default 8088; 0 = a free port).
     pub port: Option<u16>,
+    /// Address to listen on (default 127.0.0.1); any other needs the token in
+    /// `INFRAMOCK_DASHBOARD_TOKEN` (never in this file).
+    pub bind: Option<std::net::IpAddr>,
 }
 
 /// `[services.faults]`: the control port of the fault proxies.

@@ -63,6 +63,7 @@ pub struct Context {
     pub settings: Settings,
     /// Clients of the last endpoint asked (rebuilt when the stack's endpoint changes).
     clients: tokio::sync::Mutex<Option<AwsClients>>,
+    access: Access,
 }
 
 impl Context {
@@ -106,9 +107,85 @@ pub enum Reply {
     Problem(StatusCode, String),
 }
 
-/// Serves the dashboard on 127.0.0.1:`port` until the process is stopped.
-pub async fn serve(settings: Settings, port: u16) -> Result<()> {
-    let listener = match TcpListener::bind(("127.0.0.1", port)).await {
+/// Who may use the dashboard: peers on this machine always; others, when it listens beyond
+/// loopback, only with its token.
+#[derive(Debug, Clone)]
+pub struct Access {
+    bind: std::net::IpAddr,
+    token: Option<String>,
+}
+
+/// The shortest token a dashboard open to the network takes.
+const MIN_TOKEN: usize = 16;
+
+/// The cookie that keeps a browser's token after `/?token=`.
+const TOKEN_COOKIE: &str = "inframock_dashboard";
+
+impl Access {
+    /// Listening beyond loopback needs a token of at least 16 characters.
+    pub fn new(bind: std::net::IpAddr, token: Option<String>) -> Result<Access> {
+        if !bind.is_loopback() {
+            match &token {
+                None => anyhow::bail!(
+                    "the dashboard on {bind} would let anyone who reaches this machine change the stack: set a token with --token or INFRAMOCK_DASHBOARD_TOKEN (at least {MIN_TOKEN} characters), or keep the default bind 127.0.0.1"
+                ),
+                Some(token) if token.chars().count() < MIN_TOKEN => anyhow::bail!(
+                    "the dashboard's token (--token / INFRAMOCK_DASHBOARD_TOKEN) has {} characters; one that guards a dashboard on the network needs at least {MIN_TOKEN}",
+                    token.chars().count()
+                ),
+                Some(_) => {}
+            }
+        }
+        Ok(Access { bind, token })
+    }
+}
+
+/// What a peer's request says about the token.
+#[derive(Debug, PartialEq, Eq)]
+enum Presented {
+    /// The right token, in `Authorization: Bearer` or the cookie.
+    Valid,
+    /// The right token in `?token=`: keep it in a cookie and go on without it in the address.
+    Login,
+    Missing,
+    Wrong,
+}
+
+/// Compares without stopping at the first difference (no timing hint of how much was right).
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn presented<B>(request: &Request<B>, query: &Query, token: &str) -> Presented {
+    let headers = request.headers();
+    let bearer = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let cookie = headers
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().strip_prefix(&format!("{TOKEN_COOKIE}=")))
+        .next_back();
+    let login = query.get("token").map(String::as_str);
+    match (bearer.or(cookie), login) {
+        (_, Some(given)) if same_secret(given, token) => Presented::Login,
+        (_, Some(_)) => Presented::Wrong,
+        (Some(given), None) if same_secret(given, token) => Presented::Valid,
+        (Some(_), None) => Presented::Wrong,
+        (None, None) => Presented::Missing,
+    }
+}
+
+/// Serves the dashboard on `access`'s address and `port` until the process is stopped.
+pub async fn serve(settings: Settings, port: u16, access: Access) -> Result<()> {
+    let listener = match TcpListener::bind((access.bind, port)).await {
         Ok(listener) => listener,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
             return Err(crate::stack::ports::PortInUse {
@@ -119,7 +196,7 @@ pub async fn serve(settings: Settings, port: u16) -> Result<()> {
             .into())
         }
         Err(e) => {
-            return Err(e).with_context(|| format!("cannot listen on 127.0.0.1:{port}"));
+            return Err(e).with_context(|| format!("cannot listen on {}:{port}", access.bind));
         }
     };
     let address = listener.local_addr()?;
@@ -127,10 +204,11 @@ pub async fn serve(settings: Settings, port: u16) -> Result<()> {
     let context = Arc::new(Context {
         settings,
         clients: tokio::sync::Mutex::new(None),
+        access,
     });
     let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, _peer) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(pair) => pair,
             Err(e) => {
                 eprintln!("dashboard: accept failed: {e}");
@@ -144,7 +222,8 @@ pub async fn serve(settings: Settings, port: u16) -> Result<()> {
         };
         let context = Arc::clone(&context);
         tokio::spawn(async move {
-            let service = service_fn(move |request| answer(Arc::clone(&context), request));
+            let service =
+                service_fn(move |request| answer(Arc::clone(&context), peer.ip(), request));
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()
@@ -161,16 +240,61 @@ pub async fn serve(settings: Settings, port: u16) -> Result<()> {
 /// One request: checks, then the route.
 async fn answer(
     context: Arc<Context>,
+    peer: std::net::IpAddr,
     request: Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    if let Some(host) = foreign_host(&request) {
-        return Ok(text(
-            StatusCode::FORBIDDEN,
-            format!("the dashboard answers requests for localhost only, not for Host {host}\n"),
-        ));
-    }
     let path = request.uri().path().to_string();
-    let query = parse_pairs(request.uri().query().unwrap_or("").as_bytes());
+    let mut query = parse_pairs(request.uri().query().unwrap_or("").as_bytes());
+    let on_this_machine = match peer {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+    };
+    match (&context.access.token, on_this_machine) {
+        // A peer elsewhere (only possible with a token): the token decides.
+        (Some(token), false) => match presented(&request, &query, token) {
+            Presented::Valid => {}
+            Presented::Login => {
+                query.remove("token");
+                let rest: String = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(query.iter())
+                    .finish();
+                let to = if rest.is_empty() { path } else { format!("{path}?{rest}") };
+                let mut response = full(StatusCode::SEE_OTHER, "text/plain", Bytes::new());
+                let cookie = format!("{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+                for (name, value) in [(hyper::header::LOCATION, to), (hyper::header::SET_COOKIE, cookie)] {
+                    if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
+                        response.headers_mut().insert(name, value);
+                    }
+                }
+                return Ok(response);
+            }
+            Presented::Missing | Presented::Wrong => {
+                return Ok(text(
+                    StatusCode::UNAUTHORIZED,
+                    "this dashboard needs its token: `Authorization: Bearer TOKEN`, or open /?token=TOKEN once in the browser\n".into(),
+                ))
+            }
+        },
+        (None, false) => {
+            return Ok(text(
+                StatusCode::FORBIDDEN,
+                "the dashboard answers this machine only\n".into(),
+            ))
+        }
+        // On this machine: only loopback host names (no DNS rebinding).
+        (_, true) => {
+            if let Some(host) = foreign_host(&request) {
+                return Ok(text(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "the dashboard answers requests for localhost only, not for Host {host}\n"
+                    ),
+                ));
+            }
+        }
+    }
     let method = request.method().clone();
     if method == Method::POST {
         if let Some(why) = cross_site(&request) {
@@ -485,6 +609,33 @@ mod tests {
                 "{host:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_dashboard_on_the_network_needs_a_long_token_and_peers_present_it() {
+        let anywhere: std::net::IpAddr = "0.0.0.0".parse().expect("address");
+        assert!(Access::new(anywhere, None)
+            .is_err_and(|e| e.to_string().contains("INFRAMOCK_DASHBOARD_TOKEN")));
+        assert!(Access::new(anywhere, Some("short".into()))
+            .is_err_and(|e| e.to_string().contains("at least 16")));
+        assert!(Access::new(anywhere, Some("a-token-of-20-chars!".into())).is_ok());
+        let loopback: std::net::IpAddr = "127.0.0.1".parse().expect("address");
+        assert!(Access::new(loopback, None).is_ok());
+
+        let token = "a-token-of-20-chars!";
+        let none = Query::new();
+        let login: Query = [("token".to_string(), token.to_string())].into();
+        let wrong_login: Query = [("token".to_string(), "nope".to_string())].into();
+        let bearer = with_headers(&[("authorization", "Bearer a-token-of-20-chars!")]);
+        let cookie = with_headers(&[("cookie", "a=b; inframock_dashboard=a-token-of-20-chars!")]);
+        let wrong = with_headers(&[("authorization", "Bearer a-token-of-20-chars?")]);
+        let bare = with_headers(&[]);
+        assert_eq!(presented(&bearer, &none, token), Presented::Valid);
+        assert_eq!(presented(&cookie, &none, token), Presented::Valid);
+        assert_eq!(presented(&bare, &login, token), Presented::Login);
+        assert_eq!(presented(&bare, &wrong_login, token), Presented::Wrong);
+        assert_eq!(presented(&wrong, &none, token), Presented::Wrong);
+        assert_eq!(presented(&bare, &none, token), Presented::Missing);
     }
 
     #[test]

@@ -95,6 +95,13 @@ pub async fn ensure_helpers(
     )
     .await?;
     stack.state.fault_proxies = proxies;
+    if settings.dashboard_enabled {
+        // Refused here, before anything starts, rather than as a helper that exits at once.
+        let token = std::env::var("INFRAMOCK_DASHBOARD_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty());
+        crate::dashboard::Access::new(settings.dashboard_bind, token)?;
+    }
     // The dashboard reloads the data folder this run loads (`--data` may name another).
     let data_path = settings.data_path.clone().into_os_string();
     let dashboard = settings.dashboard_enabled.then(|| {

@@ -433,3 +433,44 @@ fn every_dashboard_page_works_in_a_real_browser() {
     }
     assert!(total < 200 * 1024, "the pages weigh {total} bytes");
 }
+
+#[test]
+fn a_dashboard_beyond_loopback_is_refused_without_a_long_token() {
+    // Nothing is bound: both are refused before listening.
+    let project = Project::new();
+    let bare = project.run(&["dashboard", "--dashboard-port", "0", "--bind", "0.0.0.0"]);
+    assert_eq!(bare.status.code(), Some(1));
+    let stderr = text(&bare.stderr);
+    assert!(stderr.contains("INFRAMOCK_DASHBOARD_TOKEN"), "{stderr}");
+    let short = project
+        .command(&["dashboard", "--dashboard-port", "0", "--bind", "0.0.0.0"])
+        .env("INFRAMOCK_DASHBOARD_TOKEN", "short")
+        .output()
+        .unwrap();
+    assert_eq!(short.status.code(), Some(1));
+    assert!(
+        text(&short.stderr).contains("at least 16"),
+        "{}",
+        text(&short.stderr)
+    );
+    // The same from inframock.toml: `run` refuses before starting anything.
+    project.write(
+        "inframock.toml",
+        "[services.dashboard]\nenabled = true\nbind = \"0.0.0.0\"\n",
+    );
+    let run = project.start_output(&["--dashboard-port", "0"]);
+    assert_eq!(run.status.code(), Some(1));
+    let document = crate::support::envelope(&run.stdout);
+    assert!(
+        document["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("INFRAMOCK_DASHBOARD_TOKEN")),
+        "{document}"
+    );
+    let state =
+        std::fs::read_to_string(project.path().join(".inframock/state.json")).unwrap_or_default();
+    assert!(
+        !state.contains("\"dashboard\""),
+        "no dashboard started: {state}"
+    );
+}
