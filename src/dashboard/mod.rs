@@ -346,12 +346,12 @@ async fn get(context: &Context, path: &str, query: &Query) -> Reply {
             StatusCode::OK,
             serde_json::to_value(overview::overview(&context.settings).await).unwrap_or_default(),
         ),
-        "/resources" => resources::overview(context).await,
-        "/resources/table" => resources::table(context, query).await,
-        "/resources/bucket" => resources::bucket(context, query).await,
-        "/resources/object" => resources::object(context, query).await,
-        "/resources/queue" => resources::queue(context, query).await,
-        "/resources/topic" => resources::topic(context, query).await,
+        "/resources" => settled(resources::overview(context).await),
+        "/resources/table" => settled(resources::table(context, query).await),
+        "/resources/bucket" => settled(resources::bucket(context, query).await),
+        "/resources/object" => settled(resources::object(context, query).await),
+        "/resources/queue" => settled(resources::queue(context, query).await),
+        "/resources/topic" => settled(resources::topic(context, query).await),
         "/data" => data::page(context).await,
         "/mocks" => mocks::page(context, query).await,
         "/queues" => queues::page(context).await,
@@ -363,11 +363,16 @@ async fn get(context: &Context, path: &str, query: &Query) -> Reply {
     }
 }
 
+/// A handler's answer: the page, or the problem that stopped it.
+fn settled(answer: Result<Reply, Reply>) -> Reply {
+    answer.unwrap_or_else(|problem| problem)
+}
+
 /// The POST routes (the dashboard's forms).
 async fn post(context: &Context, path: &str, form: &Query) -> Reply {
     match path {
-        "/resources/queue/send" => resources::send_message(context, form).await,
-        "/resources/topic/publish" => resources::publish(context, form).await,
+        "/resources/queue/send" => settled(resources::send_message(context, form).await),
+        "/resources/topic/publish" => settled(resources::publish(context, form).await),
         "/data/reload" => data::reload(context).await,
         "/mocks/create" => mocks::create(context, form).await,
         "/mocks/delete" => mocks::delete(context, form).await,

@@ -11,7 +11,7 @@ use hyper::StatusCode;
 
 use super::layout::{encode, escape, html_table, json_block, pre, Page};
 use super::{Context, Query, Reply};
-use crate::aws::describe_error;
+use crate::aws::{describe_error, AwsClients};
 use crate::inventory::{inspect_all, Counting};
 use crate::output::human_bytes;
 
@@ -29,6 +29,29 @@ fn aws_problem(what: &str, error: impl std::fmt::Display) -> Reply {
     Reply::Problem(StatusCode::BAD_GATEWAY, format!("{what}: {error}"))
 }
 
+/// The AWS clients of the running stack, or a problem saying there is none.
+async fn clients(context: &Context) -> Result<AwsClients, Reply> {
+    context
+        .clients()
+        .await
+        .map_err(|e| aws_problem("no AWS endpoint to ask", format!("{e:#}")))
+}
+
+/// A queue's URL, or a problem naming the queue.
+async fn queue_url(clients: &AwsClients, name: &str) -> Result<String, Reply> {
+    match clients.sqs.get_queue_url().queue_name(name).send().await {
+        Ok(output) => Ok(output.queue_url.unwrap_or_default()),
+        Err(e) => Err(aws_problem(&format!("queue {name}"), describe_error(&e))),
+    }
+}
+
+/// A topic's ARN, or a problem saying there is no such topic.
+async fn topic_arn(clients: &AwsClients, name: &str) -> Result<String, Reply> {
+    crate::resources::topic_arn(clients, name)
+        .await
+        .ok_or_else(|| Reply::Problem(StatusCode::NOT_FOUND, format!("no topic {name}")))
+}
+
 /// The `name` parameter, or a problem naming it.
 fn required<'a>(query: &'a Query, name: &str) -> Result<&'a str, Reply> {
     query
@@ -44,11 +67,8 @@ fn required<'a>(query: &'a Query, name: &str) -> Result<&'a str, Reply> {
 }
 
 /// `GET /resources`: every declared resource.
-pub async fn overview(context: &Context) -> Reply {
-    let clients = match context.clients().await {
-        Ok(clients) => clients,
-        Err(e) => return aws_problem("no AWS endpoint to ask", format!("{e:#}")),
-    };
+pub async fn overview(context: &Context) -> Result<Reply, Reply> {
+    let clients = clients(context).await?;
     let settings = &context.settings;
     let runtime = crate::stack::state::read(&settings.state_dir())
         .ok()
@@ -93,7 +113,7 @@ pub async fn overview(context: &Context) -> Reply {
             vec![item.kind.to_string(), link, escape(&counts), state]
         })
         .collect();
-    Reply::Page(Page {
+    Ok(Reply::Page(Page {
         section: "/resources",
         title: "Resources".into(),
         live: format!(
@@ -102,19 +122,13 @@ pub async fn overview(context: &Context) -> Reply {
             html_table("resources", &["kind", "name", "counts", "state"], &rows)
         ),
         controls: String::new(),
-    })
+    }))
 }
 
 /// `GET /resources/table?name=T`: key schema, indexes, count and the first items.
-pub async fn table(context: &Context, query: &Query) -> Reply {
-    let name = match required(query, "name") {
-        Ok(name) => name,
-        Err(problem) => return problem,
-    };
-    let clients = match context.clients().await {
-        Ok(clients) => clients,
-        Err(e) => return aws_problem("no AWS endpoint to ask", format!("{e:#}")),
-    };
+pub async fn table(context: &Context, query: &Query) -> Result<Reply, Reply> {
+    let name = required(query, "name")?;
+    let clients = clients(context).await?;
     let described = match clients
         .dynamodb
         .describe_table()
@@ -125,7 +139,7 @@ pub async fn table(context: &Context, query: &Query) -> Reply {
         Ok(output) => output
             .table
             .unwrap_or_else(|| aws_sdk_dynamodb::types::TableDescription::builder().build()),
-        Err(e) => return aws_problem(&format!("table {name}"), describe_error(&e)),
+        Err(e) => return Err(aws_problem(&format!("table {name}"), describe_error(&e))),
     };
     let keys: Vec<String> = described
         .key_schema()
@@ -160,7 +174,7 @@ pub async fn table(context: &Context, query: &Query) -> Reply {
         .await
     {
         Ok(output) => output,
-        Err(e) => return aws_problem(&format!("scanning {name}"), describe_error(&e)),
+        Err(e) => return Err(aws_problem(&format!("scanning {name}"), describe_error(&e))),
     };
     let rows: Vec<Vec<String>> = scanned
         .items()
@@ -203,25 +217,19 @@ pub async fn table(context: &Context, query: &Query) -> Reply {
         rows.len(),
         html_table("items", &["key", "item"], &rows)
     );
-    Reply::Page(Page {
+    Ok(Reply::Page(Page {
         section: "/resources",
         title: format!("Table {name}"),
         live,
         controls: String::new(),
-    })
+    }))
 }
 
 /// `GET /resources/bucket?name=B&prefix=P`: folders and objects under a prefix.
-pub async fn bucket(context: &Context, query: &Query) -> Reply {
-    let name = match required(query, "name") {
-        Ok(name) => name,
-        Err(problem) => return problem,
-    };
+pub async fn bucket(context: &Context, query: &Query) -> Result<Reply, Reply> {
+    let name = required(query, "name")?;
     let prefix = query.get("prefix").cloned().unwrap_or_default();
-    let clients = match context.clients().await {
-        Ok(clients) => clients,
-        Err(e) => return aws_problem("no AWS endpoint to ask", format!("{e:#}")),
-    };
+    let clients = clients(context).await?;
     let listed = match clients
         .s3
         .list_objects_v2()
@@ -233,7 +241,12 @@ pub async fn bucket(context: &Context, query: &Query) -> Reply {
         .await
     {
         Ok(output) => output,
-        Err(e) => return aws_problem(&format!("listing bucket {name}"), describe_error(&e)),
+        Err(e) => {
+            return Err(aws_problem(
+                &format!("listing bucket {name}"),
+                describe_error(&e),
+            ))
+        }
     };
     let mut rows: Vec<Vec<String>> = listed
         .common_prefixes()
@@ -273,7 +286,7 @@ pub async fn bucket(context: &Context, query: &Query) -> Reply {
     } else {
         String::new()
     };
-    Reply::Page(Page {
+    Ok(Reply::Page(Page {
         section: "/resources",
         title: format!("Bucket {name}"),
         live: format!(
@@ -288,61 +301,51 @@ prefix <input type=\"text\" name=\"prefix\" value=\"{}\"> <button>list</button><
             escape(name),
             escape(&prefix)
         ),
-    })
+    }))
 }
 
 /// `GET /resources/object?bucket=B&key=K`: the object, to save.
-pub async fn object(context: &Context, query: &Query) -> Reply {
-    let (bucket, key) = match (required(query, "bucket"), required(query, "key")) {
-        (Ok(bucket), Ok(key)) => (bucket, key),
-        (Err(problem), _) | (_, Err(problem)) => return problem,
-    };
-    let clients = match context.clients().await {
-        Ok(clients) => clients,
-        Err(e) => return aws_problem("no AWS endpoint to ask", format!("{e:#}")),
-    };
+pub async fn object(context: &Context, query: &Query) -> Result<Reply, Reply> {
+    let (bucket, key) = (required(query, "bucket")?, required(query, "key")?);
+    let clients = clients(context).await?;
     let object = match clients.s3.get_object().bucket(bucket).key(key).send().await {
         Ok(object) => object,
-        Err(e) => return aws_problem(&format!("s3://{bucket}/{key}"), describe_error(&e)),
+        Err(e) => {
+            return Err(aws_problem(
+                &format!("s3://{bucket}/{key}"),
+                describe_error(&e),
+            ))
+        }
     };
     if object.content_length().unwrap_or(0) > DOWNLOAD_LIMIT {
-        return Reply::Problem(
+        return Err(Reply::Problem(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "s3://{bucket}/{key} is {}: the dashboard hands out at most {}; use `aws s3 cp s3://{bucket}/{key} .`",
                 human_bytes(u64::try_from(object.content_length().unwrap_or(0)).unwrap_or(0)),
                 human_bytes(DOWNLOAD_LIMIT as u64)
             ),
-        );
+        ));
     }
     let content_type = object
         .content_type()
         .unwrap_or("application/octet-stream")
         .to_string();
     match object.body.collect().await {
-        Ok(body) => Reply::Download {
+        Ok(body) => Ok(Reply::Download {
             name: key.rsplit('/').next().unwrap_or(key).to_string(),
             content_type,
             body: body.into_bytes(),
-        },
-        Err(e) => aws_problem(&format!("reading s3://{bucket}/{key}"), e),
+        }),
+        Err(e) => Err(aws_problem(&format!("reading s3://{bucket}/{key}"), e)),
     }
 }
 
 /// `GET /resources/queue?name=Q`: counts and up to 10 messages, peeked (left in the queue).
-pub async fn queue(context: &Context, query: &Query) -> Reply {
-    let name = match required(query, "name") {
-        Ok(name) => name,
-        Err(problem) => return problem,
-    };
-    let clients = match context.clients().await {
-        Ok(clients) => clients,
-        Err(e) => return aws_problem("no AWS endpoint to ask", format!("{e:#}")),
-    };
-    let url = match clients.sqs.get_queue_url().queue_name(name).send().await {
-        Ok(output) => output.queue_url.unwrap_or_default(),
-        Err(e) => return aws_problem(&format!("queue {name}"), describe_error(&e)),
-    };
+pub async fn queue(context: &Context, query: &Query) -> Result<Reply, Reply> {
+    let name = required(query, "name")?;
+    let clients = clients(context).await?;
+    let url = queue_url(&clients, name).await?;
     let attributes = clients
         .sqs
         .get_queue_attributes()
@@ -368,7 +371,7 @@ pub async fn queue(context: &Context, query: &Query) -> Reply {
         .await;
     let messages = match peeked {
         Ok(output) => output.messages.unwrap_or_default(),
-        Err(e) => return aws_problem(&format!("peeking {name}"), describe_error(&e)),
+        Err(e) => return Err(aws_problem(&format!("peeking {name}"), describe_error(&e))),
     };
     let rows: Vec<Vec<String>> = messages
         .iter()
@@ -390,7 +393,7 @@ pub async fn queue(context: &Context, query: &Query) -> Reply {
     } else {
         ""
     };
-    Reply::Page(Page {
+    Ok(Reply::Page(Page {
         section: "/resources",
         title: format!("Queue {name}"),
         live: format!(
@@ -407,24 +410,15 @@ pub async fn queue(context: &Context, query: &Query) -> Reply {
 <button>send</button></form>",
             escape(name)
         ),
-    })
+    }))
 }
 
 /// `POST /resources/queue/send`: one message (FIFO: in the form's group, deduplicated by its body).
-pub async fn send_message(context: &Context, form: &Query) -> Reply {
-    let (name, body) = match (required(form, "name"), required(form, "body")) {
-        (Ok(name), Ok(body)) => (name, body),
-        (Err(problem), _) | (_, Err(problem)) => return problem,
-    };
+pub async fn send_message(context: &Context, form: &Query) -> Result<Reply, Reply> {
+    let (name, body) = (required(form, "name")?, required(form, "body")?);
     let back = format!("/resources/queue?name={}", encode(name));
-    let clients = match context.clients().await {
-        Ok(clients) => clients,
-        Err(e) => return aws_problem("no AWS endpoint to ask", format!("{e:#}")),
-    };
-    let url = match clients.sqs.get_queue_url().queue_name(name).send().await {
-        Ok(output) => output.queue_url.unwrap_or_default(),
-        Err(e) => return aws_problem(&format!("queue {name}"), describe_error(&e)),
-    };
+    let clients = clients(context).await?;
+    let url = queue_url(&clients, name).await?;
     let mut send = clients
         .sqs
         .send_message()
@@ -440,31 +434,18 @@ pub async fn send_message(context: &Context, form: &Query) -> Reply {
             .message_group_id(group)
             .message_deduplication_id(deduplication.as_str());
     }
-    match send.send().await {
-        Ok(output) => Reply::Redirect {
-            to: back,
-            flash: format!("sent message {}", output.message_id().unwrap_or_default()),
-        },
-        Err(e) => Reply::Redirect {
-            to: back,
-            flash: format!("not sent: {}", describe_error(&e)),
-        },
-    }
+    let flash = match send.send().await {
+        Ok(output) => format!("sent message {}", output.message_id().unwrap_or_default()),
+        Err(e) => format!("not sent: {}", describe_error(&e)),
+    };
+    Ok(Reply::Redirect { to: back, flash })
 }
 
 /// `GET /resources/topic?name=T`: subscriptions and a form to publish.
-pub async fn topic(context: &Context, query: &Query) -> Reply {
-    let name = match required(query, "name") {
-        Ok(name) => name,
-        Err(problem) => return problem,
-    };
-    let clients = match context.clients().await {
-        Ok(clients) => clients,
-        Err(e) => return aws_problem("no AWS endpoint to ask", format!("{e:#}")),
-    };
-    let Some(arn) = crate::resources::topic_arn(&clients, name).await else {
-        return Reply::Problem(StatusCode::NOT_FOUND, format!("no topic {name}"));
-    };
+pub async fn topic(context: &Context, query: &Query) -> Result<Reply, Reply> {
+    let name = required(query, "name")?;
+    let clients = clients(context).await?;
+    let arn = topic_arn(&clients, name).await?;
     let subscriptions = match clients
         .sns
         .list_subscriptions_by_topic()
@@ -473,7 +454,7 @@ pub async fn topic(context: &Context, query: &Query) -> Reply {
         .await
     {
         Ok(output) => output.subscriptions.unwrap_or_default(),
-        Err(e) => return aws_problem(&format!("topic {name}"), describe_error(&e)),
+        Err(e) => return Err(aws_problem(&format!("topic {name}"), describe_error(&e))),
     };
     let rows: Vec<Vec<String>> = subscriptions
         .iter()
@@ -484,7 +465,7 @@ pub async fn topic(context: &Context, query: &Query) -> Reply {
             ]
         })
         .collect();
-    Reply::Page(Page {
+    Ok(Reply::Page(Page {
         section: "/resources",
         title: format!("Topic {name}"),
         live: format!(
@@ -499,23 +480,15 @@ pub async fn topic(context: &Context, query: &Query) -> Reply {
 <textarea name=\"message\"></textarea><br><button>publish</button></form>",
             escape(name)
         ),
-    })
+    }))
 }
 
 /// `POST /resources/topic/publish`.
-pub async fn publish(context: &Context, form: &Query) -> Reply {
-    let (name, message) = match (required(form, "name"), required(form, "message")) {
-        (Ok(name), Ok(message)) => (name, message),
-        (Err(problem), _) | (_, Err(problem)) => return problem,
-    };
+pub async fn publish(context: &Context, form: &Query) -> Result<Reply, Reply> {
+    let (name, message) = (required(form, "name")?, required(form, "message")?);
     let back = format!("/resources/topic?name={}", encode(name));
-    let clients = match context.clients().await {
-        Ok(clients) => clients,
-        Err(e) => return aws_problem("no AWS endpoint to ask", format!("{e:#}")),
-    };
-    let Some(arn) = crate::resources::topic_arn(&clients, name).await else {
-        return Reply::Problem(StatusCode::NOT_FOUND, format!("no topic {name}"));
-    };
+    let clients = clients(context).await?;
+    let arn = topic_arn(&clients, name).await?;
     let mut publish = clients.sns.publish().topic_arn(&arn).message(message);
     if let Some(subject) = form.get("subject").filter(|s| !s.is_empty()) {
         publish = publish.subject(subject);
@@ -527,5 +500,5 @@ pub async fn publish(context: &Context, form: &Query) -> Reply {
         ),
         Err(e) => format!("not published: {}", describe_error(&e)),
     };
-    Reply::Redirect { to: back, flash }
+    Ok(Reply::Redirect { to: back, flash })
 }

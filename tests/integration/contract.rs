@@ -227,11 +227,9 @@ fn every_command_json_document_keeps_its_shape() {
         &["faults", "hiccup", "--msecs", "0", "--json"],
         0,
     );
-    let mock_url = project.state()["services"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["name"] == "mock"))
-        .and_then(|s| s["url"].as_str())
-        .expect("mock recorded")
+    let mock_url = project.service("mock")["url"]
+        .as_str()
+        .expect("mock URL")
         .to_string();
     record(
         "bench",

@@ -39,15 +39,6 @@ fn get(port: u16, path: &str) -> (u16, String) {
     exchange(port, "GET", path, &format!("localhost:{port}"))
 }
 
-fn dashboard_port(project: &Project) -> u16 {
-    let state = project.state();
-    state["services"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["name"] == "dashboard"))
-        .and_then(|s| s["port"].as_u64())
-        .unwrap_or_else(|| panic!("dashboard recorded: {state}")) as u16
-}
-
 const STACK: &str = r#"
 [[tables]]
 name = "items"
@@ -76,7 +67,7 @@ fn the_dashboard_shows_the_stack_and_is_ready_only_once_the_data_is_loaded() {
     project.write("inframock.toml", STACK);
     project.write("data/e1/item.json", r#"{"id": "a", "n": 1}"#);
     let report = project.start(&["--dashboard-port", "0"]);
-    let port = dashboard_port(&project);
+    let port = project.port_of("dashboard");
     assert!(
         report["exports"]["INFRAMOCK_DASHBOARD_URL"]
             .as_str()
@@ -257,7 +248,7 @@ fn every_dashboard_page_works_in_a_real_browser() {
         "--faults-port",
         &faults_port,
     ]);
-    let port = dashboard_port(&project);
+    let port = project.port_of("dashboard");
     let base = format!("http://localhost:{port}");
     let mut browser = Browser::start();
     const EXPERIMENT: &str = "30344d9eeb4a4a6e0e5edd79911d444c";
@@ -320,11 +311,7 @@ fn every_dashboard_page_works_in_a_real_browser() {
         browser.text("#flash")
     );
     assert!(browser.text("#expectations").contains("/from-the-browser"));
-    let mock_port = project.state()["services"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["name"] == "mock"))
-        .and_then(|s| s["port"].as_u64())
-        .expect("mock recorded") as u16;
+    let mock_port = project.port_of("mock");
     let (status, body) = exchange(mock_port, "GET", "/from-the-browser", "localhost");
     assert_eq!(status, 201);
     assert!(body.contains("in a browser"), "{body}");

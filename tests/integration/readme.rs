@@ -68,21 +68,6 @@ fn fenced_blocks_are_found_with_their_language_and_promises() {
     assert_eq!(blocks[1].body, "[a]\n");
 }
 
-/// The port of a recorded service of the running stack.
-fn recorded_port(project: &Project, service: &str) -> u16 {
-    let state = project.state();
-    let url = state["services"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["name"] == service))
-        .and_then(|s| s["url"].as_str())
-        .unwrap_or_else(|| panic!("{service} is recorded in {state}"))
-        .to_string();
-    url.rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("a port in {url}"))
-}
-
 #[test]
 fn every_bash_block_of_the_readme_runs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -134,10 +119,10 @@ fn every_bash_block_of_the_readme_runs() {
         &faults_port.to_string(),
     ]);
     let ports = [
-        ("4566", recorded_port(&project, "aws")),
-        ("8080", recorded_port(&project, "mock")),
+        ("4566", project.port_of("aws")),
+        ("8080", project.port_of("mock")),
         ("8474", faults_port),
-        ("8088", recorded_port(&project, "dashboard")),
+        ("8088", project.port_of("dashboard")),
     ];
 
     let binary_folder = Path::new(env!("CARGO_BIN_EXE_inframock"))

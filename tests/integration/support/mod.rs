@@ -165,12 +165,29 @@ impl Project {
         serde_json::from_str(&text).expect("state.json is JSON")
     }
 
+    /// The record of a service of the running stack.
+    pub fn service(&self, name: &str) -> serde_json::Value {
+        let state = self.state();
+        state["services"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} is recorded in {state}"))
+    }
+
+    /// The port of a service of the running stack.
+    pub fn port_of(&self, name: &str) -> u16 {
+        let record = self.service(name);
+        record["port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_else(|| panic!("a port in {record}"))
+    }
+
     /// The AWS endpoint of the running stack.
     pub fn endpoint(&self) -> String {
-        self.state()["services"]
-            .as_array()
-            .and_then(|s| s.iter().find(|s| s["name"] == "aws"))
-            .and_then(|s| s["url"].as_str())
+        self.service("aws")["url"]
+            .as_str()
             .expect("aws service recorded")
             .to_string()
     }
