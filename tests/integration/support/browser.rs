@@ -123,6 +123,15 @@ impl Browser {
 
     /// Sends a command (to the page once attached) and returns its result; events are skipped.
     fn call(&mut self, method: &str, params: Value) -> Value {
+        match self.try_call(method, params) {
+            Ok(result) => result,
+            Err(error) => panic!("{method} failed: {error}"),
+        }
+    }
+
+    /// [`Browser::call`], with the browser's refusal as an error (an evaluation that meets a
+    /// navigation: "Execution context was destroyed").
+    fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let mut message = json!({"id": id, "method": method, "params": params});
@@ -152,10 +161,10 @@ impl Browser {
             raw.pop();
             let answer: Value = serde_json::from_slice(&raw).expect("a DevTools message");
             if answer["id"] == id {
-                if let Some(error) = answer.get("error") {
-                    panic!("{method} failed: {error}");
-                }
-                return answer["result"].clone();
+                return match answer.get("error") {
+                    Some(error) => Err(error.clone()),
+                    None => Ok(answer["result"].clone()),
+                };
             }
         }
     }
@@ -177,9 +186,17 @@ impl Browser {
     pub fn wait_for(&mut self, expression: &str, what: &str) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
-            let value = self.eval(&format!(
-                "(function(){{try{{return {expression};}}catch(e){{return null;}}}})()"
-            ));
+            // An evaluation that meets a navigation ("Execution context was destroyed") or
+            // throws counts as "not yet".
+            let wrapped =
+                format!("(function(){{try{{return {expression};}}catch(e){{return null;}}}})()");
+            let value = self
+                .try_call(
+                    "Runtime.evaluate",
+                    json!({"expression": wrapped, "returnByValue": true, "awaitPromise": true}),
+                )
+                .map(|result| result["result"]["value"].clone())
+                .unwrap_or(Value::Null);
             let truthy = !(value.is_null()
                 || value == json!(false)
                 || value == json!("")
