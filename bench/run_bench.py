@@ -467,9 +467,11 @@ def main():
         lines += load_tool_bench.report_load_tool(result)
     if "dashboard" in only:
         import dashboard_bench
-        result = dashboard_bench.bench_dashboard(args.runs)
-        raw["dashboard"] = result
-        lines += dashboard_bench.report_dashboard(result)
+        raw["dashboard"] = []
+        for engine in ("moto", "ministack"):
+            result = dashboard_bench.bench_dashboard(args.runs, engine)
+            raw["dashboard"].append(result)
+            lines += dashboard_bench.report_dashboard(result)
     images_present = subprocess.run(["docker", "image", "inspect", "inframock-test/aws", "inframock-test/redis"],
                                     capture_output=True).returncode == 0 if shutil.which("docker") else False
     if "docker" in only and not images_present:

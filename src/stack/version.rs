@@ -11,13 +11,38 @@ use super::state::ServiceRecord;
 use crate::cli::RuntimeKind;
 use crate::config::Settings;
 
+/// Versions already read, by running instance (a process or container keeps its version): the
+/// dashboard asks every two seconds, and reading a Python package's version starts an interpreter.
+/// A version that could not be told is not kept: it is asked again next time.
+type Known = std::collections::HashMap<(String, Option<u32>, Option<u64>, Option<String>), String>;
+
+static KNOWN: std::sync::OnceLock<std::sync::Mutex<Known>> = std::sync::OnceLock::new();
+
 /// The version of `record`'s service, or `None` when it cannot be told (never an error: `status`
-/// shows what it knows).
+/// shows what it knows). Read once per running instance.
 pub async fn of_service(
     settings: &Settings,
     record: &ServiceRecord,
     kind: &ServiceKind,
 ) -> Option<String> {
+    let instance = (
+        record.name.to_string(),
+        record.pid,
+        record.started,
+        record.container.clone(),
+    );
+    let known = KNOWN.get_or_init(Default::default);
+    if let Some(version) = known.lock().ok().and_then(|k| k.get(&instance).cloned()) {
+        return Some(version);
+    }
+    let version = read(settings, record, kind).await?;
+    if let Ok(mut known) = known.lock() {
+        known.insert(instance, version.clone());
+    }
+    Some(version)
+}
+
+async fn read(settings: &Settings, record: &ServiceRecord, kind: &ServiceKind) -> Option<String> {
     if let (RuntimeKind::Docker, Some(image)) = (record.runtime, &record.program) {
         if !matches!(kind.version, VersionSpec::HttpJson { .. }) {
             return Some(format!("image {}", split_image(image).1));
