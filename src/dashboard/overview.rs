@@ -44,10 +44,14 @@ pub async fn overview(settings: &Settings) -> Overview {
         }),
         None => None,
     };
+    let readiness = match &stack {
+        Some(stack) => readiness::check_with(settings, &stack.services).await,
+        None => readiness::check(settings).await,
+    };
     Overview {
         project: settings.project_name.clone(),
         stack,
-        readiness: readiness::check(settings).await,
+        readiness,
     }
 }
 

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws::Endpoint;
 use crate::cli::RuntimeKind;
 use crate::config::Settings;
+use crate::stack::health::ServiceStatus;
 use crate::stack::state;
 
 /// File name of the steps record inside `.inframock/`.
@@ -113,6 +114,16 @@ pub struct Readiness {
 /// Asks the stack: steps, services, resources (in that order; the first that is missing
 /// something answers).
 pub async fn check(settings: &Settings) -> Readiness {
+    check_asked(settings, None).await
+}
+
+/// [`check`] with the recorded services already asked (the dashboard's Stack page asks them for
+/// its table, and need not probe them twice).
+pub async fn check_with(settings: &Settings, asked: &[ServiceStatus]) -> Readiness {
+    check_asked(settings, Some(asked)).await
+}
+
+async fn check_asked(settings: &Settings, asked: Option<&[ServiceStatus]>) -> Readiness {
     let state_dir = settings.state_dir();
     let steps = read_steps(&state_dir);
     let mut missing = Vec::new();
@@ -135,7 +146,7 @@ pub async fn check(settings: &Settings) -> Readiness {
         }
     }
     if missing.is_empty() {
-        missing = services_and_resources(settings).await;
+        missing = services_and_resources(settings, asked).await;
     }
     Readiness {
         ready: missing.is_empty(),
@@ -154,7 +165,10 @@ fn step_name(step: Step) -> &'static str {
 }
 
 /// Services that do not run or answer, resources that do not exist (empty: all there).
-async fn services_and_resources(settings: &Settings) -> Vec<String> {
+async fn services_and_resources(
+    settings: &Settings,
+    asked: Option<&[ServiceStatus]>,
+) -> Vec<String> {
     let recorded = match state::read(&settings.state_dir()) {
         Ok(recorded) => recorded,
         Err(e) => return vec![e.to_string()],
@@ -167,7 +181,15 @@ async fn services_and_resources(settings: &Settings) -> Vec<String> {
             return vec!["no stack recorded for this project (`inframock run --detach` starts one; a stack started elsewhere: --runtime external --endpoint-url URL)".to_string()]
         }
         (Some(stack), false) => {
-            for row in super::health::of_stack(settings, stack).await {
+            let fresh;
+            let rows = match asked {
+                Some(rows) => rows,
+                None => {
+                    fresh = super::health::of_stack(settings, stack).await;
+                    &fresh[..]
+                }
+            };
+            for row in rows {
                 if !row.running {
                     missing.push(format!("{} is not running", row.service));
                 } else if row.health != super::health::HEALTHY {
