@@ -337,30 +337,50 @@ async fn inspect_queue(clients: &AwsClients, decl: &QueueDecl, vars: &NameVars<'
         Ok(output) => output.queue_url.unwrap_or_default(),
         Err(_) => return inventory.missing(),
     };
-    let attributes = match clients
+    let found = match queue_attributes(clients, &url).await {
+        Ok(found) => found,
+        Err(error) => return inventory.failed(error),
+    };
+    let (visible, in_flight) = message_counts(&found);
+    inventory.counts.insert("visible", visible);
+    inventory.counts.insert("in_flight", in_flight);
+    inventory.drift = queue_drift(decl, &found);
+    inventory
+}
+
+/// Every attribute of the queue at `url`, by name (`VisibilityTimeout` -> `"30"`).
+pub async fn queue_attributes(
+    clients: &AwsClients,
+    url: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let output = clients
         .sqs
         .get_queue_attributes()
-        .queue_url(&url)
+        .queue_url(url)
         .attribute_names(QueueAttributeName::All)
         .send()
         .await
-    {
-        Ok(output) => output.attributes.unwrap_or_default(),
-        Err(e) => return inventory.failed(describe_error(&e)),
-    };
-    let found: BTreeMap<String, String> = attributes
+        .map_err(|e| describe_error(&e))?;
+    Ok(output
+        .attributes
+        .unwrap_or_default()
         .into_iter()
         .map(|(name, value)| (name.as_str().to_string(), value))
-        .collect();
-    let count = |name: &str| found.get(name).and_then(|v| v.parse().ok()).unwrap_or(0);
-    inventory
-        .counts
-        .insert("visible", count("ApproximateNumberOfMessages"));
-    inventory
-        .counts
-        .insert("in_flight", count("ApproximateNumberOfMessagesNotVisible"));
-    inventory.drift = queue_drift(decl, &found);
-    inventory
+        .collect())
+}
+
+/// (visible, in flight) messages from a queue's attributes (0 when the engine leaves one out).
+pub fn message_counts(attributes: &BTreeMap<String, String>) -> (u64, u64) {
+    let count = |name: &str| {
+        attributes
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        count("ApproximateNumberOfMessages"),
+        count("ApproximateNumberOfMessagesNotVisible"),
+    )
 }
 
 async fn inspect_topic(clients: &AwsClients, decl: &TopicDecl, vars: &NameVars<'_>) -> Inventory {

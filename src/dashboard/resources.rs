@@ -6,7 +6,7 @@
 
 use std::fmt::Write;
 
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use hyper::StatusCode;
 
 use super::layout::{encode, escape, html_table, json_block, pre, Page};
@@ -346,17 +346,15 @@ pub async fn queue(context: &Context, query: &Query) -> Result<Reply, Reply> {
     let name = required(query, "name")?;
     let clients = clients(context).await?;
     let url = queue_url(&clients, name).await?;
-    let attributes = clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::All)
-        .send()
-        .await
-        .ok()
-        .and_then(|o| o.attributes)
-        .unwrap_or_default();
-    let attribute = |name: QueueAttributeName| attributes.get(&name).cloned().unwrap_or_default();
+    // Counts are shown as the engine gives them; a queue whose attributes cannot be read still
+    // shows its messages.
+    let (visible, in_flight) = match crate::inventory::queue_attributes(&clients, &url).await {
+        Ok(attributes) => {
+            let (visible, in_flight) = crate::inventory::message_counts(&attributes);
+            (visible.to_string(), in_flight.to_string())
+        }
+        Err(_) => Default::default(),
+    };
     let fifo = name.ends_with(".fifo");
     // Peeking: received with no visibility timeout, so the messages stay for their consumers.
     let peeked = clients
@@ -400,8 +398,8 @@ pub async fn queue(context: &Context, query: &Query) -> Result<Reply, Reply> {
             "<h2>Queue {}</h2><p><span id=\"visible\">{}</span> visible · {} in flight</p>\
 <p>peeked, left in the queue:</p>{}",
             escape(name),
-            escape(&attribute(QueueAttributeName::ApproximateNumberOfMessages)),
-            escape(&attribute(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)),
+            visible,
+            in_flight,
             html_table("messages", &["id", "group", "body"], &rows)
         ),
         controls: format!(
