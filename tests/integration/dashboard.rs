@@ -195,33 +195,6 @@ fn the_dashboard_shows_the_stack_and_is_ready_only_once_the_data_is_loaded() {
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }
 
-/// The repository's stack and data, with the mock server, a fault proxy in front of Redis, a tail
-/// of the results topic and the dashboard.
-fn repository_project() -> Project {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let project = Project::new();
-    let stack = std::fs::read_to_string(root.join("inframock.toml")).expect("inframock.toml");
-    let redis = "[services.redis]\nport = 6379\n";
-    assert!(stack.contains(redis));
-    project.write(
-        "inframock.toml",
-        stack.replace(redis, "[services.redis]\nport = 6379\nfaults = true\n")
-            + "\n[services.mock]\nenabled = true\n\n[services.dashboard]\nenabled = true\n\n\
-[[tails]]\nname = \"results\"\ntopic = \"work-results-${env}-default\"\n",
-    );
-    for entry in std::fs::read_dir(root.join("data/30344d9eeb4a4a6e0e5edd79911d444c")).unwrap() {
-        let entry = entry.unwrap();
-        project.write(
-            &format!(
-                "data/30344d9eeb4a4a6e0e5edd79911d444c/{}",
-                entry.file_name().to_string_lossy()
-            ),
-            std::fs::read(entry.path()).unwrap(),
-        );
-    }
-    project
-}
-
 /// Saves a screenshot for the README when `INFRAMOCK_SCREENSHOTS` names a folder; checks it is a PNG.
 fn screenshot(browser: &mut Browser, name: &str) {
     let png = browser.screenshot();
@@ -238,16 +211,11 @@ fn screenshot(browser: &mut Browser, name: &str) {
 
 #[test]
 fn every_dashboard_page_works_in_a_real_browser() {
-    let project = repository_project();
-    let faults_port = crate::support::free_port().to_string();
-    project.start(&[
-        "--mock-port",
-        "0",
-        "--dashboard-port",
-        "0",
-        "--faults-port",
-        &faults_port,
-    ]);
+    // The repository's stack and data, with a tail of the results topic.
+    let project = crate::support::repository_project(
+        "\n[[tails]]\nname = \"results\"\ntopic = \"work-results-${env}-default\"\n",
+    );
+    project.start_repository_stack();
     let port = project.port_of("dashboard");
     let base = format!("http://localhost:{port}");
     let mut browser = Browser::start();

@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{self, text, Project};
+use crate::support::{self, text};
 
 /// A fenced block of the README.
 struct Block {
@@ -88,15 +88,8 @@ fn every_bash_block_of_the_readme_runs() {
         runnable.len()
     );
 
-    // The repository's stack and data, with the mock server and Redis's fault proxy on.
-    let project = Project::new();
-    let stack = std::fs::read_to_string(root.join("inframock.toml")).expect("inframock.toml");
-    let redis = "[services.redis]\nport = 6379\n";
-    assert!(stack.contains(redis), "inframock.toml declares {redis:?}");
-    let stack = stack.replace(redis, "[services.redis]\nport = 6379\nfaults = true\n")
-        + "\n[services.mock]\nenabled = true\n\n[services.dashboard]\nenabled = true\n";
-    project.write("inframock.toml", stack);
-    copy_tree(&root.join("data"), &project.path().join("data"));
+    // The repository's stack and data, with the mock server, Redis's fault proxy and the dashboard.
+    let project = support::repository_project("");
     for block in blocks.iter().filter(|b| b.language == "python") {
         let first = block.body.lines().next().unwrap_or_default();
         if let Some(file) = first.strip_prefix("# ").filter(|f| f.ends_with(".py")) {
@@ -111,13 +104,7 @@ fn every_bash_block_of_the_readme_runs() {
     )
     .expect("symlink");
 
-    let faults_port = support::free_port();
-    project.start(&[
-        "--mock-port",
-        "0",
-        "--faults-port",
-        &faults_port.to_string(),
-    ]);
+    let faults_port = project.start_repository_stack();
     let ports = [
         ("4566", project.port_of("aws")),
         ("8080", project.port_of("mock")),
@@ -167,20 +154,6 @@ fn every_bash_block_of_the_readme_runs() {
                 "README.md:{} promises `{promised}` in its output:\n{stdout}",
                 block.line
             );
-        }
-    }
-}
-
-/// Copies a folder tree (the repository's data folder into the project).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
         }
     }
 }

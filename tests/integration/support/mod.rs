@@ -240,6 +240,53 @@ pub fn start_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// The repository's own `inframock.toml` and `data/` in a new project, with the mock server, a
+/// fault proxy in front of Redis and the dashboard on, plus `extra` lines of stack file.
+pub fn repository_project(extra: &str) -> Project {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let project = Project::new();
+    let stack = std::fs::read_to_string(root.join("inframock.toml")).expect("inframock.toml");
+    let redis = "[services.redis]\nport = 6379\n";
+    assert!(stack.contains(redis), "inframock.toml declares {redis:?}");
+    let stack = stack.replace(redis, "[services.redis]\nport = 6379\nfaults = true\n")
+        + "\n[services.mock]\nenabled = true\n\n[services.dashboard]\nenabled = true\n"
+        + extra;
+    project.write("inframock.toml", stack);
+    copy_tree(&root.join("data"), &project.path().join("data"));
+    project
+}
+
+impl Project {
+    /// `run --detach` of a [`repository_project`] on free ports (the mock's, the dashboard's and
+    /// the fault control's too); returns the fault control port.
+    pub fn start_repository_stack(&self) -> u16 {
+        let faults_port = free_port();
+        self.start(&[
+            "--mock-port",
+            "0",
+            "--dashboard-port",
+            "0",
+            "--faults-port",
+            &faults_port.to_string(),
+        ]);
+        faults_port
+    }
+}
+
+/// Copies a folder tree.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
 impl Drop for Project {
     fn drop(&mut self) {
         if self.path().join(".inframock/state.json").exists() {
