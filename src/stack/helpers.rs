@@ -102,16 +102,11 @@ pub async fn ensure_helpers(
             .filter(|t| !t.is_empty());
         crate::dashboard::Access::new(settings.dashboard_bind, token)?;
     }
-    // The dashboard reloads the data folder this run loads (`--data` may name another).
-    let data_path = settings.data_path.clone().into_os_string();
     let dashboard = settings.dashboard_enabled.then(|| {
-        let line = port_flag_command_line(settings, "--dashboard-port", &["dashboard"]);
-        let boxed: Box<dyn Fn(u16) -> Vec<std::ffi::OsString>> = Box::new(move |port| {
-            let mut args: Vec<std::ffi::OsString> = vec!["--data".into(), data_path.clone()];
-            args.extend(line(port));
-            args
-        });
-        boxed
+        // The dashboard reloads the data folder this run loads (`--data` may name another).
+        let mut base = base_command_line(settings);
+        base.extend(["--data".into(), settings.data_path.clone().into_os_string()]);
+        port_flag_command_line(base, "--dashboard-port", &["dashboard"])
     });
     ensure_helper(
         settings,
@@ -211,16 +206,15 @@ pub fn base_command_line(settings: &Settings) -> Vec<std::ffi::OsString> {
 }
 
 fn mock_command_line(settings: &Settings) -> Box<dyn Fn(u16) -> Vec<std::ffi::OsString>> {
-    port_flag_command_line(settings, "--mock-port", &["mock"])
+    port_flag_command_line(base_command_line(settings), "--mock-port", &["mock"])
 }
 
 /// `inframock <base> <port flag> PORT <command...>`: a helper told its port by a global flag.
 fn port_flag_command_line(
-    settings: &Settings,
+    base: Vec<std::ffi::OsString>,
     port_flag: &'static str,
     command: &'static [&'static str],
 ) -> Box<dyn Fn(u16) -> Vec<std::ffi::OsString>> {
-    let base = base_command_line(settings);
     Box::new(move |port| {
         let mut args = base.clone();
         args.extend([port_flag.into(), port.to_string().into()]);
