@@ -141,6 +141,23 @@ fn the_dashboard_shows_the_stack_and_is_ready_only_once_the_data_is_loaded() {
     assert!(body.contains("localhost only"), "{body}");
     let (status, _) = exchange(port, "PUT", "/", "localhost");
     assert_eq!(status, 405);
+    // A form larger than 1 MiB is refused with 413 before any of it is used.
+    let mut huge = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    huge.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let body = format!("json={}", "x".repeat(2 * 1024 * 1024));
+    let _ = write!(
+        huge,
+        "POST /mocks/create HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut answer = String::new();
+    let _ = huge.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
 
     // While a reload loads a large object the stack is not ready: seen by polling until the
     // reload ends (no timing asserted).
