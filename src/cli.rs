@@ -269,9 +269,10 @@ pub enum Command {
     /// Load the data folder again into the running stack (only what changed is uploaded).
     #[command(after_help = ENV_HELP)]
     ReloadData(ReloadArgs),
-    /// Stop what this project started: its processes, or its labelled containers and network.
+    /// Stop what this project started: its processes, or its labelled containers and network
+    /// (with `[stack] persist = true`, after saving the stack's state as snapshot `persist`).
     #[command(after_help = ENV_HELP)]
-    Stop,
+    Stop(StopArgs),
     /// Back to the declared state without restarting: wipe the engine's state, flush Redis, create
     /// every declared resource and load the data folder again (what tests do between cases).
     #[command(after_help = ENV_HELP)]
@@ -294,6 +295,10 @@ pub enum Command {
     Faults(FaultsArgs),
     /// Queue mocks: tail a queue or topic, list recorded messages, bridge two queues/topics.
     Queue(QueueArgs),
+    /// Save the running stack's state (S3 objects, DynamoDB items, SQS messages, Redis keys) and
+    /// load it back, here or into another engine on another machine.
+    #[command(after_help = SNAPSHOT_HELP)]
+    Snapshot(SnapshotArgs),
     /// Load a server on this machine step by step and measure it: a ramp of concurrency (closed
     /// loop) or of scheduled rates (open loop, latency from when each request was due).
     #[command(after_help = BENCH_HELP)]
@@ -434,6 +439,91 @@ pub struct BenchArgs {
     /// `[["BODY", STATUS, DELAY_MS], ...]`).
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
+}
+
+/// `inframock stop`
+#[derive(Debug, Args, Clone, Default)]
+pub struct StopArgs {
+    /// With `[stack] persist = true`: stop without saving the stack's state (snapshot `persist`
+    /// keeps the last save).
+    #[arg(long)]
+    pub no_save: bool,
+}
+
+/// Examples at the end of `snapshot --help`.
+pub const SNAPSHOT_HELP: &str = "\
+Examples:
+  inframock snapshot save before-migration
+  inframock snapshot load before-migration --replace
+  inframock snapshot diff before-migration after-migration
+  inframock snapshot export before-migration state.tar.zst     (then, on another machine:)
+  inframock snapshot import state.tar.zst && inframock snapshot load before-migration
+
+Snapshots live in .inframock/snapshots/NAME/: objects stored once per distinct content, items as
+DynamoDB-typed JSON, messages, Redis DUMP payloads, and a manifest with the hash of every part.
+A load checks every part first: a damaged snapshot is refused, naming the part, before anything
+is written. `[stack] persist = true` in inframock.toml saves one named `persist` at `stop` and
+loads it at the next `run`.
+Exit codes: 0 done, 1 refused or failed (nothing written when refused), 3 some files failed to
+load (everything else loaded).";
+
+/// `inframock snapshot ...`
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(subcommand)]
+    pub action: SnapshotAction,
+}
+
+/// What to do with snapshots.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotAction {
+    /// Save the running stack's state as NAME (replacing a snapshot of that name once the new one
+    /// is complete). Messages are read without being consumed.
+    Save {
+        /// The snapshot's name (letters, digits, `.`, `_`, `-`).
+        name: String,
+        /// Only these services, comma-separated: s3, dynamodb, sqs, redis (default: all).
+        #[arg(long, value_name = "LIST")]
+        services: Option<String>,
+    },
+    /// Load snapshot NAME into the running stack, creating missing buckets, tables and queues.
+    Load {
+        name: String,
+        /// Each bucket, table, queue and the Redis database the snapshot holds ends up holding
+        /// exactly what it holds (the default, --merge, writes the snapshot over what is there,
+        /// and adds its messages to the queues).
+        #[arg(long, conflicts_with = "merge")]
+        replace: bool,
+        /// Write the snapshot over what is there and keep the rest (the default).
+        #[arg(long)]
+        merge: bool,
+        /// Only these services, comma-separated: s3, dynamodb, sqs, redis (default: all the
+        /// snapshot holds).
+        #[arg(long, value_name = "LIST")]
+        services: Option<String>,
+    },
+    /// List the snapshots with what they hold.
+    List,
+    /// Remove snapshot NAME.
+    Rm { name: String },
+    /// What changed from snapshot A to snapshot B: objects, items, messages, Redis keys.
+    Diff { from: String, to: String },
+    /// Write snapshot NAME to one file (a zstd-compressed tar) to carry it elsewhere.
+    Export {
+        name: String,
+        /// The file to write, e.g. state.tar.zst.
+        file: PathBuf,
+    },
+    /// Add a snapshot from a file `snapshot export` wrote (verified before it is added).
+    Import {
+        file: PathBuf,
+        /// Name it this instead of the name it was exported with.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Replace a snapshot of that name.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `inframock queue ...`

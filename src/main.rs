@@ -21,6 +21,7 @@ mod python;
 mod queues;
 mod resources;
 mod signals;
+mod snapshot;
 mod stack;
 mod stack_file;
 
@@ -93,7 +94,7 @@ async fn run(
     let no_populate = matches!(&cli.command, Command::Run(args) if args.no_populate);
     // These work from the recorded state alone: a broken inframock.toml must not stop them.
     let stack_file_use = match &cli.command {
-        Command::Stop | Command::Status | Command::Env | Command::Logs(_) => {
+        Command::Stop(_) | Command::Status | Command::Env | Command::Logs(_) => {
             StackFileUse::Tolerated
         }
         _ => StackFileUse::Required,
@@ -118,7 +119,8 @@ async fn run(
         Command::ReloadData(args) => {
             commands::reload_data::execute(&settings, args, &reporter).await
         }
-        Command::Stop => commands::stop::execute(&settings, &reporter).await,
+        Command::Stop(args) => commands::stop::execute(&settings, args, &reporter).await,
+        Command::Snapshot(args) => commands::snapshot::execute(&settings, args, &reporter).await,
         Command::Reset(args) => commands::reset::execute(&settings, args, &reporter).await,
         Command::Status => commands::status::execute(&settings).await,
         Command::Env => commands::env::execute(&settings),

@@ -156,7 +156,8 @@ fn key_schema_elements(hash: &str, range: Option<&str>) -> Result<Vec<KeySchemaE
     Ok(elements)
 }
 
-async fn ensure_table(
+/// Creates a table from its declaration unless it exists (name expanded with `vars`).
+pub async fn ensure_table(
     clients: &AwsClients,
     decl: &TableDecl,
     vars: &NameVars<'_>,
@@ -183,7 +184,8 @@ async fn ensure_table(
     }
 }
 
-async fn ensure_bucket(
+/// Creates a bucket (versioning and CORS as declared) unless it exists.
+pub async fn ensure_bucket(
     clients: &AwsClients,
     decl: &BucketDecl,
     vars: &NameVars<'_>,

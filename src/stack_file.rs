@@ -20,6 +20,8 @@ pub struct StackFile {
     #[serde(default)]
     pub project: ProjectSection,
     #[serde(default)]
+    pub stack: StackSection,
+    #[serde(default)]
     pub services: ServicesSection,
     #[serde(default)]
     pub tables: Vec<TableDecl>,
@@ -77,6 +79,19 @@ pub struct BridgeDecl {
 pub struct ProjectSection {
     /// Project name used to label what we start; default: the project folder's name.
     pub name: Option<String>,
+}
+
+/// `[stack]`: what happens to the stack's state between runs.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StackSection {
+    /// `stop` saves the stack's state (snapshot `persist`) and the next `run` loads it before the
+    /// data folder.
+    #[serde(default)]
+    pub persist: bool,
+    /// With `persist`: also save every this many seconds while `run` stays in the foreground, so a
+    /// killed stack loses at most that much (off by default).
+    pub persist_every: Option<u64>,
 }
 
 /// `[services.*]`: the built-in services, then every other name is a declared service.

@@ -14,6 +14,7 @@ pub mod reload_data;
 pub mod reset;
 pub mod resources;
 pub mod run;
+pub mod snapshot;
 pub mod status;
 pub mod stop;
 pub mod wait;

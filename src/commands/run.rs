@@ -12,6 +12,7 @@ use crate::config::Settings;
 use crate::data::session;
 use crate::output::Reporter;
 use crate::resources::Ensured;
+use crate::snapshot::persist;
 use crate::stack::lifecycle;
 use crate::stack::lock::{ProjectLock, LOCK_WAIT};
 use crate::stack::readiness::{self, Step, StepState};
@@ -80,7 +81,17 @@ pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -
         },
         None => None,
     };
+    let saving = match settings.stack.stack.persist_every {
+        Some(seconds) if persist::enabled(settings) && seconds > 0 => Some(persist::keep_saving(
+            settings.clone(),
+            Duration::from_secs(seconds),
+        )),
+        _ => None,
+    };
     let stopped_because = wait_for_shutdown(&mut stack, &mut interrupt, monitor).await;
+    if let Some(saving) = saving {
+        saving.abort();
+    }
     let _lock = ProjectLock::acquire_async(&state_dir, "run (stopping)", LOCK_WAIT).await?;
     let stopped_because = match stopped_because {
         Shutdown::ServiceDied(_) if stopped_elsewhere(&state_dir, &stack)? => {
@@ -100,6 +111,13 @@ pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -
                 item.keep_running();
             }
             return Ok(exit);
+        }
+    }
+    if !matches!(stopped_because, Shutdown::ServiceDied(_)) {
+        if let Err(e) = persist::save_before_stop(settings, reporter).await {
+            reporter.warn(format!(
+                "persist: the stack's state could not be saved ({e:#}); snapshot `persist` keeps the last save"
+            ));
         }
     }
     stack.stop_started(&state_dir).await?;
@@ -132,6 +150,24 @@ async fn prepare(
     endpoint.check_credentials().await?;
     let clients = endpoint.clients().await;
     let ensured = lifecycle::ensure_declared(settings, reporter, &clients, stack).await?;
+    let aws_started_here = !stack.reused.contains(&ServiceName::Aws);
+    if let Some(loaded) =
+        persist::load_on_run(settings, &stack.state, aws_started_here, reporter).await?
+    {
+        reporter.info(format!(
+            "persist: loaded the state saved at the last stop: {} objects, {} items, {} messages, {} Redis keys",
+            loaded.total.objects + loaded.total.unchanged,
+            loaded.total.items,
+            loaded.messages,
+            loaded.redis_keys
+        ));
+        if !loaded.failed.is_empty() {
+            reporter.warn(format!(
+                "persist: {} file(s) of snapshot `persist` failed to load (`inframock snapshot load persist` says why)",
+                loaded.failed.len()
+            ));
+        }
+    }
     if !settings.populate || args.no_populate {
         let why = if args.no_populate {
             "--no-populate"

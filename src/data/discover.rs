@@ -148,6 +148,21 @@ pub struct Action {
     pub size: u64,
     #[serde(flatten)]
     pub target: PlannedTarget,
+    /// An object written back from a snapshot: what it keeps (`None` for a data folder file,
+    /// typed by its extension and fingerprinted by its content).
+    #[serde(skip)]
+    pub restore: Option<ObjectAttributes>,
+}
+
+/// What an object written back from a snapshot keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectAttributes {
+    pub content_type: Option<String>,
+    /// User metadata (without inframock's fingerprint, which is `fingerprint`).
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// The fingerprint stored on the object and compared with the one it holds: the snapshot's
+    /// content is already hashed, so nothing is hashed again.
+    pub fingerprint: String,
 }
 
 /// A target with every name expanded.
@@ -215,6 +230,7 @@ pub fn plan(experiments: &[ExperimentDir], rules: &Rules) -> LoadPlan {
                                 service: service.clone(),
                             },
                         },
+                        restore: None,
                     }),
                     Err(reason) => skipped.push(Skipped {
                         file: entry.name.clone(),

@@ -562,13 +562,18 @@ async fn load_object(
     limits: &UploadLimits,
     options: &LoadOptions,
 ) -> Result<(FileResult, String), String> {
-    let transform = if gunzip { "gunzip" } else { "copy" };
-    let hashing = cache.clone();
-    let source = action.path.clone();
-    let fingerprint = tokio::task::spawn_blocking(move || hashing.fingerprint(&source, transform))
-        .await
-        .map_err(|e| format!("internal: {e}"))?
-        .map_err(|e| format!("cannot read: {e}"))?;
+    let fingerprint = match &action.restore {
+        Some(restore) => restore.fingerprint.clone(),
+        None => {
+            let transform = if gunzip { "gunzip" } else { "copy" };
+            let hashing = cache.clone();
+            let source = action.path.clone();
+            tokio::task::spawn_blocking(move || hashing.fingerprint(&source, transform))
+                .await
+                .map_err(|e| format!("internal: {e}"))?
+                .map_err(|e| format!("cannot read: {e}"))?
+        }
+    };
     let mut exists = false;
     if !options.force {
         let head = clients
@@ -603,18 +608,27 @@ async fn load_object(
             (false, false) => would_write(Verdict::New, "written: the object is missing"),
         });
     }
-    let content_type = if action.file.ends_with(".json") {
-        "application/json"
-    } else {
-        "application/octet-stream"
+    let content_type = match &action.restore {
+        Some(restore) => restore
+            .content_type
+            .as_deref()
+            .unwrap_or("application/octet-stream"),
+        None if action.file.ends_with(".json") => "application/json",
+        None => "application/octet-stream",
     };
+    let mut metadata: HashMap<String, String> = action
+        .restore
+        .iter()
+        .flat_map(|r| r.metadata.clone())
+        .collect();
+    metadata.insert(METADATA_KEY.to_string(), fingerprint);
     let request = UploadRequest {
         bucket,
         key,
         source: &action.path,
         gunzip,
         content_type,
-        metadata: HashMap::from([(METADATA_KEY.to_string(), fingerprint)]),
+        metadata,
     };
     let bytes = upload(&clients.s3, &request, limits)
         .await

@@ -30,6 +30,8 @@ pub enum Step {
     Services,
     /// Every declared table, bucket, queue and topic exists.
     Resources,
+    /// The state kept by `[stack] persist = true` (or `snapshot load`) is loaded.
+    Snapshot,
     /// The data folder is loaded.
     Data,
 }
@@ -160,6 +162,7 @@ fn step_name(step: Step) -> &'static str {
     match step {
         Step::Services => "starting the services",
         Step::Resources => "creating the resources",
+        Step::Snapshot => "loading the snapshot",
         Step::Data => "loading the data folder",
     }
 }

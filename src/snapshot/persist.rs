@@ -1,0 +1,182 @@
+//! `[stack] persist = true`: `stop` saves the stack's state as snapshot `persist`, and the next
+//! `run` that starts the AWS engine loads it (before the data folder, which still wins for its
+//! own files). `persist_every = N` also saves every N seconds while `run` stays in the
+//! foreground.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::restore::{self, Loaded, Mode};
+use super::save::{self, Saved};
+use super::{store, Service};
+use crate::cli::RuntimeKind;
+use crate::config::Settings;
+use crate::output::Reporter;
+use crate::stack::readiness::{self, Step, StepState};
+use crate::stack::state::{self, StackState};
+use crate::stack::ServiceName;
+
+/// The name of the snapshot `persist` keeps.
+pub const PERSIST_SNAPSHOT: &str = "persist";
+
+/// Whether the stack file asks for persistence.
+pub fn enabled(settings: &Settings) -> bool {
+    settings.stack.stack.persist
+}
+
+/// Saves the running stack as snapshot `persist` (every service it runs).
+pub async fn save_now(
+    settings: &Settings,
+    stack: &StackState,
+    reporter: &Reporter,
+) -> Result<Saved> {
+    save::save(
+        settings,
+        stack,
+        PERSIST_SNAPSHOT,
+        &Service::ALL,
+        false,
+        reporter,
+    )
+    .await
+}
+
+/// Before `stop` (or a foreground `run` ending): saves the recorded stack if persistence is on and
+/// the stack still runs. `Ok(None)`: nothing to save.
+pub async fn save_before_stop(settings: &Settings, reporter: &Reporter) -> Result<Option<Saved>> {
+    if !enabled(settings) {
+        return Ok(None);
+    }
+    let Some(stack) = state::read(&settings.state_dir())? else {
+        return Ok(None);
+    };
+    if stack.runtime == RuntimeKind::External {
+        return Ok(None);
+    }
+    let Some(aws) = stack.service(&ServiceName::Aws) else {
+        return Ok(None);
+    };
+    if !crate::stack::runtime::is_running(aws, &stack.project).await {
+        reporter.warn(format!(
+            "persist: the AWS engine had already exited, so its state could not be saved; snapshot `{PERSIST_SNAPSHOT}` keeps the last save"
+        ));
+        return Ok(None);
+    }
+    let saved = save_now(settings, &stack, reporter).await?;
+    reporter.info(format!(
+        "persist: saved the stack's state as snapshot `{PERSIST_SNAPSHOT}` ({} objects, {} items, {} messages, {} Redis keys); the next `run` loads it",
+        saved.manifest.counts.objects,
+        saved.manifest.counts.items,
+        saved.manifest.counts.messages,
+        saved.manifest.counts.redis_keys
+    ));
+    Ok(Some(saved))
+}
+
+/// During `run`, after the resources: loads snapshot `persist` when persistence is on, it exists,
+/// and this run started the AWS engine (a stack that was already running holds its state).
+pub async fn load_on_run(
+    settings: &Settings,
+    stack: &StackState,
+    aws_started_here: bool,
+    reporter: &Reporter,
+) -> Result<Option<Loaded>> {
+    let state_dir = settings.state_dir();
+    if !enabled(settings) || stack.runtime == RuntimeKind::External {
+        return Ok(None);
+    }
+    let exists = store::dir_of(&state_dir, PERSIST_SNAPSHOT)?
+        .join(super::manifest::MANIFEST_FILE)
+        .is_file();
+    if !exists {
+        readiness::mark(
+            &state_dir,
+            Step::Snapshot,
+            StepState::Skipped,
+            Some("persist: nothing saved yet (the first `stop` saves)".into()),
+        );
+        return Ok(None);
+    }
+    if !aws_started_here {
+        readiness::mark(
+            &state_dir,
+            Step::Snapshot,
+            StepState::Skipped,
+            Some("persist: the stack was already running and holds its state".into()),
+        );
+        return Ok(None);
+    }
+    readiness::mark(&state_dir, Step::Snapshot, StepState::Running, None);
+    let result = restore::load(
+        settings,
+        stack,
+        PERSIST_SNAPSHOT,
+        Mode::Merge,
+        None,
+        reporter,
+    )
+    .await;
+    match &result {
+        Ok(loaded) if loaded.failed.is_empty() => readiness::mark(
+            &state_dir,
+            Step::Snapshot,
+            StepState::Done,
+            Some(format!(
+                "persist: {} objects, {} items, {} messages, {} Redis keys",
+                loaded.total.objects + loaded.total.unchanged,
+                loaded.total.items,
+                loaded.messages,
+                loaded.redis_keys
+            )),
+        ),
+        Ok(loaded) => readiness::mark(
+            &state_dir,
+            Step::Snapshot,
+            StepState::Failed,
+            Some(format!(
+                "persist: {} file(s) failed to load",
+                loaded.failed.len()
+            )),
+        ),
+        Err(e) => readiness::mark(
+            &state_dir,
+            Step::Snapshot,
+            StepState::Failed,
+            Some(format!("{e:#}")),
+        ),
+    }
+    result.map(Some)
+}
+
+/// While a foreground `run` lasts: saves every `every`, each save under the project lock. A save
+/// that fails is reported and tried again next time.
+pub fn keep_saving(settings: Settings, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let quiet = Reporter { interactive: false };
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let state_dir = settings.state_dir();
+            let Ok(_lock) = crate::stack::lock::ProjectLock::acquire_async(
+                &state_dir,
+                "persist",
+                crate::stack::lock::LOCK_WAIT,
+            )
+            .await
+            else {
+                continue;
+            };
+            let Ok(Some(stack)) = state::read(&state_dir) else {
+                continue;
+            };
+            if let Err(e) = save_now(&settings, &stack, &quiet).await {
+                eprintln!(
+                    "warning: persist: the periodic save failed: {e:#} (tried again in {} s)",
+                    every.as_secs()
+                );
+            }
+        }
+    })
+}

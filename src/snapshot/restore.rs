@@ -1,0 +1,426 @@
+//! `snapshot load`: verify the whole snapshot and check it against `inframock.toml`, then (and only
+//! then) write it into the running stack — objects and items through the data folder's loader
+//! (streamed, in parallel, bounded memory; an object that already holds the content is not sent),
+//! then the messages and the Redis keys.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+
+use super::manifest::{self, Manifest};
+use super::records::{key_difference, BucketRecord, MessageRecord, RedisRecord, Resources};
+use super::save::{QUEUES_FILE, REDIS_FILE, RESOURCES_FILE};
+use super::{objects, queues, redis_keys, store, tables, Service};
+use crate::aws::{describe_error, error_code, AwsClients, Endpoint};
+use crate::config::Settings;
+use crate::data::discover::{ExperimentPlan, LoadPlan};
+use crate::data::fingerprint::{FingerprintCache, LoadedFiles, CACHE_FILE, LOADED_FILE};
+use crate::data::load::{apply, FileOutcome, FileResult, LoadObserver, LoadOptions};
+use crate::data::summary::{totals, BarProgress, ExperimentTotals};
+use crate::output::Reporter;
+use crate::stack::state::StackState;
+use crate::stack::ServiceName;
+use crate::stack_file::BucketDecl;
+
+/// What to do with what the stack holds already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Write the snapshot over what is there; keep everything else (queues get the snapshot's
+    /// messages in addition to theirs).
+    Merge,
+    /// Each bucket, table, queue and the Redis database the snapshot holds ends up holding exactly
+    /// what the snapshot holds.
+    Replace,
+}
+
+/// What a load did.
+#[derive(Debug, Serialize)]
+pub struct Loaded {
+    pub name: String,
+    pub mode: Mode,
+    pub services: Vec<Service>,
+    /// The engine the snapshot was saved from.
+    pub saved_from: String,
+    /// Objects and items: the data loader's totals.
+    pub total: ExperimentTotals,
+    pub messages: u64,
+    pub redis_keys: u64,
+    /// Tables, buckets and queues the load created.
+    pub created: Vec<String>,
+    /// Files that failed (nothing of each was written).
+    pub failed: Vec<FileOutcome>,
+    pub elapsed_ms: u64,
+}
+
+/// Everything read and checked before anything is written.
+struct Checked {
+    manifest: Manifest,
+    resources: Resources,
+    objects: Vec<super::records::ObjectRecord>,
+    messages: Vec<MessageRecord>,
+    redis: Vec<RedisRecord>,
+}
+
+/// Loads snapshot `name` into the running `stack`. `only`: the services to load (default: all
+/// the snapshot holds).
+pub async fn load(
+    settings: &Settings,
+    stack: &StackState,
+    name: &str,
+    mode: Mode,
+    only: Option<&[Service]>,
+    reporter: &Reporter,
+) -> Result<Loaded> {
+    let started = Instant::now();
+    let state_dir = settings.state_dir();
+    let dir = store::existing(&state_dir, name)?;
+    let step = reporter.step(format!("checking snapshot {name}"));
+    let checked = match check(settings, stack, &dir, only).await {
+        Ok(checked) => checked,
+        Err(e) => {
+            step.fail("refused: nothing was written");
+            return Err(e);
+        }
+    };
+    step.done(format!(
+        "intact, saved from {} ({})",
+        checked.manifest.engine,
+        crate::output::human_age(
+            crate::stack::up::now_seconds().saturating_sub(checked.manifest.created_at)
+        )
+    ));
+    let services: Vec<Service> = match only {
+        Some(only) => only.to_vec(),
+        None => checked.manifest.services.clone(),
+    };
+    let endpoint = Endpoint::resolve(settings, Some(stack))?;
+    let clients = endpoint.clients().await;
+    let redis_url = stack.service(&ServiceName::Redis).map(|r| r.url.clone());
+    let has = |service| services.contains(&service);
+    let vars = settings.resource_vars(stack.runtime);
+    if mode == Mode::Replace {
+        let step = reporter.step("emptying what the snapshot replaces");
+        replace_prepare(&clients, &checked, &services, redis_url.as_deref()).await?;
+        step.done("emptied");
+    }
+    let step = reporter.step("creating missing buckets, tables and queues");
+    let mut created = Vec::new();
+    let mut created_tables = BTreeSet::new();
+    if has(Service::S3) {
+        for bucket in &checked.resources.buckets {
+            let decl = BucketDecl {
+                name: bucket.name.clone(),
+                versioning: bucket.versioned,
+                cors: Vec::new(),
+            };
+            if crate::resources::ensure_bucket(&clients, &decl, &vars)
+                .await?
+                .created
+            {
+                created.push(format!("bucket {}", bucket.name));
+            }
+        }
+    }
+    if has(Service::Dynamodb) {
+        for table in &checked.resources.tables {
+            if crate::resources::ensure_table(&clients, &table.as_declaration(), &vars)
+                .await?
+                .created
+            {
+                created.push(format!("table {}", table.name));
+            }
+            // Items are always written: a table that holds other items may hold other versions of these.
+            created_tables.insert(table.name.clone());
+        }
+    }
+    let mut queue_urls = BTreeMap::new();
+    if has(Service::Sqs) {
+        for queue in &checked.resources.queues {
+            queue_urls.insert(queue.name.clone(), queues::ensure(&clients, queue).await?);
+        }
+    }
+    step.done(if created.is_empty() {
+        "all there".to_string()
+    } else {
+        format!("created {}", created.join(", "))
+    });
+    let mut actions = Vec::new();
+    if has(Service::S3) {
+        actions.extend(objects::load_actions(&dir, &checked.objects));
+    }
+    if has(Service::Dynamodb) {
+        actions.extend(tables::load_actions(
+            &dir,
+            &checked.resources.tables,
+            &checked.manifest.parts,
+        ));
+    }
+    let plan = LoadPlan {
+        experiments: vec![ExperimentPlan {
+            id: format!("snapshot {name}"),
+            path: dir.clone(),
+            actions,
+            skipped: Vec::new(),
+        }],
+    };
+    let cache = Arc::new(FingerprintCache::load(state_dir.join(CACHE_FILE)));
+    let loaded = LoadedFiles::load(state_dir.join(LOADED_FILE));
+    let options = LoadOptions {
+        created_tables,
+        ..LoadOptions::default()
+    };
+    let outcomes = if reporter.interactive {
+        let bars = BarProgress::new(&plan);
+        let outcomes = apply(&clients, &plan, cache, &loaded, &options, &bars).await;
+        bars.finish();
+        outcomes
+    } else {
+        apply(&clients, &plan, cache, &loaded, &options, &FailuresOnly).await
+    };
+    let (_, total) = totals(&plan, &outcomes);
+    let mut messages = 0;
+    if has(Service::Sqs) {
+        for (queue, saved) in queues::by_queue(&checked.messages) {
+            let url = queue_urls.get(queue).ok_or_else(|| {
+                anyhow!("{QUEUES_FILE}: queue {queue} is not in {RESOURCES_FILE}")
+            })?;
+            messages += queues::send(&clients, url, &saved).await?;
+        }
+    }
+    let mut redis_keys = 0;
+    if has(Service::Redis) && !checked.redis.is_empty() {
+        let url = redis_url.as_deref().context("this stack runs no Redis")?;
+        redis_keys = redis_keys::load(url, &checked.redis).await?;
+    }
+    let failed: Vec<FileOutcome> = outcomes
+        .into_iter()
+        .filter(|o| matches!(o.result, FileResult::Failed { .. }))
+        .collect();
+    Ok(Loaded {
+        name: name.to_string(),
+        mode,
+        services,
+        saved_from: checked.manifest.engine.clone(),
+        total,
+        messages,
+        redis_keys,
+        created,
+        failed,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Reads and verifies everything, and checks the snapshot against the stack: the first problem
+/// refuses the whole load.
+async fn check(
+    settings: &Settings,
+    stack: &StackState,
+    dir: &std::path::Path,
+    only: Option<&[Service]>,
+) -> Result<Checked> {
+    let manifest = manifest::read(dir)?;
+    if let Some(only) = only {
+        let absent: Vec<&str> = only
+            .iter()
+            .filter(|s| !manifest.services.contains(s))
+            .map(|s| s.as_str())
+            .collect();
+        if !absent.is_empty() {
+            bail!(
+                "snapshot {}: it holds no {} (it holds {}); leave them out of --services",
+                manifest.name,
+                absent.join(", "),
+                manifest
+                    .services
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let verifying = (dir.to_path_buf(), manifest.clone());
+    let objects = tokio::task::spawn_blocking(move || manifest::verify(&verifying.0, &verifying.1))
+        .await
+        .map_err(|e| anyhow!("internal: {e}"))??;
+    let resources: Resources = manifest::read_json(dir, &manifest, RESOURCES_FILE)?;
+    let messages: Vec<MessageRecord> = manifest::read_lines(dir, &manifest, QUEUES_FILE)?;
+    let redis: Vec<RedisRecord> = manifest::read_lines(dir, &manifest, REDIS_FILE)?;
+    let vars = settings.resource_vars(stack.runtime);
+    let mut differences = Vec::new();
+    for declared in &settings.stack.tables {
+        let name = vars.expand(&declared.name);
+        if let Some(saved) = resources.tables.iter().find(|t| t.name == name) {
+            for difference in key_difference(declared, saved) {
+                differences.push(format!("table {name}: {difference}"));
+            }
+        }
+    }
+    if !differences.is_empty() {
+        bail!(
+            "snapshot {} does not fit this stack, nothing was written:\n  {}\n(load it into a stack whose inframock.toml declares the snapshot's key, or change the declaration)",
+            manifest.name,
+            differences.join("\n  ")
+        );
+    }
+    let wants_redis = only.is_none_or(|o| o.contains(&Service::Redis));
+    if wants_redis && !redis.is_empty() && stack.service(&ServiceName::Redis).is_none() {
+        bail!(
+            "snapshot {} holds {} Redis keys, and this stack runs no Redis; leave redis out of --services",
+            manifest.name,
+            redis.len()
+        );
+    }
+    Ok(Checked {
+        manifest,
+        resources,
+        objects,
+        messages,
+        redis,
+    })
+}
+
+/// `--replace`: empties what the snapshot will fill — objects of its buckets that it does not
+/// hold, its tables (deleted, then created again from the snapshot), its queues, the Redis
+/// database.
+async fn replace_prepare(
+    clients: &AwsClients,
+    checked: &Checked,
+    services: &[Service],
+    redis_url: Option<&str>,
+) -> Result<()> {
+    if services.contains(&Service::S3) {
+        for bucket in &checked.resources.buckets {
+            delete_other_objects(clients, bucket, &checked.objects).await?;
+        }
+    }
+    if services.contains(&Service::Dynamodb) {
+        for table in &checked.resources.tables {
+            match clients
+                .dynamodb
+                .delete_table()
+                .table_name(&table.name)
+                .send()
+                .await
+            {
+                Ok(_) => wait_table_gone(clients, &table.name).await?,
+                Err(e) if error_code(&e).as_deref() == Some("ResourceNotFoundException") => {}
+                Err(e) => bail!(
+                    "emptying table {} (DeleteTable): {}",
+                    table.name,
+                    describe_error(&e)
+                ),
+            }
+        }
+    }
+    if services.contains(&Service::Sqs) {
+        for queue in &checked.resources.queues {
+            if let Ok(found) = clients
+                .sqs
+                .get_queue_url()
+                .queue_name(&queue.name)
+                .send()
+                .await
+            {
+                if let Some(url) = found.queue_url() {
+                    queues::purge(clients, url).await?;
+                }
+            }
+        }
+    }
+    if services.contains(&Service::Redis) {
+        if let Some(url) = redis_url {
+            redis_keys::flush(url).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the objects of `bucket` that the snapshot does not hold (a missing bucket has none).
+async fn delete_other_objects(
+    clients: &AwsClients,
+    bucket: &BucketRecord,
+    saved: &[super::records::ObjectRecord],
+) -> Result<()> {
+    let keep: BTreeSet<&str> = saved
+        .iter()
+        .filter(|o| o.bucket == bucket.name)
+        .map(|o| o.key.as_str())
+        .collect();
+    let mut doomed = Vec::new();
+    let mut pages = clients
+        .s3
+        .list_objects_v2()
+        .bucket(&bucket.name)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(page) => doomed.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .filter(|k| !keep.contains(k))
+                    .map(str::to_string),
+            ),
+            Err(e) if error_code(&e).as_deref() == Some("NoSuchBucket") => return Ok(()),
+            Err(e) => bail!(
+                "listing bucket {} (ListObjectsV2): {}",
+                bucket.name,
+                describe_error(&e)
+            ),
+        }
+    }
+    for key in doomed {
+        clients
+            .s3
+            .delete_object()
+            .bucket(&bucket.name)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "deleting s3://{}/{key}: {}",
+                    bucket.name,
+                    describe_error(&e)
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// Waits until a deleted table is gone (engines delete asynchronously), at most 60 s.
+async fn wait_table_gone(clients: &AwsClients, table: &str) -> Result<()> {
+    for _ in 0..600 {
+        match clients
+            .dynamodb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+        {
+            Err(e) if error_code(&e).as_deref() == Some("ResourceNotFoundException") => {
+                return Ok(())
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    bail!("table {table} was still being deleted after 60 s")
+}
+
+/// Plain progress of a snapshot load: only the files that failed (a snapshot holds thousands of
+/// objects; the summary counts the rest).
+struct FailuresOnly;
+
+impl LoadObserver for FailuresOnly {
+    fn file_done(&self, outcome: &FileOutcome) {
+        if let FileResult::Failed { error } = &outcome.result {
+            eprintln!("failed {} -> {}: {error}", outcome.file, outcome.target);
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! `snapshot save`: read the running stack's state into a staging folder, write the manifest,
+//! then swap the snapshot in whole.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use super::manifest::{self, Counts, Manifest, PartWriter, FORMAT};
+use super::records::Resources;
+use super::store::{self, Staging};
+use super::{objects, queues, redis_keys, tables, Service};
+use crate::aws::Endpoint;
+use crate::config::Settings;
+use crate::output::Reporter;
+use crate::stack::state::StackState;
+use crate::stack::ServiceName;
+
+/// What a save did.
+#[derive(Debug, Serialize)]
+pub struct Saved {
+    pub name: String,
+    pub path: std::path::PathBuf,
+    pub manifest: Manifest,
+    /// Objects fetched from the endpoint; the others were proven unchanged since an earlier save
+    /// and linked from it.
+    pub objects_fetched: u64,
+    pub elapsed_ms: u64,
+}
+
+/// Saves `services` of the running `stack` as snapshot `name` (replacing one of that name).
+/// `explicit`: the services were named on the command line (a missing one is then an error,
+/// not a note).
+pub async fn save(
+    settings: &Settings,
+    stack: &StackState,
+    name: &str,
+    services: &[Service],
+    explicit: bool,
+    reporter: &Reporter,
+) -> Result<Saved> {
+    let started = Instant::now();
+    let state_dir = settings.state_dir();
+    store::check_name(name)?;
+    let root = store::root(&state_dir);
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let staging = Staging::begin(&state_dir, name)?;
+    let endpoint = Endpoint::resolve(settings, Some(stack))?;
+    let clients = endpoint.clients().await;
+    let redis_url = stack.service(&ServiceName::Redis).map(|r| r.url.clone());
+    let mut saved_services = Vec::new();
+    let mut resources = Resources::default();
+    let mut counts = Counts::default();
+    let mut parts = std::collections::BTreeMap::new();
+    let mut notes = Vec::new();
+    let mut objects_fetched = 0;
+    for service in services {
+        match service {
+            Service::S3 => {
+                let step = reporter.step("saving S3 objects");
+                let stored = store::stored_contents(&state_dir);
+                let saved = match objects::save(&clients, &root, &staging.dir, &stored).await {
+                    Ok(saved) => saved,
+                    Err(e) => {
+                        step.fail("S3 objects could not be saved");
+                        return Err(e);
+                    }
+                };
+                let mut part = PartWriter::create(&staging.dir.join(objects::OBJECTS_FILE))?;
+                for object in &saved.objects {
+                    part.line(object)?;
+                }
+                parts.insert(objects::OBJECTS_FILE.to_string(), part.finish()?);
+                counts.buckets = saved.buckets.len() as u64;
+                counts.objects = saved.objects.len() as u64;
+                counts.object_bytes = saved.objects.iter().map(|o| o.size).sum();
+                counts.contents = manifest::content_paths(&saved.objects).len() as u64;
+                step.done(format!(
+                    "{} objects in {} buckets ({} fetched, {} unchanged since an earlier save)",
+                    counts.objects,
+                    counts.buckets,
+                    saved.fetched,
+                    counts.objects - saved.fetched
+                ));
+                objects_fetched = saved.fetched;
+                resources.buckets = saved.buckets;
+                notes.extend(saved.notes);
+            }
+            Service::Dynamodb => {
+                let step = reporter.step("saving DynamoDB items");
+                let saved = match tables::save(&clients, &staging.dir).await {
+                    Ok(saved) => saved,
+                    Err(e) => {
+                        step.fail("DynamoDB items could not be saved");
+                        return Err(e);
+                    }
+                };
+                counts.tables = saved.tables.len() as u64;
+                counts.items = saved.tables.iter().map(|t| t.items).sum();
+                step.done(format!(
+                    "{} items in {} tables",
+                    counts.items, counts.tables
+                ));
+                resources.tables = saved.tables;
+                parts.extend(saved.parts);
+            }
+            Service::Sqs => {
+                let step = reporter.step("saving SQS messages");
+                let saved = match queues::save(&clients).await {
+                    Ok(saved) => saved,
+                    Err(e) => {
+                        step.fail("SQS messages could not be saved");
+                        return Err(e);
+                    }
+                };
+                let mut part = PartWriter::create(&staging.dir.join(QUEUES_FILE))?;
+                for message in &saved.messages {
+                    part.line(message)?;
+                }
+                parts.insert(QUEUES_FILE.to_string(), part.finish()?);
+                counts.queues = saved.queues.len() as u64;
+                counts.messages = saved.messages.len() as u64;
+                step.done(format!(
+                    "{} messages in {} queues",
+                    counts.messages, counts.queues
+                ));
+                resources.queues = saved.queues;
+                notes.extend(saved.notes);
+            }
+            Service::Redis => {
+                let Some(url) = &redis_url else {
+                    if explicit {
+                        bail!("--services redis: this stack runs no Redis");
+                    }
+                    continue;
+                };
+                let step = reporter.step("saving Redis keys");
+                let records = match redis_keys::save(url).await {
+                    Ok(records) => records,
+                    Err(e) => {
+                        step.fail("Redis keys could not be saved");
+                        return Err(e);
+                    }
+                };
+                let mut part = PartWriter::create(&staging.dir.join(REDIS_FILE))?;
+                for record in &records {
+                    part.line(record)?;
+                }
+                parts.insert(REDIS_FILE.to_string(), part.finish()?);
+                counts.redis_keys = records.len() as u64;
+                step.done(format!("{} keys", counts.redis_keys));
+            }
+        }
+        saved_services.push(*service);
+    }
+    let mut part = PartWriter::create(&staging.dir.join(RESOURCES_FILE))?;
+    serde_json::to_writer_pretty(&mut part, &resources)?;
+    parts.insert(RESOURCES_FILE.to_string(), part.finish()?);
+    let (engine, engine_version) = engine_of(settings, stack).await;
+    let redis_version = match (&redis_url, saved_services.contains(&Service::Redis)) {
+        (Some(url), true) => redis_keys::version(url).await,
+        _ => None,
+    };
+    let manifest = Manifest {
+        format: FORMAT,
+        name: name.to_string(),
+        created_at: crate::stack::up::now_seconds(),
+        inframock: env!("CARGO_PKG_VERSION").to_string(),
+        engine,
+        engine_version,
+        redis_version,
+        services: saved_services,
+        counts,
+        parts,
+        notes,
+    };
+    manifest::write(&staging.dir, &manifest).with_context(|| {
+        format!(
+            "writing {}",
+            staging.dir.join(manifest::MANIFEST_FILE).display()
+        )
+    })?;
+    let path = staging.commit()?;
+    Ok(Saved {
+        name: name.to_string(),
+        path,
+        manifest,
+        objects_fetched,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// The messages inside a snapshot.
+pub const QUEUES_FILE: &str = "queues.jsonl";
+/// The Redis keys inside a snapshot.
+pub const REDIS_FILE: &str = "redis.jsonl";
+/// The buckets, tables and queues inside a snapshot.
+pub const RESOURCES_FILE: &str = "resources.json";
+
+/// The AWS engine's kind and version.
+async fn engine_of(settings: &Settings, stack: &StackState) -> (String, Option<String>) {
+    let Some(record) = stack.service(&ServiceName::Aws) else {
+        return ("external".into(), None);
+    };
+    let kind = crate::stack::lifecycle::kind_of(settings, record);
+    let version = crate::stack::version::of_service(settings, record, &kind).await;
+    let name = record
+        .kind
+        .clone()
+        .unwrap_or_else(|| record.runtime.to_string());
+    (name, version)
+}

@@ -1,0 +1,274 @@
+//! The DynamoDB part of a snapshot: each table's key schema and indexes, and its items as
+//! DynamoDB-typed JSON (exact numbers, binary, sets), sorted by key and cut into files the data
+//! loader reads like any data file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_dynamodb::types::TableDescription;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde_json::Value;
+
+use super::manifest::{PartRecord, PartWriter};
+use super::records::{IndexSchema, TableSchema};
+use crate::aws::{describe_error, AwsClients};
+use crate::data::discover::{Action, PlannedTarget};
+use crate::data::dynamo_json::{item_to_typed, key_of};
+
+/// Items per file: files load in parallel, and a file is written whole or not at all.
+pub const ITEMS_PER_FILE: usize = 1000;
+/// Scan segments read at once per table.
+const SEGMENTS: i32 = 4;
+
+/// What the DynamoDB part saved: the tables and their item files (path → size and hash).
+pub struct SavedTables {
+    pub tables: Vec<TableSchema>,
+    pub parts: BTreeMap<String, PartRecord>,
+}
+
+/// Saves every table of the endpoint into `into`.
+pub async fn save(clients: &AwsClients, into: &Path) -> Result<SavedTables> {
+    let mut names = Vec::new();
+    let mut pages = clients.dynamodb.list_tables().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            anyhow!(
+                "listing tables (ListTables at {}): {}",
+                clients.url,
+                describe_error(&e)
+            )
+        })?;
+        names.extend(page.table_names().iter().cloned());
+    }
+    let mut tables = Vec::new();
+    let mut parts = BTreeMap::new();
+    for name in names {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            bail!("table `{name}`: its name is not one DynamoDB allows; it cannot be saved");
+        }
+        let described = clients
+            .dynamodb
+            .describe_table()
+            .table_name(&name)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "table {name} (DescribeTable at {}): {}",
+                    clients.url,
+                    describe_error(&e)
+                )
+            })?;
+        let description = described
+            .table
+            .ok_or_else(|| anyhow!("table {name}: DescribeTable returned no description"))?;
+        let mut schema = schema_of(&name, &description)?;
+        let items = scan_sorted(clients, &name, &schema).await?;
+        schema.items = items.len() as u64;
+        for (number, chunk) in items.chunks(ITEMS_PER_FILE).enumerate() {
+            let file = format!("tables/{name}/{:05}.json", number + 1);
+            let mut part = PartWriter::create(&into.join(&file))
+                .with_context(|| format!("creating {file}"))?;
+            let document = serde_json::json!({ "records": chunk });
+            serde_json::to_writer(&mut part, &document)?;
+            parts.insert(file.clone(), part.finish()?);
+            schema.files.push(file);
+        }
+        tables.push(schema);
+    }
+    Ok(SavedTables { tables, parts })
+}
+
+/// A table's schema from its description.
+fn schema_of(name: &str, description: &TableDescription) -> Result<TableSchema> {
+    let key = |elements: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
+        let mut hash = None;
+        let mut range = None;
+        for element in elements {
+            match element.key_type().as_str() {
+                "HASH" => hash = Some(element.attribute_name().to_string()),
+                _ => range = Some(element.attribute_name().to_string()),
+            }
+        }
+        hash.map(|hash| (hash, range))
+    };
+    let (hash_key, range_key) = key(description.key_schema())
+        .ok_or_else(|| anyhow!("table {name}: its description has no hash key"))?;
+    let indexes = description
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|index| {
+            let (hash_key, range_key) = key(index.key_schema())?;
+            let projection = index.projection();
+            Some(IndexSchema {
+                name: index.index_name()?.to_string(),
+                hash_key,
+                range_key,
+                projection: projection
+                    .and_then(|p| p.projection_type())
+                    .map_or("ALL".to_string(), |p| p.as_str().to_string()),
+                non_key_attributes: projection
+                    .map(|p| p.non_key_attributes().to_vec())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect();
+    Ok(TableSchema {
+        name: name.to_string(),
+        hash_key,
+        range_key,
+        attributes: description
+            .attribute_definitions()
+            .iter()
+            .map(|d| {
+                (
+                    d.attribute_name().to_string(),
+                    d.attribute_type().as_str().to_string(),
+                )
+            })
+            .collect(),
+        indexes,
+        items: 0,
+        files: Vec::new(),
+    })
+}
+
+/// Every item of a table as typed JSON, sorted by key (the same table gives the same files on any
+/// engine; a parallel scan gives its items in no particular order).
+async fn scan_sorted(
+    clients: &AwsClients,
+    table: &str,
+    schema: &TableSchema,
+) -> Result<Vec<Value>> {
+    let key_names: Vec<String> = schema.key().into_iter().map(|(name, _)| name).collect();
+    let segments: Vec<Vec<(String, Value)>> = stream::iter(0..SEGMENTS)
+        .map(|segment| {
+            let key_names = &key_names;
+            async move {
+                let mut pages = clients
+                    .dynamodb
+                    .scan()
+                    .table_name(table)
+                    .segment(segment)
+                    .total_segments(SEGMENTS)
+                    .into_paginator()
+                    .send();
+                let mut items = Vec::new();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| {
+                        anyhow!(
+                            "reading table {table} (Scan at {}): {}",
+                            clients.url,
+                            describe_error(&e)
+                        )
+                    })?;
+                    for item in page.items() {
+                        let mut typed = item_to_typed(item);
+                        canonical_sets(&mut typed);
+                        items.push((key_of(item, key_names), typed));
+                    }
+                }
+                Ok::<_, anyhow::Error>(items)
+            }
+        })
+        .buffer_unordered(SEGMENTS as usize)
+        .try_collect()
+        .await?;
+    let mut items: Vec<(String, Value)> = segments.into_iter().flatten().collect();
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items.dedup_by(|a, b| a.0 == b.0);
+    Ok(items.into_iter().map(|(_, item)| item).collect())
+}
+
+/// Sorts the members of every set (`SS`, `NS`, `BS`) in typed JSON: sets have no order, and
+/// engines return them in different ones.
+pub fn canonical_sets(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (tag, inner) in map.iter_mut() {
+                if let ("SS" | "NS" | "BS", Value::Array(members)) = (tag.as_str(), &mut *inner) {
+                    members.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+                } else {
+                    canonical_sets(inner);
+                }
+            }
+        }
+        Value::Array(values) => values.iter_mut().for_each(canonical_sets),
+        _ => {}
+    }
+}
+
+/// The loader's actions that write the snapshot's items back (pure).
+pub fn load_actions(
+    dir: &Path,
+    tables: &[TableSchema],
+    sizes: &BTreeMap<String, PartRecord>,
+) -> Vec<Action> {
+    tables
+        .iter()
+        .flat_map(|table| {
+            table.files.iter().map(move |file| Action {
+                file: file.clone(),
+                path: dir.join(file),
+                size: sizes.get(file).map_or(0, |p| p.bytes),
+                target: PlannedTarget::Table {
+                    table: table.name.clone(),
+                },
+                restore: None,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_are_sorted_at_any_depth_and_lists_keep_their_order() {
+        let mut item = serde_json::json!({
+            "tags": {"SS": ["b", "a"]},
+            "nested": {"M": {"n": {"NS": ["3", "1"]}}},
+            "list": {"L": [{"S": "z"}, {"S": "y"}]}
+        });
+        canonical_sets(&mut item);
+        assert_eq!(item["tags"]["SS"], serde_json::json!(["a", "b"]));
+        assert_eq!(
+            item["nested"]["M"]["n"]["NS"],
+            serde_json::json!(["1", "3"])
+        );
+        assert_eq!(item["list"]["L"][0]["S"], "z");
+    }
+
+    #[test]
+    fn each_item_file_becomes_an_action_on_its_table() {
+        let table = TableSchema {
+            name: "t".into(),
+            hash_key: "id".into(),
+            range_key: None,
+            attributes: Default::default(),
+            indexes: vec![],
+            items: 2,
+            files: vec!["tables/t/00001.json".into(), "tables/t/00002.json".into()],
+        };
+        let sizes = BTreeMap::from([(
+            "tables/t/00001.json".to_string(),
+            PartRecord {
+                bytes: 9,
+                blake3: String::new(),
+            },
+        )]);
+        let actions = load_actions(Path::new("/s"), &[table], &sizes);
+        assert_eq!(actions.len(), 2);
+        assert_eq!(actions[0].path, Path::new("/s/tables/t/00001.json"));
+        assert_eq!(actions[0].size, 9);
+        assert_eq!(
+            actions[1].target,
+            PlannedTarget::Table { table: "t".into() }
+        );
+    }
+}
