@@ -70,7 +70,7 @@ test: setup ## the whole test suite (unit + integration against real moto_server
 
 # The integration modules that talk to the AWS engine: `make test` runs them against moto (with the
 # rest) and again against MiniStack, the same tests; where the engines differ the test says so.
-CONFORMANCE := data:: stack:: lifecycle:: queues:: faults:: services::
+CONFORMANCE := data:: stack:: lifecycle:: queues:: faults:: services:: snapshot::
 
 docker-images: ## build the offline stand-in images the docker tests use
 	tests/docker/build-standin-images.sh

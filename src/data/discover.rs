@@ -163,6 +163,33 @@ pub struct ObjectAttributes {
     /// The fingerprint stored on the object and compared with the one it holds: the snapshot's
     /// content is already hashed, so nothing is hashed again.
     pub fingerprint: String,
+    /// The object's ETag and size when it was saved: an object written by a client carries no
+    /// fingerprint, but the same ETag (a hash of its content), size, type and metadata prove it
+    /// holds what the snapshot holds.
+    pub etag: Option<String>,
+    pub size: u64,
+}
+
+impl ObjectAttributes {
+    /// Whether an object answering HEAD with these holds what the snapshot holds (pure).
+    pub fn held_by(
+        &self,
+        etag: Option<&str>,
+        size: Option<i64>,
+        content_type: Option<&str>,
+        metadata: &std::collections::HashMap<String, String>,
+    ) -> bool {
+        let mut others: std::collections::BTreeMap<String, String> = metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        others.remove(super::fingerprint::METADATA_KEY);
+        self.etag.is_some()
+            && self.etag.as_deref() == etag
+            && size.and_then(|s| u64::try_from(s).ok()) == Some(self.size)
+            && self.content_type.as_deref() == content_type
+            && others == self.metadata
+    }
 }
 
 /// A target with every name expanded.

@@ -597,6 +597,21 @@ async fn load_object(
                         .to_string(),
                 ));
             }
+            let no_metadata = HashMap::new();
+            if action.restore.as_ref().is_some_and(|restore| {
+                restore.held_by(
+                    head.e_tag(),
+                    head.content_length(),
+                    head.content_type(),
+                    head.metadata.as_ref().unwrap_or(&no_metadata),
+                )
+            }) {
+                return Ok((
+                    FileResult::Unchanged,
+                    "skipped: the object holds the saved content (same ETag, size, type and metadata)"
+                        .to_string(),
+                ));
+            }
         }
     }
     if options.dry_run {

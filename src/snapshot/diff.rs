@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::manifest::{self, Manifest};
 use super::records::{MessageRecord, ObjectRecord, RedisRecord, Resources};
 use super::save::{QUEUES_FILE, REDIS_FILE, RESOURCES_FILE};
-use super::tables::canonical_sets;
+use super::tables::{canonical_numbers, canonical_sets};
 use crate::data::dynamo_json::{item_to_typed, key_as_typed_json, parse_items};
 use crate::data::fingerprint::METADATA_KEY;
 
@@ -35,7 +35,7 @@ pub struct SnapshotDiff {
     pub to: String,
     /// `bucket/key`.
     pub objects: Changes,
-    /// Per table, items by key (typed JSON of the key).
+    /// Per table, items by key (typed JSON of the key). Numbers compare by value (`2.50` = `2.5`).
     pub items: BTreeMap<String, Changes>,
     /// Per queue, messages by body (a message saved twice counts twice).
     pub messages: BTreeMap<String, Changes>,
@@ -126,11 +126,11 @@ fn contents(dir: &Path, manifest: &Manifest) -> Result<Contents> {
                 .map_err(|e| anyhow::anyhow!("snapshot {}: {file}: {e}", manifest.name))?;
             for item in parsed {
                 let mut typed = item_to_typed(&item);
+                canonical_numbers(&mut typed);
                 canonical_sets(&mut typed);
-                by_key.insert(
-                    key_as_typed_json(&item, &key_names).to_string(),
-                    typed.to_string(),
-                );
+                let mut key = key_as_typed_json(&item, &key_names);
+                canonical_numbers(&mut key);
+                by_key.insert(key.to_string(), typed.to_string());
             }
         }
         items.insert(table.name.clone(), by_key);

@@ -65,7 +65,7 @@ pub struct PartRecord {
 
 /// Why a snapshot cannot be loaded: the part and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
-#[error("snapshot {snapshot}: {part}: {problem}")]
+#[error("snapshot {snapshot}: {part}: {problem}; nothing was loaded from it (save it again, or import it again from its export)")]
 pub struct Corrupt {
     pub snapshot: String,
     pub part: String,
@@ -162,8 +162,9 @@ fn snapshot_name(dir: &Path) -> String {
 /// the first problem found, naming the part. Blocking (it reads everything); call it off the
 /// async threads. Returns the object records, read once here.
 pub fn verify(dir: &Path, manifest: &Manifest) -> Result<Vec<ObjectRecord>, Corrupt> {
+    let name = snapshot_name(dir);
     let corrupt = |part: &str, problem: String| Corrupt {
-        snapshot: manifest.name.clone(),
+        snapshot: name.clone(),
         part: part.to_string(),
         problem,
     };
@@ -238,7 +239,7 @@ pub fn read_lines<T: serde::de::DeserializeOwned>(
         return Ok(Vec::new());
     }
     let corrupt = |problem: String| Corrupt {
-        snapshot: manifest.name.clone(),
+        snapshot: snapshot_name(dir),
         part: part.to_string(),
         problem,
     };
@@ -268,7 +269,7 @@ pub fn read_json<T: serde::de::DeserializeOwned + Default>(
         return Ok(T::default());
     }
     let corrupt = |problem: String| Corrupt {
-        snapshot: manifest.name.clone(),
+        snapshot: snapshot_name(dir),
         part: part.to_string(),
         problem,
     };

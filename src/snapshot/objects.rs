@@ -200,6 +200,7 @@ fn record(object: &Listed, known: &Indexed) -> ObjectRecord {
         key: object.key.clone(),
         hash: known.hash.clone(),
         size: object.size,
+        etag: Some(object.etag.clone()).filter(|e| !e.is_empty()),
         content_type: known.content_type.clone(),
         metadata: known.metadata.clone(),
     }
@@ -310,6 +311,8 @@ pub fn load_actions(dir: &Path, objects: &[ObjectRecord]) -> Vec<Action> {
                     content_type: object.content_type.clone(),
                     metadata,
                     fingerprint: fingerprint_of(object),
+                    etag: object.etag.clone(),
+                    size: object.size,
                 }),
             }
         })
@@ -326,6 +329,7 @@ mod tests {
             key: "k/x.json".into(),
             hash: "ab".repeat(32),
             size: 3,
+            etag: Some("\"e\"".into()),
             content_type: Some("application/json".into()),
             metadata: metadata
                 .iter()
@@ -367,6 +371,16 @@ mod tests {
         );
         let restore = action.restore.as_ref().unwrap();
         assert_eq!(restore.fingerprint, "f");
+        let metadata = HashMap::from([("owner".to_string(), "me".to_string())]);
+        assert!(restore.held_by(Some("\"e\""), Some(3), Some("application/json"), &metadata));
+        assert!(!restore.held_by(Some("\"x\""), Some(3), Some("application/json"), &metadata));
+        assert!(!restore.held_by(Some("\"e\""), Some(3), Some("text/plain"), &metadata));
+        assert!(!restore.held_by(
+            Some("\"e\""),
+            Some(3),
+            Some("application/json"),
+            &HashMap::new()
+        ));
         assert_eq!(
             restore.metadata.len(),
             1,

@@ -260,8 +260,16 @@ pub async fn purge(clients: &AwsClients, url: &str) -> Result<()> {
 }
 
 /// Sends the saved messages of one queue, in their saved order, ten per call; the number sent.
+/// A FIFO message keeps its group but gets a deduplication id of this load (the saved one with a
+/// suffix): within five minutes of the original send, the queue would drop it as a duplicate.
 pub async fn send(clients: &AwsClients, url: &str, messages: &[&MessageRecord]) -> Result<u64> {
     let name = name_of(url);
+    let load = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
     let mut sent = 0;
     for chunk in messages.chunks(10) {
         let entries = chunk
@@ -272,7 +280,12 @@ pub async fn send(clients: &AwsClients, url: &str, messages: &[&MessageRecord]) 
                     .id(n.to_string())
                     .message_body(&message.body)
                     .set_message_group_id(message.group_id.clone())
-                    .set_message_deduplication_id(message.deduplication_id.clone());
+                    .set_message_deduplication_id(
+                        message
+                            .deduplication_id
+                            .as_deref()
+                            .map(|id| restored_deduplication_id(id, &load)),
+                    );
                 for (key, attribute) in &message.attributes {
                     entry = entry.message_attributes(key, attribute_value(attribute)?);
                 }
@@ -305,6 +318,14 @@ pub async fn send(clients: &AwsClients, url: &str, messages: &[&MessageRecord]) 
     Ok(sent)
 }
 
+/// A deduplication id for a restored message (pure): the saved one (at most 96 characters of it)
+/// and the load's mark, within SQS's 128 characters.
+pub fn restored_deduplication_id(saved: &str, load: &str) -> String {
+    let kept: String = saved.chars().take(96).collect();
+    let mark: String = load.chars().take(30).collect();
+    format!("{kept}-{mark}")
+}
+
 fn attribute_value(attribute: &MessageAttribute) -> Result<MessageAttributeValue> {
     let binary = attribute
         .binary_value
@@ -332,6 +353,17 @@ pub fn by_queue(messages: &[MessageRecord]) -> BTreeMap<&str, Vec<&MessageRecord
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restored_deduplication_ids_differ_per_load_and_fit_sqs() {
+        let long = "x".repeat(128);
+        let id = restored_deduplication_id(&long, "18a2b3c4d5e6f7");
+        assert!(id.len() <= 128, "{}", id.len());
+        assert_ne!(
+            restored_deduplication_id("d1", "1"),
+            restored_deduplication_id("d1", "2")
+        );
+    }
 
     #[test]
     fn queue_names_come_from_their_urls_and_messages_group_in_order() {

@@ -168,6 +168,10 @@ pub struct ObjectRecord {
     /// BLAKE3 of the content: the file `objects/<hh>/<hash>`.
     pub hash: String,
     pub size: u64,
+    /// The ETag the engine gave it (a hash of the content): a load skips an object that still
+    /// has it (with the same size, type and metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
     /// User metadata (`x-amz-meta-*`), including inframock's own source fingerprint.

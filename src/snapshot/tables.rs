@@ -202,6 +202,82 @@ pub fn canonical_sets(value: &mut Value) {
     }
 }
 
+/// Writes every number (`N`, `NS`) in its one canonical form, so numbers equal in value compare
+/// equal: DynamoDB compares numbers by value, and engines differ in how they write them back
+/// (`2.50` stays `2.50` in moto and becomes `2.5` in MiniStack and DynamoDB).
+pub fn canonical_numbers(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (tag, inner) in map.iter_mut() {
+                match (tag.as_str(), &mut *inner) {
+                    ("N", Value::String(number)) => *number = canonical_number(number),
+                    ("NS", Value::Array(members)) => {
+                        for member in members.iter_mut() {
+                            if let Value::String(number) = member {
+                                *number = canonical_number(number);
+                            }
+                        }
+                    }
+                    _ => canonical_numbers(inner),
+                }
+            }
+        }
+        Value::Array(values) => values.iter_mut().for_each(canonical_numbers),
+        _ => {}
+    }
+}
+
+/// A decimal number's canonical text (pure): `2.5` for `2.50`, `25e-1` or `+02.5`; `100` for
+/// `1e2`; `0` for any zero; very large or small numbers as digits and a power of ten (`1e40`).
+/// Text that is not a number is returned as it is.
+pub fn canonical_number(text: &str) -> String {
+    let trimmed = text.trim();
+    let (negative, rest) = match trimmed.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, trimmed.strip_prefix('+').unwrap_or(trimmed)),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(at) => (&rest[..at], &rest[at + 1..]),
+        None => (rest, "0"),
+    };
+    let Ok(mut exponent) = exponent.parse::<i64>() else {
+        return text.to_string();
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !whole
+            .chars()
+            .chain(fraction.chars())
+            .all(|c| c.is_ascii_digit())
+    {
+        return text.to_string();
+    }
+    let mut digits: String = format!("{whole}{fraction}");
+    exponent -= fraction.len() as i64;
+    let significant = digits.trim_start_matches('0').len();
+    digits = digits[digits.len() - significant..].to_string();
+    if digits.is_empty() {
+        return "0".to_string();
+    }
+    let kept = digits.trim_end_matches('0').len();
+    exponent += (digits.len() - kept) as i64;
+    digits.truncate(kept);
+    let sign = if negative { "-" } else { "" };
+    let length = digits.len() as i64;
+    match exponent {
+        0..=20 => format!("{sign}{digits}{}", "0".repeat(exponent as usize)),
+        -20..=-1 if -exponent < length => {
+            let point = (length + exponent) as usize;
+            format!("{sign}{}.{}", &digits[..point], &digits[point..])
+        }
+        -20..=-1 => format!(
+            "{sign}0.{}{digits}",
+            "0".repeat((-exponent - length) as usize)
+        ),
+        _ => format!("{sign}{digits}e{exponent}"),
+    }
+}
+
 /// The loader's actions that write the snapshot's items back (pure).
 pub fn load_actions(
     dir: &Path,
@@ -242,6 +318,27 @@ mod tests {
             serde_json::json!(["1", "3"])
         );
         assert_eq!(item["list"]["L"][0]["S"], "z");
+    }
+
+    #[test]
+    fn numbers_equal_in_value_have_one_canonical_text() {
+        for same in ["2.5", "2.50", "+2.5", "02.5", "25e-1", "0.25E1"] {
+            assert_eq!(canonical_number(same), "2.5", "{same}");
+        }
+        assert_eq!(canonical_number("1e2"), "100");
+        assert_eq!(canonical_number("-0.000"), "0");
+        assert_eq!(canonical_number("-7.0"), "-7");
+        assert_eq!(canonical_number("0.0025"), "0.0025");
+        assert_eq!(canonical_number("1e40"), "1e40");
+        assert_eq!(canonical_number("12e-30"), "12e-30");
+        assert_ne!(canonical_number("2.5"), canonical_number("2.05"));
+        assert_eq!(canonical_number("abc"), "abc");
+        let mut item = serde_json::json!({"n": {"N": "1.0"}, "s": {"NS": ["2.00"]}, "m": {"M": {"x": {"N": "10"}}}});
+        canonical_numbers(&mut item);
+        assert_eq!(
+            item,
+            serde_json::json!({"n": {"N": "1"}, "s": {"NS": ["2"]}, "m": {"M": {"x": {"N": "10"}}}})
+        );
     }
 
     #[test]

@@ -15,4 +15,5 @@ mod mock;
 mod queues;
 mod readme;
 mod services;
+mod snapshot;
 mod stack;

@@ -1,0 +1,557 @@
+//! Snapshots against the real engines and redis-server: state written by clients survives
+//! `stop`/`run` with `persist = true`, a snapshot saved from one engine loads into the other with
+//! an identical dump, a second save fetches nothing again, and a damaged snapshot is refused
+//! with nothing written.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::MessageAttributeValue;
+use serde_json::Value;
+
+use crate::support::{clients, noise, object, runtime, text, Clients, Project};
+
+/// A table keyed by a string and a number, a bucket, a standard and a FIFO queue.
+const STACK: &str = r#"
+[[tables]]
+name = "things"
+hash_key = "id"
+range_key = "n"
+attributes = { n = "N" }
+
+[[buckets]]
+name = "files"
+
+[[queues]]
+name = "jobs"
+
+[[queues]]
+name = "orders.fifo"
+fifo = true
+"#;
+
+/// The big object's size: more than one 8 MiB upload part.
+const BIG: usize = 9 * 1024 * 1024 + 17;
+
+fn project(extra: &str) -> Project {
+    let project = Project::new();
+    project.write("inframock.toml", format!("{STACK}{extra}"));
+    project
+}
+
+fn redis(project: &Project) -> redis::Connection {
+    let port = project.port_of("redis");
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+        .expect("redis connection")
+}
+
+fn queue_url(rt: &tokio::runtime::Runtime, clients: &Clients, name: &str) -> String {
+    rt.block_on(clients.sqs.get_queue_url().queue_name(name).send())
+        .expect("queue url")
+        .queue_url()
+        .expect("url")
+        .to_string()
+}
+
+/// What an application would have written: items (an exact decimal, binary, a set), objects
+/// (a large one with type and metadata), messages (with an attribute, FIFO with a group) and
+/// Redis keys (a string with a time to live, a list).
+fn write_state(project: &Project) {
+    let rt = runtime();
+    let clients = clients(&rt, &project.endpoint());
+    rt.block_on(async {
+        clients
+            .dynamodb
+            .put_item()
+            .table_name("things")
+            .item("id", AttributeValue::S("a".into()))
+            .item("n", AttributeValue::N("2.50".into()))
+            .item("blob", AttributeValue::B(vec![0u8, 1, 255].into()))
+            .item("tags", AttributeValue::Ss(vec!["y".into(), "x".into()]))
+            .send()
+            .await
+            .expect("put item a");
+        clients
+            .dynamodb
+            .put_item()
+            .table_name("things")
+            .item("id", AttributeValue::S("b".into()))
+            .item("n", AttributeValue::N("7".into()))
+            .send()
+            .await
+            .expect("put item b");
+        clients
+            .s3
+            .put_object()
+            .bucket("files")
+            .key("generated/big.bin")
+            .content_type("application/x-test")
+            .metadata("owner", "me")
+            .body(noise(BIG, 7).into())
+            .send()
+            .await
+            .expect("put big object");
+        clients
+            .s3
+            .put_object()
+            .bucket("files")
+            .key("generated/same.txt")
+            .body(b"same".to_vec().into())
+            .send()
+            .await
+            .expect("put object");
+        clients
+            .s3
+            .put_object()
+            .bucket("files")
+            .key("copy/same.txt")
+            .body(b"same".to_vec().into())
+            .send()
+            .await
+            .expect("put object");
+    });
+    let jobs = queue_url(&rt, &clients, "jobs");
+    let orders = queue_url(&rt, &clients, "orders.fifo");
+    rt.block_on(async {
+        clients
+            .sqs
+            .send_message()
+            .queue_url(&jobs)
+            .message_body("job-1")
+            .message_attributes(
+                "kind",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("import")
+                    .build()
+                    .expect("attribute"),
+            )
+            .send()
+            .await
+            .expect("send job-1");
+        clients
+            .sqs
+            .send_message()
+            .queue_url(&jobs)
+            .message_body("job-2")
+            .send()
+            .await
+            .expect("send job-2");
+        for (body, dedup) in [("order-1", "d1"), ("order-2", "d2")] {
+            clients
+                .sqs
+                .send_message()
+                .queue_url(&orders)
+                .message_body(body)
+                .message_group_id("customer-1")
+                .message_deduplication_id(dedup)
+                .send()
+                .await
+                .expect("send order");
+        }
+    });
+    let mut connection = redis(project);
+    let _: () = redis::cmd("SET")
+        .arg("session")
+        .arg("s-1")
+        .arg("EX")
+        .arg(3600)
+        .query(&mut connection)
+        .expect("SET");
+    let _: () = redis::cmd("RPUSH")
+        .arg("recent")
+        .arg("a")
+        .arg("b")
+        .query(&mut connection)
+        .expect("RPUSH");
+}
+
+/// Checks the state `write_state` wrote is there, each message exactly once.
+fn assert_state(project: &Project) {
+    let rt = runtime();
+    let clients = clients(&rt, &project.endpoint());
+    let items = rt
+        .block_on(clients.dynamodb.scan().table_name("things").send())
+        .expect("scan")
+        .items
+        .unwrap_or_default();
+    assert_eq!(items.len(), 2, "{items:?}");
+    let a = items
+        .iter()
+        .find(|i| i.get("id") == Some(&AttributeValue::S("a".into())))
+        .expect("item a");
+    assert_eq!(a["blob"], AttributeValue::B(vec![0u8, 1, 255].into()));
+    let AttributeValue::N(number) = &a["n"] else {
+        panic!("n is a number: {a:?}")
+    };
+    assert!(["2.50", "2.5"].contains(&number.as_str()), "{number}");
+    let AttributeValue::Ss(tags) = &a["tags"] else {
+        panic!("tags is a string set: {a:?}")
+    };
+    assert_eq!(
+        tags.iter().cloned().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["x".to_string(), "y".to_string()])
+    );
+    assert_eq!(
+        object(&rt, &clients, "files", "generated/big.bin"),
+        noise(BIG, 7)
+    );
+    assert_eq!(object(&rt, &clients, "files", "copy/same.txt"), b"same");
+    let head = rt
+        .block_on(
+            clients
+                .s3
+                .head_object()
+                .bucket("files")
+                .key("generated/big.bin")
+                .send(),
+        )
+        .expect("head");
+    assert_eq!(head.content_type(), Some("application/x-test"));
+    assert_eq!(
+        head.metadata()
+            .and_then(|m| m.get("owner"))
+            .map(String::as_str),
+        Some("me")
+    );
+    let receive_all = |queue: &str| {
+        let url = queue_url(&rt, &clients, queue);
+        let mut bodies = Vec::new();
+        loop {
+            let output = rt
+                .block_on(
+                    clients
+                        .sqs
+                        .receive_message()
+                        .queue_url(&url)
+                        .max_number_of_messages(10)
+                        .visibility_timeout(60)
+                        .message_attribute_names("All")
+                        .message_system_attribute_names(
+                            aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+                        )
+                        .send(),
+                )
+                .expect("receive");
+            let messages = output.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return bodies;
+            }
+            for message in messages {
+                let attribute = message
+                    .message_attributes()
+                    .and_then(|a| a.get("kind"))
+                    .and_then(|v| v.string_value())
+                    .map(str::to_string);
+                let group = message
+                    .attributes()
+                    .and_then(|a| {
+                        a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+                    })
+                    .cloned();
+                bodies.push((
+                    message.body().unwrap_or_default().to_string(),
+                    attribute,
+                    group,
+                ));
+            }
+        }
+    };
+    let mut jobs = receive_all("jobs");
+    jobs.sort();
+    assert_eq!(
+        jobs,
+        [
+            ("job-1".to_string(), Some("import".to_string()), None),
+            ("job-2".to_string(), None, None)
+        ]
+    );
+    let orders: Vec<(String, Option<String>)> = receive_all("orders.fifo")
+        .into_iter()
+        .map(|(body, _, group)| (body, group))
+        .collect();
+    let group = Some("customer-1".to_string());
+    assert_eq!(
+        orders,
+        [
+            ("order-1".to_string(), group.clone()),
+            ("order-2".to_string(), group)
+        ],
+        "FIFO order and group kept"
+    );
+    let mut connection = redis(project);
+    let session: String = redis::cmd("GET")
+        .arg("session")
+        .query(&mut connection)
+        .expect("GET");
+    assert_eq!(session, "s-1");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("session")
+        .query(&mut connection)
+        .expect("TTL");
+    assert!(ttl > 0 && ttl <= 3600, "the time to live is kept: {ttl}");
+    let recent: Vec<String> = redis::cmd("LRANGE")
+        .arg("recent")
+        .arg(0)
+        .arg(-1)
+        .query(&mut connection)
+        .expect("LRANGE");
+    assert_eq!(recent, ["a", "b"]);
+}
+
+#[test]
+fn with_persist_what_clients_wrote_survives_stop_and_run() {
+    let project = project("\n[stack]\npersist = true\n");
+    project.start(&["--no-populate"]);
+    write_state(&project);
+    let stopped = project.run(&["stop"]);
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    assert!(
+        text(&stopped.stderr).contains("saved the stack's state as snapshot `persist`"),
+        "{}",
+        text(&stopped.stderr)
+    );
+    let readiness_before: Value = project.start(&["--no-populate"]);
+    assert!(readiness_before.is_object());
+    let steps: Value = serde_json::from_str(
+        &std::fs::read_to_string(project.path().join(".inframock/readiness.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(steps["snapshot"]["state"], "done", "{steps}");
+    // A second run while the stack runs does not load the state again (no doubled messages).
+    project.start(&["--no-populate"]);
+    assert_state(&project);
+    // `stop --no-save` keeps the last save: the messages consumed above come back next run.
+    let stopped = project.run(&["stop", "--no-save"]);
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    project.start(&["--no-populate"]);
+    assert_state(&project);
+}
+
+#[test]
+fn a_snapshot_loads_into_the_other_engine_with_an_identical_dump() {
+    let other = match crate::support::engine().as_str() {
+        "ministack" => "moto",
+        _ => "ministack",
+    };
+    let source = project("");
+    source.start(&["--no-populate"]);
+    write_state(&source);
+    let saved = source.run_json(&["snapshot", "save", "state", "--json"]);
+    assert_eq!(saved["manifest"]["counts"]["objects"], 3, "{saved}");
+    assert_eq!(
+        saved["manifest"]["counts"]["contents"], 2,
+        "the same bytes are stored once: {saved}"
+    );
+    assert_eq!(saved["manifest"]["counts"]["messages"], 4, "{saved}");
+    let archive = source.path().join("state.tar.zst");
+    source.run_json(&[
+        "snapshot",
+        "export",
+        "state",
+        archive.to_str().unwrap(),
+        "--json",
+    ]);
+
+    let target = project("");
+    let started = target
+        .command(&crate::support::start_args(&["--no-populate"]))
+        .env("INFRAMOCK_ENGINE", other)
+        .output()
+        .expect("run");
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    assert_eq!(target.service("aws")["kind"], other);
+    target.run_json(&["snapshot", "import", archive.to_str().unwrap(), "--json"]);
+    let loaded = target.run_json(&["snapshot", "load", "state", "--json"]);
+    assert_eq!(loaded["messages"], 4, "{loaded}");
+    assert_eq!(loaded["redis_keys"], 2, "{loaded}");
+    assert_eq!(loaded["total"]["failed"], 0, "{loaded}");
+    target.run_json(&["snapshot", "save", "back", "--json"]);
+    let diff = target.run_json(&["snapshot", "diff", "state", "back", "--json"]);
+    assert_eq!(diff["same"], true, "{diff}");
+    assert_state(&target);
+}
+
+#[test]
+fn a_second_save_fetches_nothing_and_replace_leaves_exactly_the_snapshot() {
+    let project = project("");
+    project.start(&["--no-populate"]);
+    write_state(&project);
+    let first = project.run_json(&["snapshot", "save", "one", "--json"]);
+    assert_eq!(first["objects_fetched"], 3, "{first}");
+    let second = project.run_json(&["snapshot", "save", "two", "--json"]);
+    assert_eq!(second["objects_fetched"], 0, "{second}");
+    let diff = project.run_json(&["snapshot", "diff", "one", "two", "--json"]);
+    assert_eq!(diff["same"], true, "{diff}");
+    // The content is linked, not written again.
+    let content = |name: &str| {
+        let hash = saved_hash(project.path(), name, "generated/big.bin");
+        std::fs::metadata(project.path().join(format!(
+            ".inframock/snapshots/{name}/objects/{}/{hash}",
+            &hash[..2]
+        )))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .expect("content file")
+    };
+    assert_eq!(content("one"), content("two"));
+
+    // Changes since: an object, an item, a key, a message.
+    let rt = runtime();
+    let clients = clients(&rt, &project.endpoint());
+    rt.block_on(
+        clients
+            .s3
+            .put_object()
+            .bucket("files")
+            .key("generated/same.txt")
+            .body(b"changed".to_vec().into())
+            .send(),
+    )
+    .expect("put");
+    rt.block_on(
+        clients
+            .dynamodb
+            .put_item()
+            .table_name("things")
+            .item("id", AttributeValue::S("c".into()))
+            .item("n", AttributeValue::N("1".into()))
+            .send(),
+    )
+    .expect("put item");
+    let _: () = redis::cmd("SET")
+        .arg("extra")
+        .arg("1")
+        .query(&mut redis(&project))
+        .expect("SET");
+    let jobs = queue_url(&rt, &clients, "jobs");
+    rt.block_on(
+        clients
+            .sqs
+            .send_message()
+            .queue_url(&jobs)
+            .message_body("job-3")
+            .send(),
+    )
+    .expect("send");
+    let third = project.run_json(&["snapshot", "save", "three", "--json"]);
+    assert_eq!(third["objects_fetched"], 1, "{third}");
+    let diff = project.run_json(&["snapshot", "diff", "one", "three", "--json"]);
+    assert_eq!(diff["same"], false);
+    assert_eq!(
+        diff["diff"]["objects"]["changed"],
+        serde_json::json!(["files/generated/same.txt"])
+    );
+    assert_eq!(
+        diff["diff"]["items"]["things"]["added"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(diff["diff"]["redis"]["added"], serde_json::json!(["extra"]));
+    assert_eq!(
+        diff["diff"]["messages"]["jobs"]["added"],
+        serde_json::json!(["job-3"])
+    );
+
+    // --replace: the stack holds exactly snapshot one again.
+    let loaded = project.run_json(&["snapshot", "load", "one", "--replace", "--json"]);
+    assert_eq!(loaded["total"]["failed"], 0, "{loaded}");
+    assert_eq!(
+        (&loaded["total"]["objects"], &loaded["total"]["unchanged"]),
+        (&serde_json::json!(1), &serde_json::json!(2)),
+        "only the changed object is sent again: {loaded}"
+    );
+    project.run_json(&["snapshot", "save", "after", "--json"]);
+    let diff = project.run_json(&["snapshot", "diff", "one", "after", "--json"]);
+    assert_eq!(diff["same"], true, "{diff}");
+
+    let listed = project.run_json(&["snapshot", "list", "--json"]);
+    let names: Vec<&str> = listed["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["after", "one", "three", "two"]);
+    project.run_json(&["snapshot", "rm", "two", "--json"]);
+    assert!(!project.path().join(".inframock/snapshots/two").exists());
+}
+
+/// The content hash a snapshot recorded for an object of bucket `files`.
+fn saved_hash(project: &std::path::Path, snapshot: &str, key: &str) -> String {
+    let lines = std::fs::read_to_string(
+        project.join(format!(".inframock/snapshots/{snapshot}/objects.jsonl")),
+    )
+    .expect("objects.jsonl");
+    lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|o| o["key"] == key)
+        .and_then(|o| o["hash"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("{key} in {lines}"))
+}
+
+#[test]
+fn a_damaged_snapshot_or_one_that_does_not_fit_is_refused_with_nothing_written() {
+    let project = project("");
+    project.start(&["--no-populate"]);
+    write_state(&project);
+    project.run_json(&["snapshot", "save", "s", "--json"]);
+    let _: () = redis::cmd("SET")
+        .arg("marker")
+        .arg("kept")
+        .query(&mut redis(&project))
+        .expect("SET");
+    let refused = |args: &[&str], names: &str| {
+        let output = project.run(args);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(names), "names {names}: {stderr}");
+        assert!(stderr.contains("nothing was"), "{stderr}");
+        let marker: Option<String> = redis::cmd("GET")
+            .arg("marker")
+            .query(&mut redis(&project))
+            .expect("GET");
+        assert_eq!(marker.as_deref(), Some("kept"), "--replace emptied nothing");
+    };
+    let snapshot = project.path().join(".inframock/snapshots/s");
+
+    // One flipped byte in an object's content.
+    let hash = saved_hash(project.path(), "s", "generated/big.bin");
+    let content = snapshot.join(format!("objects/{}/{hash}", &hash[..2]));
+    let original = std::fs::read(&content).unwrap();
+    let mut damaged = original.clone();
+    damaged[BIG / 2] ^= 1;
+    std::fs::write(&content, &damaged).unwrap();
+    refused(
+        &["snapshot", "load", "s", "--replace"],
+        "s3://files/generated/big.bin",
+    );
+    std::fs::write(&content, &original).unwrap();
+
+    // A truncated item file.
+    let items = snapshot.join("tables/things/00001.json");
+    let text_before = std::fs::read(&items).unwrap();
+    std::fs::write(&items, &text_before[..text_before.len() - 4]).unwrap();
+    refused(
+        &["snapshot", "load", "s", "--replace"],
+        "tables/things/00001.json: holds",
+    );
+    std::fs::write(&items, &text_before).unwrap();
+
+    // A stack file that declares the table with another key.
+    project.write(
+        "inframock.toml",
+        STACK.replace("attributes = { n = \"N\" }", "attributes = { n = \"S\" }"),
+    );
+    refused(
+        &["snapshot", "load", "s", "--replace"],
+        "table things: inframock.toml declares the key hash id (S), range n (S), the snapshot's items have hash id (S), range n (N)",
+    );
+    project.write("inframock.toml", STACK);
+
+    // Intact again: it loads.
+    project.run_json(&["snapshot", "load", "s", "--json"]);
+}
