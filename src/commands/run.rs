@@ -156,8 +156,8 @@ async fn prepare(
     {
         reporter.info(format!(
             "persist: loaded the state saved at the last stop: {} objects, {} items, {} messages, {} Redis keys",
-            loaded.total.objects + loaded.total.unchanged,
-            loaded.total.items,
+            loaded.objects_written + loaded.objects_unchanged,
+            loaded.items,
             loaded.messages,
             loaded.redis_keys
         ));

@@ -122,9 +122,9 @@ pub async fn execute(
                     },
                     loaded.saved_from,
                     loaded.elapsed_ms as f64 / 1000.0,
-                    loaded.total.objects,
-                    loaded.total.unchanged,
-                    loaded.total.items,
+                    loaded.objects_written,
+                    loaded.objects_unchanged,
+                    loaded.items,
                     loaded.messages,
                     loaded.redis_keys
                 );

@@ -124,8 +124,8 @@ pub async fn load_on_run(
             StepState::Done,
             Some(format!(
                 "persist: {} objects, {} items, {} messages, {} Redis keys",
-                loaded.total.objects + loaded.total.unchanged,
-                loaded.total.items,
+                loaded.objects_written + loaded.objects_unchanged,
+                loaded.items,
                 loaded.messages,
                 loaded.redis_keys
             )),

@@ -19,7 +19,7 @@ use crate::config::Settings;
 use crate::data::discover::{ExperimentPlan, LoadPlan};
 use crate::data::fingerprint::{FingerprintCache, LoadedFiles, CACHE_FILE, LOADED_FILE};
 use crate::data::load::{apply, FileOutcome, FileResult, LoadObserver, LoadOptions};
-use crate::data::summary::{totals, BarProgress, ExperimentTotals};
+use crate::data::summary::{totals, BarProgress};
 use crate::output::Reporter;
 use crate::stack::state::StackState;
 use crate::stack::ServiceName;
@@ -45,8 +45,13 @@ pub struct Loaded {
     pub services: Vec<Service>,
     /// The engine the snapshot was saved from.
     pub saved_from: String,
-    /// Objects and items: the data loader's totals.
-    pub total: ExperimentTotals,
+    /// Objects written (sent to the endpoint).
+    pub objects_written: u64,
+    /// Objects that already held the saved content: nothing sent.
+    pub objects_unchanged: u64,
+    /// Bytes of the objects written.
+    pub bytes_written: u64,
+    pub items: u64,
     pub messages: u64,
     pub redis_keys: u64,
     /// Tables, buckets and queues the load created.
@@ -205,7 +210,10 @@ pub async fn load(
         mode,
         services,
         saved_from: checked.manifest.engine.clone(),
-        total,
+        objects_written: total.objects as u64,
+        objects_unchanged: total.unchanged as u64,
+        bytes_written: total.bytes,
+        items: total.items as u64,
         messages,
         redis_keys,
         created,

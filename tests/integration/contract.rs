@@ -244,6 +244,32 @@ fn every_command_json_document_keeps_its_shape() {
         ],
         0,
     );
+    record("snapshot save", &["snapshot", "save", "one", "--json"], 0);
+    record("snapshot list", &["snapshot", "list", "--json"], 0);
+    record(
+        "snapshot diff",
+        &["snapshot", "diff", "one", "one", "--json"],
+        0,
+    );
+    record("snapshot load", &["snapshot", "load", "one", "--json"], 0);
+    record(
+        "snapshot load (no such snapshot)",
+        &["snapshot", "load", "nope", "--json"],
+        1,
+    );
+    let archive = project.path().join("one.tar.zst");
+    let archive = archive.to_str().expect("UTF-8 path");
+    record(
+        "snapshot export",
+        &["snapshot", "export", "one", archive, "--json"],
+        0,
+    );
+    record(
+        "snapshot import",
+        &["snapshot", "import", archive, "--name", "two", "--json"],
+        0,
+    );
+    record("snapshot rm", &["snapshot", "rm", "two", "--json"], 0);
     record("reset", &["reset", "--no-data", "--json"], 0);
     record("stop", &["stop", "--json"], 0);
     project.write("inframock.toml", "[[tables]]\nname = 1\n");
