@@ -17,11 +17,13 @@
   bridge   messages/s of `inframock queue bridge` vs a boto3 loop (bench/queue_bench.py).
   engines  each AWS engine of the local runtime (moto, MiniStack), alternating round by round on the same
            data (20 experiments × 20 MiB r.rds + 4,000 items): `run --detach`, first load, reload, reset.
+  snapshot `snapshot save` / second save / `snapshot load` of the load benchmark's state, next to the first
+           data load of it, round by round (bench/snapshot_bench.py).
   docker   `run --detach` on the docker runtime (stand-in images): containers reused vs fresh, next to
            docker-compose of compose.yaml.
 
 Options: --runs N (5), --experiments N (50), --rds-mib N (40 decompressed ≈ 20 MB gzip),
---memory-gib N (2), --only startup,load,reset,memory,mock,handlers,faults,bridge,engines,benchtool,dashboard,docker (docker needs `make docker-images`).
+--memory-gib N (2), --only startup,load,reset,memory,mock,handlers,faults,bridge,engines,benchtool,dashboard,snapshot,docker (docker needs `make docker-images`).
 """
 import argparse
 import datetime
@@ -383,7 +385,7 @@ def main():
     parser.add_argument("--experiments", type=int, default=50)
     parser.add_argument("--rds-mib", type=int, default=40)
     parser.add_argument("--memory-gib", type=int, default=2)
-    parser.add_argument("--only", default="startup,load,reset,memory,mock,handlers,faults,bridge,engines,benchtool,dashboard,docker")
+    parser.add_argument("--only", default="startup,load,reset,memory,mock,handlers,faults,bridge,engines,benchtool,dashboard,snapshot,docker")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(RESULTS, exist_ok=True)
@@ -472,6 +474,11 @@ def main():
             result = dashboard_bench.bench_dashboard(args.runs, engine)
             raw["dashboard"].append(result)
             lines += dashboard_bench.report_dashboard(result)
+    if "snapshot" in only:
+        import snapshot_bench
+        result = snapshot_bench.bench_snapshot(args.runs, args.experiments, args.rds_mib)
+        raw["snapshot"] = result
+        lines += snapshot_bench.report_snapshot(result)
     images_present = subprocess.run(["docker", "image", "inspect", "inframock-test/aws", "inframock-test/redis"],
                                     capture_output=True).returncode == 0 if shutil.which("docker") else False
     if "docker" in only and not images_present:

@@ -1,0 +1,110 @@
+"""Snapshots (issue 17): save and load of the load benchmark's state (50 experiments, ~2 GiB of objects
+decompressed, 10,000 items) next to the first data load of that same state, in one run, round by round:
+
+  first load     `reload-data` into a fresh moto_server (the reference)
+  save           `snapshot save` of that state (every object fetched, hashed, written to disk once)
+  second save    `snapshot save` again with nothing changed (nothing fetched: contents linked)
+  load           `snapshot load` into a fresh moto_server (every part verified, then written)
+
+Targets: save and load each <= 1.2x the first load; second save < 1 s and writes no object again;
+peak RSS of save and load < 150 MB (VmHWM of the inframock process, polled every 50 ms)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from run_bench import BIN, ENV, ROOT, WORK, data_of, fresh_stack, inframock, median
+
+
+def measured(args, project):
+    """Runs inframock; (seconds, JSON data, peak RSS in MiB)."""
+    started = time.perf_counter()
+    process = subprocess.Popen([BIN, *args], cwd=project, env=ENV, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    peak_kib = 0
+    while process.poll() is None:
+        try:
+            with open(f"/proc/{process.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        peak_kib = max(peak_kib, int(line.split()[1]))
+        except OSError:
+            pass
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"inframock {args} failed ({process.returncode}):\n{stderr}")
+    return elapsed, data_of(stdout), round(peak_kib / 1024, 1)
+
+
+def linked_contents(snapshot_dir):
+    """(contents, contents with more than one link) of a snapshot's object store."""
+    total = linked = 0
+    for folder, _, files in os.walk(os.path.join(snapshot_dir, "objects")):
+        for name in files:
+            total += 1
+            if os.stat(os.path.join(folder, name)).st_nlink > 1:
+                linked += 1
+    return total, linked
+
+
+def bench_snapshot(runs, experiments, rds_mib):
+    data = os.path.join(WORK, f"data-{experiments}x{rds_mib}")
+    if not os.path.isdir(data):
+        subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gen_data.py"), data, "--experiments",
+                        str(experiments), "--rds-bytes", str(rds_mib * 1024 * 1024), "--items", "10000"], check=True)
+    project = tempfile.mkdtemp(dir=WORK, prefix="snapshot-")
+    snapshots = os.path.join(project, ".inframock", "snapshots")
+    result = {"experiments": experiments, "rds_decompressed_mib": rds_mib, "first_load_s": [], "save_s": [],
+              "save_peak_rss_mib": [], "second_save_s": [], "second_save_fetched": [], "second_save_linked": [],
+              "load_s": [], "load_peak_rss_mib": [], "counts": None}
+    try:
+        for _ in range(runs):
+            fresh_stack(project, data)
+            for record in ("fingerprints.json", "loaded-items.json"):
+                path = os.path.join(project, ".inframock", record)
+                if os.path.exists(path):
+                    os.remove(path)
+            shutil.rmtree(snapshots, ignore_errors=True)
+            elapsed, done = inframock(["reload-data", "--json", "--data", data], project)
+            assert data_of(done.stdout)["total"]["failed"] == 0
+            result["first_load_s"].append(elapsed)
+            elapsed, saved, rss = measured(["snapshot", "save", "bench", "--json"], project)
+            result["save_s"].append(elapsed)
+            result["save_peak_rss_mib"].append(rss)
+            result["counts"] = saved["manifest"]["counts"]
+            elapsed, again, _ = measured(["snapshot", "save", "again", "--json"], project)
+            result["second_save_s"].append(elapsed)
+            result["second_save_fetched"].append(again["objects_fetched"])
+            total, linked = linked_contents(os.path.join(snapshots, "again"))
+            result["second_save_linked"].append(f"{linked}/{total}")
+            fresh_stack(project, data)
+            elapsed, loaded, rss = measured(["snapshot", "load", "bench", "--json"], project)
+            assert not loaded["failed"], loaded["failed"]
+            assert loaded["objects_written"] == result["counts"]["objects"], loaded
+            result["load_s"].append(elapsed)
+            result["load_peak_rss_mib"].append(rss)
+    finally:
+        inframock(["stop"], project, check=False)
+        shutil.rmtree(project, ignore_errors=True)
+    return result
+
+
+def report_snapshot(result):
+    first, save, again, load = (median(result[k]) for k in ["first_load_s", "save_s", "second_save_s", "load_s"])
+    counts = result["counts"] or {}
+    fmt = lambda values: f"median {median(values):.2f} s (runs: {', '.join(f'{v:.2f}' for v in values)})"
+    return [f"## Snapshots: the load benchmark's state ({counts.get('objects')} objects, "
+            f"{counts.get('object_bytes', 0) / 2 ** 30:.2f} GiB; {counts.get('items')} items)", "",
+            f"- first data load (reference, same round): {fmt(result['first_load_s'])}",
+            f"- `snapshot save`: {fmt(result['save_s'])}; {save / first:.2f}x the first load (target <= 1.2x); "
+            f"peak RSS {max(result['save_peak_rss_mib'])} MiB (target < 150)",
+            f"- second save, nothing changed: {fmt(result['second_save_s'])} (target < 1 s); objects fetched "
+            f"{result['second_save_fetched']}; contents linked from the first save {result['second_save_linked']}",
+            f"- `snapshot load` into a fresh engine: {fmt(result['load_s'])}; {load / first:.2f}x the first load "
+            f"(target <= 1.2x); peak RSS {max(result['load_peak_rss_mib'])} MiB (target < 150)", ""]
