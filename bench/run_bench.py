@@ -476,9 +476,11 @@ def main():
             lines += dashboard_bench.report_dashboard(result)
     if "snapshot" in only:
         import snapshot_bench
-        result = snapshot_bench.bench_snapshot(args.runs, args.experiments, args.rds_mib)
-        raw["snapshot"] = result
-        lines += snapshot_bench.report_snapshot(result)
+        raw["snapshot"] = []
+        for engine in ("moto", "ministack"):
+            result = snapshot_bench.bench_snapshot(args.runs, args.experiments, args.rds_mib, engine)
+            raw["snapshot"].append(result)
+            lines += snapshot_bench.report_snapshot(result)
     images_present = subprocess.run(["docker", "image", "inspect", "inframock-test/aws", "inframock-test/redis"],
                                     capture_output=True).returncode == 0 if shutil.which("docker") else False
     if "docker" in only and not images_present:

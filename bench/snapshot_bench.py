@@ -1,5 +1,5 @@
 """Snapshots (issue 17): save and load of the load benchmark's state (50 experiments, ~2 GiB of objects
-decompressed, 10,000 items) next to the first data load of that same state, in one run, round by round:
+decompressed, 10,000 items) next to the first data load of that same state, round by round, on moto and on MiniStack in one run:
 
   first load     `reload-data` into a fresh moto_server (the reference)
   save           `snapshot save` of that state (every object fetched, hashed, written to disk once)
@@ -17,14 +17,22 @@ import sys
 import tempfile
 import time
 
-from run_bench import BIN, ENV, ROOT, WORK, data_of, fresh_stack, inframock, median
+from run_bench import BIN, ENV, ROOT, WORK, data_of, inframock, median
+
+
+def fresh_stack(project, data, engine):
+    """Restarts a local stack on `engine` (a new, empty engine process) with every resource."""
+    inframock(["stop"], project, check=False)
+    inframock(["run", "--detach", "--runtime", "local", "--engine", engine, "--no-populate", "--aws-port", "0",
+               "--redis-port", "0", "--data", data], project)
 
 
 def measured(args, project):
     """Runs inframock; (seconds, JSON data, peak RSS in MiB)."""
     started = time.perf_counter()
-    process = subprocess.Popen([BIN, *args], cwd=project, env=ENV, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    # Output goes to files: a pipe nobody reads until the end would fill up and block the process.
+    output, errors = tempfile.TemporaryFile(mode="w+"), tempfile.TemporaryFile(mode="w+")
+    process = subprocess.Popen([BIN, *args], cwd=project, env=ENV, stdout=output, stderr=errors, text=True)
     peak_kib = 0
     while process.poll() is None:
         try:
@@ -36,9 +44,12 @@ def measured(args, project):
             pass
         time.sleep(0.05)
     elapsed = time.perf_counter() - started
-    stdout, stderr = process.communicate()
+    process.wait()
+    output.seek(0)
+    stdout = output.read()
     if process.returncode != 0:
-        raise SystemExit(f"inframock {args} failed ({process.returncode}):\n{stderr}")
+        errors.seek(0)
+        raise SystemExit(f"inframock {args} failed ({process.returncode}):\n{errors.read()}")
     return elapsed, data_of(stdout), round(peak_kib / 1024, 1)
 
 
@@ -53,19 +64,22 @@ def linked_contents(snapshot_dir):
     return total, linked
 
 
-def bench_snapshot(runs, experiments, rds_mib):
+def bench_snapshot(runs, experiments, rds_mib, engine):
     data = os.path.join(WORK, f"data-{experiments}x{rds_mib}")
     if not os.path.isdir(data):
         subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gen_data.py"), data, "--experiments",
                         str(experiments), "--rds-bytes", str(rds_mib * 1024 * 1024), "--items", "10000"], check=True)
-    project = tempfile.mkdtemp(dir=WORK, prefix="snapshot-")
+    project = tempfile.mkdtemp(dir=WORK, prefix=f"snapshot-{engine}-")
+    # Its own project (the built-in stack): without .inframock/ the repository's would be found upward.
+    os.makedirs(os.path.join(project, ".inframock"))
     snapshots = os.path.join(project, ".inframock", "snapshots")
-    result = {"experiments": experiments, "rds_decompressed_mib": rds_mib, "first_load_s": [], "save_s": [],
+    result = {"engine": engine, "experiments": experiments, "rds_decompressed_mib": rds_mib, "first_load_s": [], "save_s": [],
               "save_peak_rss_mib": [], "second_save_s": [], "second_save_fetched": [], "second_save_linked": [],
-              "load_s": [], "load_peak_rss_mib": [], "counts": None}
+              "load_s": [], "load_peak_rss_mib": [], "counts": None, "save_ms_by_service": [],
+              "second_save_ms_by_service": []}
     try:
         for _ in range(runs):
-            fresh_stack(project, data)
+            fresh_stack(project, data, engine)
             for record in ("fingerprints.json", "loaded-items.json"):
                 path = os.path.join(project, ".inframock", record)
                 if os.path.exists(path):
@@ -78,12 +92,14 @@ def bench_snapshot(runs, experiments, rds_mib):
             result["save_s"].append(elapsed)
             result["save_peak_rss_mib"].append(rss)
             result["counts"] = saved["manifest"]["counts"]
+            result["save_ms_by_service"].append(saved["elapsed_ms_by_service"])
             elapsed, again, _ = measured(["snapshot", "save", "again", "--json"], project)
             result["second_save_s"].append(elapsed)
             result["second_save_fetched"].append(again["objects_fetched"])
+            result["second_save_ms_by_service"].append(again["elapsed_ms_by_service"])
             total, linked = linked_contents(os.path.join(snapshots, "again"))
             result["second_save_linked"].append(f"{linked}/{total}")
-            fresh_stack(project, data)
+            fresh_stack(project, data, engine)
             elapsed, loaded, rss = measured(["snapshot", "load", "bench", "--json"], project)
             assert not loaded["failed"], loaded["failed"]
             assert loaded["objects_written"] == result["counts"]["objects"], loaded
@@ -99,12 +115,14 @@ def report_snapshot(result):
     first, save, again, load = (median(result[k]) for k in ["first_load_s", "save_s", "second_save_s", "load_s"])
     counts = result["counts"] or {}
     fmt = lambda values: f"median {median(values):.2f} s (runs: {', '.join(f'{v:.2f}' for v in values)})"
-    return [f"## Snapshots: the load benchmark's state ({counts.get('objects')} objects, "
+    return [f"## Snapshots on {result['engine']}: the load benchmark's state ({counts.get('objects')} objects, "
             f"{counts.get('object_bytes', 0) / 2 ** 30:.2f} GiB; {counts.get('items')} items)", "",
             f"- first data load (reference, same round): {fmt(result['first_load_s'])}",
             f"- `snapshot save`: {fmt(result['save_s'])}; {save / first:.2f}x the first load (target <= 1.2x); "
             f"peak RSS {max(result['save_peak_rss_mib'])} MiB (target < 150)",
             f"- second save, nothing changed: {fmt(result['second_save_s'])} (target < 1 s); objects fetched "
             f"{result['second_save_fetched']}; contents linked from the first save {result['second_save_linked']}",
+            f"- per service, milliseconds (save; second save): {result['save_ms_by_service']}; "
+            f"{result['second_save_ms_by_service']}",
             f"- `snapshot load` into a fresh engine: {fmt(result['load_s'])}; {load / first:.2f}x the first load "
             f"(target <= 1.2x); peak RSS {max(result['load_peak_rss_mib'])} MiB (target < 150)", ""]

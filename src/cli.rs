@@ -514,6 +514,13 @@ pub enum SnapshotAction {
         /// The file to write, e.g. state.tar.zst.
         file: PathBuf,
     },
+    /// The persist keeper that `run` starts with `[stack] persist_every`: saves snapshot `persist`
+    /// every N seconds until the stack is gone.
+    #[command(hide = true)]
+    Keep {
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        every: u64,
+    },
     /// Add a snapshot from a file `snapshot export` wrote (verified before it is added).
     Import {
         file: PathBuf,

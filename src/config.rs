@@ -496,6 +496,7 @@ fn resolve_services(
         helper("faults", faults_port, "--faults-port"),
     );
     services.insert(ServiceName::Queues, helper("queues", 0, ""));
+    services.insert(ServiceName::Persist, helper("persist", 0, ""));
     let dashboard_port = args
         .dashboard_port
         .or(sections.dashboard.port)

@@ -89,8 +89,8 @@ pub struct StackSection {
     /// data folder.
     #[serde(default)]
     pub persist: bool,
-    /// With `persist`: also save every this many seconds while `run` stays in the foreground, so a
-    /// killed stack loses at most that much (off by default).
+    /// With `persist`: also save every this many seconds (a helper process, `persist` in
+    /// `status`), so a killed stack loses at most that much (off by default).
     pub persist_every: Option<u64>,
 }
 

@@ -81,17 +81,7 @@ pub async fn execute(settings: &Settings, args: &RunArgs, reporter: &Reporter) -
         },
         None => None,
     };
-    let saving = match settings.stack.stack.persist_every {
-        Some(seconds) if persist::enabled(settings) && seconds > 0 => Some(persist::keep_saving(
-            settings.clone(),
-            Duration::from_secs(seconds),
-        )),
-        _ => None,
-    };
     let stopped_because = wait_for_shutdown(&mut stack, &mut interrupt, monitor).await;
-    if let Some(saving) = saving {
-        saving.abort();
-    }
     let _lock = ProjectLock::acquire_async(&state_dir, "run (stopping)", LOCK_WAIT).await?;
     let stopped_because = match stopped_because {
         Shutdown::ServiceDied(_) if stopped_elsewhere(&state_dir, &stack)? => {
@@ -168,6 +158,21 @@ async fn prepare(
             ));
         }
     }
+    let (report, code) = load_data(settings, args, reporter, &clients, &ensured).await;
+    // Periodic saves start once the kept state and the data are loaded.
+    crate::stack::helpers::ensure_persist_keeper(settings, reporter, stack).await?;
+    Ok((ensured, report, code))
+}
+
+/// The data folder's step of `run` (skipped with `--no-populate` or `POPULATE_MOCK=false`): the
+/// report and the exit code (3 when some data files failed).
+async fn load_data(
+    settings: &Settings,
+    args: &RunArgs,
+    reporter: &Reporter,
+    clients: &crate::aws::AwsClients,
+    ensured: &[Ensured],
+) -> (serde_json::Value, ExitCode) {
     if !settings.populate || args.no_populate {
         let why = if args.no_populate {
             "--no-populate"
@@ -180,22 +185,21 @@ async fn prepare(
             StepState::Skipped,
             Some(why.into()),
         );
-        return Ok((ensured, serde_json::Value::Null, ExitCode::SUCCESS));
+        return (serde_json::Value::Null, ExitCode::SUCCESS);
     }
-    let created = lifecycle::created_tables(&ensured);
-    match session::load(settings, &clients, &args.load, created, reporter).await {
+    let created = lifecycle::created_tables(ensured);
+    match session::load(settings, clients, &args.load, created, reporter).await {
         Ok(report) => {
             let code = super::data_exit_code(&report);
-            Ok((ensured, report.json, code))
+            (report.json, code)
         }
         Err(e) => {
             // The stack itself is fine: keep it up, and say what went wrong with the data.
             reporter.warn(format!("data was not loaded: {e:#}"));
-            Ok((
-                ensured,
+            (
                 serde_json::Value::Null,
                 ExitCode::from(super::EXIT_DATA_FAILED),
-            ))
+            )
         }
     }
 }

@@ -224,6 +224,11 @@ pub async fn execute(
             }
             Ok(ExitCode::SUCCESS)
         }
+        SnapshotAction::Keep { every } => {
+            crate::snapshot::persist::keep(settings, std::time::Duration::from_secs(*every))
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
         SnapshotAction::Import { file, name, force } => {
             settings.ensure_state_dir()?;
             std::fs::create_dir_all(store::root(&state_dir))?;

@@ -64,11 +64,12 @@ pub fn parse_items(text: &str) -> Result<(JsonFormat, Vec<Item>), ItemError> {
         column: e.column(),
         message: strip_position(&e.to_string()),
     })?;
-    let Value::Object(top) = document else {
+    let Value::Object(mut top) = document else {
         return Err(ItemError::TopLevelNotObject);
     };
-    let raw_items: Vec<Value> = match top.get("records") {
-        Some(Value::Array(records)) => records.clone(),
+    // Taken out of the document, not copied: a file's items are in memory once.
+    let raw_items: Vec<Value> = match top.remove("records") {
+        Some(Value::Array(records)) => records,
         Some(_) => return Err(ItemError::RecordsNotArray),
         None => vec![Value::Object(top)],
     };

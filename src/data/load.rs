@@ -461,10 +461,12 @@ async fn load_items(
     let count = items.len();
     let first_key = items.first().map(|i| key_as_typed_json(i, &names));
     let last_key = items.last().map(|i| key_as_typed_json(i, &names));
-    let batches: Vec<Vec<Item>> = items
-        .chunks(BATCH_SIZE)
-        .map(|chunk| chunk.to_vec())
-        .collect();
+    // Moved into the batches, not copied: a file's items are in memory once.
+    let mut batches: Vec<Vec<Item>> = Vec::with_capacity(count.div_ceil(BATCH_SIZE));
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        batches.push(items.by_ref().take(BATCH_SIZE).collect());
+    }
     let results: Vec<Result<(), String>> = stream::iter(batches)
         .map(|batch| write_batch(clients, table, batch))
         .buffer_unordered(BATCHES_AT_ONCE)

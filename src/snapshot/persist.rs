@@ -1,7 +1,7 @@
 //! `[stack] persist = true`: `stop` saves the stack's state as snapshot `persist`, and the next
 //! `run` that starts the AWS engine loads it (before the data folder, which still wins for its
-//! own files). `persist_every = N` also saves every N seconds while `run` stays in the
-//! foreground.
+//! own files). `persist_every = N` also saves every N seconds, from a helper process
+//! (`snapshot keep`) recorded with the stack like the other helpers.
 
 use std::time::Duration;
 
@@ -57,13 +57,23 @@ pub async fn save_before_stop(settings: &Settings, reporter: &Reporter) -> Resul
     let Some(aws) = stack.service(&ServiceName::Aws) else {
         return Ok(None);
     };
-    if !crate::stack::runtime::is_running(aws, &stack.project).await {
+    let engine_gone = || {
         reporter.warn(format!(
             "persist: the AWS engine had already exited, so its state could not be saved; snapshot `{PERSIST_SNAPSHOT}` keeps the last save"
         ));
-        return Ok(None);
+        Ok(None)
+    };
+    if !crate::stack::runtime::is_running(aws, &stack.project).await {
+        return engine_gone();
     }
-    let saved = save_now(settings, &stack, reporter).await?;
+    let saved = match save_now(settings, &stack, reporter).await {
+        Ok(saved) => saved,
+        // It died between the check and the save (or while saving): nothing of it can be saved.
+        Err(_) if !crate::stack::runtime::is_running(aws, &stack.project).await => {
+            return engine_gone()
+        }
+        Err(e) => return Err(e),
+    };
     reporter.info(format!(
         "persist: saved the stack's state as snapshot `{PERSIST_SNAPSHOT}` ({} objects, {} items, {} messages, {} Redis keys); the next `run` loads it",
         saved.manifest.counts.objects,
@@ -149,34 +159,50 @@ pub async fn load_on_run(
     result.map(Some)
 }
 
-/// While a foreground `run` lasts: saves every `every`, each save under the project lock. A save
-/// that fails is reported and tried again next time.
-pub fn keep_saving(settings: Settings, every: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let quiet = Reporter { interactive: false };
-        let mut ticks = tokio::time::interval(every);
+/// `inframock snapshot keep --every N`, the persist keeper `run` starts with `persist_every`: saves
+/// every `every` under the project lock, and ends by itself once the stack is gone (no record, or
+/// the AWS engine stopped). A save that fails is logged and tried again next time.
+pub async fn keep(settings: &Settings, every: Duration) -> Result<()> {
+    let quiet = Reporter { interactive: false };
+    let state_dir = settings.state_dir();
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
         ticks.tick().await;
-        loop {
-            ticks.tick().await;
-            let state_dir = settings.state_dir();
-            let Ok(_lock) = crate::stack::lock::ProjectLock::acquire_async(
-                &state_dir,
-                "persist",
-                crate::stack::lock::LOCK_WAIT,
-            )
-            .await
-            else {
-                continue;
-            };
-            let Ok(Some(stack)) = state::read(&state_dir) else {
-                continue;
-            };
-            if let Err(e) = save_now(&settings, &stack, &quiet).await {
-                eprintln!(
-                    "warning: persist: the periodic save failed: {e:#} (tried again in {} s)",
-                    every.as_secs()
-                );
-            }
+        let _lock = crate::stack::lock::ProjectLock::acquire_async(
+            &state_dir,
+            "persist keeper",
+            crate::stack::lock::LOCK_WAIT,
+        )
+        .await?;
+        let running = match state::read(&state_dir)? {
+            Some(stack) => match stack.service(&ServiceName::Aws) {
+                Some(aws) if crate::stack::runtime::is_running(aws, &stack.project).await => {
+                    Some(stack)
+                }
+                _ => None,
+            },
+            None => None,
+        };
+        let Some(stack) = running else {
+            println!("the stack is gone: the persist keeper ends");
+            return Ok(());
+        };
+        match save_now(settings, &stack, &quiet).await {
+            Ok(saved) => println!(
+                "saved snapshot `{PERSIST_SNAPSHOT}` in {} ms: {} objects ({} fetched), {} items, {} messages, {} Redis keys",
+                saved.elapsed_ms,
+                saved.manifest.counts.objects,
+                saved.objects_fetched,
+                saved.manifest.counts.items,
+                saved.manifest.counts.messages,
+                saved.manifest.counts.redis_keys
+            ),
+            Err(e) => eprintln!(
+                "warning: the periodic save failed: {e:#} (tried again in {} s)",
+                every.as_secs()
+            ),
         }
-    })
+    }
 }

@@ -26,6 +26,8 @@ pub struct Saved {
     /// and linked from it.
     pub objects_fetched: u64,
     pub elapsed_ms: u64,
+    /// Milliseconds each service took to save (a slow engine shows where).
+    pub elapsed_ms_by_service: std::collections::BTreeMap<Service, u64>,
 }
 
 /// Saves `services` of the running `stack` as snapshot `name` (replacing one of that name).
@@ -54,7 +56,9 @@ pub async fn save(
     let mut parts = std::collections::BTreeMap::new();
     let mut notes = Vec::new();
     let mut objects_fetched = 0;
+    let mut elapsed_ms_by_service = std::collections::BTreeMap::new();
     for service in services {
+        let service_started = Instant::now();
         match service {
             Service::S3 => {
                 let step = reporter.step("saving S3 objects");
@@ -152,6 +156,7 @@ pub async fn save(
             }
         }
         saved_services.push(*service);
+        elapsed_ms_by_service.insert(*service, service_started.elapsed().as_millis() as u64);
     }
     let mut part = PartWriter::create(&staging.dir.join(RESOURCES_FILE))?;
     serde_json::to_writer_pretty(&mut part, &resources)?;
@@ -187,6 +192,7 @@ pub async fn save(
         manifest,
         objects_fetched,
         elapsed_ms: started.elapsed().as_millis() as u64,
+        elapsed_ms_by_service,
     })
 }
 

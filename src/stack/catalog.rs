@@ -343,12 +343,16 @@ pub fn helper(id: &str) -> ServiceKind {
             "dashboard (readiness: /health/ready)",
             ProbeSpec::Http("/health/live".into()),
         ),
+        "persist" => (
+            "saves the stack's state every [stack] persist_every seconds",
+            ProbeSpec::Alive,
+        ),
         _ => (
             "queue tails and bridges of inframock.toml",
             ProbeSpec::Alive,
         ),
     };
-    let url = if id == "queues" {
+    let url = if id == "queues" || id == "persist" {
         ""
     } else {
         "http://localhost:{port}"

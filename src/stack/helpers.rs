@@ -120,14 +120,62 @@ pub async fn ensure_helpers(
     .await?;
     // The queue worker starts after the resources exist (`ensure_queue_worker`); until then the
     // one of an earlier run stays recorded, so it is found and restarted or stopped.
-    if let Some(worker) = recorded(ServiceName::Queues).filter(is_running) {
+    // So does the persist keeper (`ensure_persist_keeper`, once the kept state is loaded).
+    for later in [ServiceName::Queues, ServiceName::Persist] {
+        if let Some(worker) = recorded(later.clone()).filter(is_running) {
+            stack.state.services.retain(|r| r.name != later);
+            stack.state.services.push(worker);
+            stack.state.services.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+    }
+    state::write(&settings.state_dir(), &stack.state)
+}
+
+/// Starts the persist keeper (`inframock snapshot keep --every N`) when `[stack] persist` and
+/// `persist_every` ask for it, replacing the one of an earlier run; stops it otherwise. Called once
+/// the kept state is loaded, so a periodic save never catches a stack half loaded.
+pub async fn ensure_persist_keeper(
+    settings: &Settings,
+    reporter: &Reporter,
+    stack: &mut RunningStack,
+) -> Result<()> {
+    let every = settings
+        .stack
+        .stack
+        .persist_every
+        .filter(|seconds| settings.stack.stack.persist && *seconds > 0)
+        .filter(|_| stack.state.runtime != RuntimeKind::External);
+    let previous = stack.state.service(&ServiceName::Persist).cloned();
+    let line: Option<Box<dyn Fn(u16) -> Vec<std::ffi::OsString>>> = every.map(|seconds| {
+        let base = base_command_line(settings);
+        let boxed: Box<dyn Fn(u16) -> Vec<std::ffi::OsString>> = Box::new(move |_port| {
+            let mut args = base.clone();
+            args.extend([
+                "snapshot".into(),
+                "keep".into(),
+                "--every".into(),
+                seconds.to_string().into(),
+            ]);
+            args
+        });
+        boxed
+    });
+    if every.is_none() {
         stack
             .state
             .services
-            .retain(|r| r.name != ServiceName::Queues);
-        stack.state.services.push(worker);
-        stack.state.services.sort_by(|a, b| a.name.cmp(&b.name));
+            .retain(|r| r.name != ServiceName::Persist);
     }
+    ensure_helper(
+        settings,
+        reporter,
+        ServiceName::Persist,
+        line,
+        previous,
+        true,
+        stack,
+    )
+    .await?;
     state::write(&settings.state_dir(), &stack.state)
 }
 

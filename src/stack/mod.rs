@@ -32,19 +32,23 @@ pub enum ServiceName {
     Queues,
     /// The dashboard in the browser and the readiness URL (our own binary, as a process).
     Dashboard,
+    /// `[stack] persist_every`: saves the stack's state every N seconds (our own binary, as a
+    /// process).
+    Persist,
     /// A service declared in `inframock.toml` (`[services.cache] preset = "memcached"`).
     Declared(Arc<str>),
 }
 
 impl ServiceName {
     /// The built-in services, in start order.
-    pub const BUILT_IN: [ServiceName; 6] = [
+    pub const BUILT_IN: [ServiceName; 7] = [
         ServiceName::Aws,
         ServiceName::Redis,
         ServiceName::Mock,
         ServiceName::Faults,
         ServiceName::Queues,
         ServiceName::Dashboard,
+        ServiceName::Persist,
     ];
 
     /// The name used in flags, state and output.
@@ -56,6 +60,7 @@ impl ServiceName {
             ServiceName::Faults => "faults",
             ServiceName::Queues => "queues",
             ServiceName::Dashboard => "dashboard",
+            ServiceName::Persist => "persist",
             ServiceName::Declared(name) => name,
         }
     }
@@ -64,7 +69,11 @@ impl ServiceName {
     pub fn is_helper(&self) -> bool {
         matches!(
             self,
-            ServiceName::Mock | ServiceName::Faults | ServiceName::Queues | ServiceName::Dashboard
+            ServiceName::Mock
+                | ServiceName::Faults
+                | ServiceName::Queues
+                | ServiceName::Dashboard
+                | ServiceName::Persist
         )
     }
 

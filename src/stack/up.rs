@@ -266,7 +266,7 @@ pub async fn reuse_if_healthy(
 
 /// The port a service should use: 0 stays 0 for docker (the engine picks), a free one for local.
 pub fn claim_port(settings: &Settings, service: &ServiceName, pick_free: bool) -> Result<u16> {
-    if *service == ServiceName::Queues {
+    if matches!(service, ServiceName::Queues | ServiceName::Persist) {
         return Ok(0);
     }
     let wanted = settings.service(service).port;

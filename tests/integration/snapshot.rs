@@ -555,3 +555,50 @@ fn a_damaged_snapshot_or_one_that_does_not_fit_is_refused_with_nothing_written()
     // Intact again: it loads.
     project.run_json(&["snapshot", "load", "s", "--json"]);
 }
+
+#[test]
+fn with_persist_every_a_killed_engine_loses_nothing_saved_before_it_died() {
+    let project = project("\n[stack]\npersist = true\npersist_every = 1\n");
+    project.start(&["--no-populate"]);
+    let keeper = project.service("persist");
+    assert!(keeper["pid"].as_u64().is_some(), "{keeper}");
+    write_state(&project);
+    // The keeper saves every second; wait (bounded) until a save holds everything written.
+    let manifest = project
+        .path()
+        .join(".inframock/snapshots/persist/manifest.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let counts = std::fs::read_to_string(&manifest)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .map(|m| m["counts"].clone());
+        if counts.as_ref().is_some_and(|c| {
+            c["items"] == 2 && c["objects"] == 3 && c["messages"] == 4 && c["redis_keys"] == 2
+        }) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no periodic save holds the state: {counts:?}; keeper log: {}",
+            std::fs::read_to_string(project.path().join(".inframock/logs/persist.log"))
+                .unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The engine dies (kill -9): `stop` cannot save it, says so, and stops the rest.
+    let engine = project.service("aws")["pid"].as_u64().expect("aws pid") as i32;
+    // SAFETY: a plain kill(2) of the engine process this test's stack started.
+    unsafe {
+        libc::kill(engine, libc::SIGKILL);
+    }
+    let stopped = project.run(&["stop"]);
+    assert!(stopped.status.success(), "{}", text(&stopped.stderr));
+    assert!(
+        text(&stopped.stderr).contains("could not be saved"),
+        "{}",
+        text(&stopped.stderr)
+    );
+    project.start(&["--no-populate"]);
+    assert_state(&project);
+}
