@@ -3,7 +3,9 @@
 //!
 //! A save fetches only what it cannot prove it has: an object listed with the ETag, size and
 //! modification time it had at an earlier save (`.inframock/snapshots/.objects-index.json`) is
-//! linked from the snapshot that holds its content, without a request for it.
+//! linked from the snapshot that holds its content, without a request for it; an object listed
+//! with the ETag and size of a stored content (written again with the same bytes, as a load after
+//! a restart does) costs a HEAD for its type and metadata, and its content is linked too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -141,12 +143,20 @@ pub async fn save(
             }
         }
     }
+    // The same content under another listing (the object was written again with the same bytes,
+    // e.g. by a load after a restart): its ETag and size name it.
+    let by_etag: HashMap<(&str, u64), &str> = index
+        .values()
+        .filter(|i| !i.etag.is_empty() && stored.contains_key(&i.hash))
+        .map(|i| ((i.etag.as_str(), i.size), i.hash.as_str()))
+        .collect();
     let learnt: Mutex<Index> = Mutex::new(HashMap::new());
     let fetched = std::sync::atomic::AtomicU64::new(0);
     let temporary = std::sync::atomic::AtomicU64::new(0);
     let mut objects: Vec<ObjectRecord> = stream::iter(listed)
         .map(|object| {
-            let (index, learnt, fetched, temporary) = (&index, &learnt, &fetched, &temporary);
+            let (index, learnt, fetched, temporary, by_etag) =
+                (&index, &learnt, &fetched, &temporary, &by_etag);
             async move {
                 let key = index_key(&clients.url, &object.bucket, &object.key);
                 let known = index.get(&key).filter(|i| {
@@ -164,6 +174,18 @@ pub async fn save(
                         }
                         return Ok(record(&object, known));
                     }
+                }
+                if let Some(hash) = by_etag.get(&(object.etag.as_str(), object.size)) {
+                    let found = head_only(clients, &object, hash).await?;
+                    let target = into.join(content_path(hash));
+                    if let Some(from) = stored.get(*hash) {
+                        link_or_copy(from, &target)
+                            .with_context(|| format!("linking {}", target.display()))?;
+                    }
+                    if let Ok(mut learnt) = learnt.lock() {
+                        learnt.insert(key, found.clone());
+                    }
+                    return Ok(record(&object, &found));
                 }
                 let number = temporary.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let found = fetch(clients, &object, into, stored, number).await?;
@@ -204,6 +226,37 @@ fn record(object: &Listed, known: &Indexed) -> ObjectRecord {
         content_type: known.content_type.clone(),
         metadata: known.metadata.clone(),
     }
+}
+
+/// An object whose content a snapshot holds already (same ETag and size): only its type and
+/// metadata are asked (HEAD).
+async fn head_only(clients: &AwsClients, object: &Listed, hash: &str) -> Result<Indexed> {
+    let what = format!("s3://{}/{}", object.bucket, object.key);
+    let head = clients
+        .s3
+        .head_object()
+        .bucket(&object.bucket)
+        .key(&object.key)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "reading {what} (HeadObject at {}): {}",
+                clients.url,
+                describe_error(&e)
+            )
+        })?;
+    Ok(Indexed {
+        etag: object.etag.clone(),
+        size: object.size,
+        modified: object.modified.clone(),
+        hash: hash.to_string(),
+        content_type: head.content_type().map(str::to_string),
+        metadata: head
+            .metadata()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+    })
 }
 
 /// Fetches one object into the staging folder, hashing it as it streams; the content is stored

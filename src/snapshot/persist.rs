@@ -170,12 +170,17 @@ pub async fn keep(settings: &Settings, every: Duration) -> Result<()> {
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        let _lock = crate::stack::lock::ProjectLock::acquire_async(
+        // A command holding the lock longer than LOCK_WAIT (a long load) only costs this save.
+        let Ok(_lock) = crate::stack::lock::ProjectLock::acquire_async(
             &state_dir,
             "persist keeper",
             crate::stack::lock::LOCK_WAIT,
         )
-        .await?;
+        .await
+        else {
+            eprintln!("warning: the project is busy (another command holds its lock): this save is skipped");
+            continue;
+        };
         let running = match state::read(&state_dir)? {
             Some(stack) => match stack.service(&ServiceName::Aws) {
                 Some(aws) if crate::stack::runtime::is_running(aws, &stack.project).await => {

@@ -83,6 +83,11 @@ pub async fn load(
     let started = Instant::now();
     let state_dir = settings.state_dir();
     let dir = store::existing(&state_dir, name)?;
+    if mode == Mode::Replace && stack.runtime == crate::cli::RuntimeKind::External {
+        bail!(
+            "snapshot load --replace empties buckets, tables and queues, and is never done to an external endpoint (as `reset`); load with --merge, which only writes"
+        );
+    }
     let step = reporter.step(format!("checking snapshot {name}"));
     let checked = match check(settings, stack, &dir, only).await {
         Ok(checked) => checked,

@@ -320,6 +320,11 @@ fn with_persist_what_clients_wrote_survives_stop_and_run() {
     )
     .unwrap();
     assert_eq!(steps["snapshot"]["state"], "done", "{steps}");
+    // The objects were written again with the same bytes: a save finds their contents by ETag and
+    // size, asks only their type and metadata, and fetches none.
+    let saved = project.run_json(&["snapshot", "save", "after-restart", "--json"]);
+    assert_eq!(saved["objects_fetched"], 0, "{saved}");
+    assert_eq!(saved["manifest"]["counts"]["objects"], 3, "{saved}");
     // A second run while the stack runs does not load the state again (no doubled messages).
     project.start(&["--no-populate"]);
     assert_state(&project);
