@@ -93,6 +93,30 @@ def inframock(args, project, check=True):
     return elapsed, result
 
 
+def run_measuring_rss(args, project):
+    """Runs inframock, polling its peak RSS (VmHWM) every 50 ms; (seconds, stdout, peak MiB). Output
+    goes to files: a pipe nobody reads until the end would fill up and block the process."""
+    output, errors = tempfile.TemporaryFile(mode="w+"), tempfile.TemporaryFile(mode="w+")
+    started = time.perf_counter()
+    process = subprocess.Popen([BIN, *args], cwd=project, env=ENV, stdout=output, stderr=errors, text=True)
+    peak_kib = 0
+    while process.poll() is None:
+        try:
+            with open(f"/proc/{process.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        peak_kib = max(peak_kib, int(line.split()[1]))
+        except OSError:
+            pass
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    if process.returncode != 0:
+        errors.seek(0)
+        raise SystemExit(f"inframock {args} failed ({process.returncode}):\n{errors.read()}")
+    output.seek(0)
+    return elapsed, output.read(), round(peak_kib / 1024, 1)
+
+
 def data_of(stdout):
     """The `data` of an inframock `--json` document ({"schema": 1, "command", "ok", "data", ...})."""
     return json.loads(stdout)["data"]
@@ -225,24 +249,11 @@ def bench_memory(gib):
     try:
         external = ["--runtime", "external", "--endpoint-url", moto.url, "--data", data]
         inframock(["run", "--detach", "--no-populate", *external], project)
-        started = time.perf_counter()
-        process = subprocess.Popen([BIN, "reload-data", "--json", *external], cwd=project, env=ENV,
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        peak_kib = 0
-        while process.poll() is None:
-            try:
-                with open(f"/proc/{process.pid}/status") as status:
-                    for line in status:
-                        if line.startswith("VmHWM:"):
-                            peak_kib = max(peak_kib, int(line.split()[1]))
-            except OSError:
-                pass
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        total = data_of(process.stdout.read())["total"]
+        elapsed, stdout, peak_mib = run_measuring_rss(["reload-data", "--json", *external], project)
+        total = data_of(stdout)["total"]
     finally:
         moto.stop()
-    return {"decompressed_gib": gib, "gzip_bytes": os.path.getsize(source), "peak_rss_mib": round(peak_kib / 1024, 1),
+    return {"decompressed_gib": gib, "gzip_bytes": os.path.getsize(source), "peak_rss_mib": peak_mib,
             "elapsed_s": round(elapsed, 2), "uploaded_bytes": total["bytes"], "failed": total["failed"]}
 
 

@@ -9,15 +9,13 @@ decompressed, 10,000 items) next to the first data load of that same state, roun
 Targets: save and load each <= 1.2x the first load; second save < 1 s and writes no object again;
 peak RSS of save and load < 150 MB (VmHWM of the inframock process, polled every 50 ms)."""
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
-from run_bench import BIN, ENV, ROOT, WORK, data_of, inframock, median
+from run_bench import ROOT, WORK, data_of, inframock, median, run_measuring_rss
 
 
 def fresh_stack(project, data, engine):
@@ -29,28 +27,8 @@ def fresh_stack(project, data, engine):
 
 def measured(args, project):
     """Runs inframock; (seconds, JSON data, peak RSS in MiB)."""
-    started = time.perf_counter()
-    # Output goes to files: a pipe nobody reads until the end would fill up and block the process.
-    output, errors = tempfile.TemporaryFile(mode="w+"), tempfile.TemporaryFile(mode="w+")
-    process = subprocess.Popen([BIN, *args], cwd=project, env=ENV, stdout=output, stderr=errors, text=True)
-    peak_kib = 0
-    while process.poll() is None:
-        try:
-            with open(f"/proc/{process.pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        peak_kib = max(peak_kib, int(line.split()[1]))
-        except OSError:
-            pass
-        time.sleep(0.05)
-    elapsed = time.perf_counter() - started
-    process.wait()
-    output.seek(0)
-    stdout = output.read()
-    if process.returncode != 0:
-        errors.seek(0)
-        raise SystemExit(f"inframock {args} failed ({process.returncode}):\n{errors.read()}")
-    return elapsed, data_of(stdout), round(peak_kib / 1024, 1)
+    elapsed, stdout, peak_mib = run_measuring_rss(args, project)
+    return elapsed, data_of(stdout), peak_mib
 
 
 def linked_contents(snapshot_dir):

@@ -488,6 +488,7 @@ pub enum SnapshotAction {
     },
     /// Load snapshot NAME into the running stack, creating missing buckets, tables and queues.
     Load {
+        /// The snapshot to load (`snapshot list` shows them).
         name: String,
         /// Each bucket, table, queue and the Redis database the snapshot holds ends up holding
         /// exactly what it holds (the default, --merge, writes the snapshot over what is there,
@@ -505,11 +506,20 @@ pub enum SnapshotAction {
     /// List the snapshots with what they hold.
     List,
     /// Remove snapshot NAME.
-    Rm { name: String },
+    Rm {
+        /// The snapshot to remove.
+        name: String,
+    },
     /// What changed from snapshot A to snapshot B: objects, items, messages, Redis keys.
-    Diff { from: String, to: String },
+    Diff {
+        /// The earlier snapshot.
+        from: String,
+        /// The later snapshot.
+        to: String,
+    },
     /// Write snapshot NAME to one file (a zstd-compressed tar) to carry it elsewhere.
     Export {
+        /// The snapshot to write.
         name: String,
         /// The file to write, e.g. state.tar.zst.
         file: PathBuf,
@@ -518,11 +528,13 @@ pub enum SnapshotAction {
     /// every N seconds until the stack is gone.
     #[command(hide = true)]
     Keep {
+        /// Seconds between two saves.
         #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
         every: u64,
     },
     /// Add a snapshot from a file `snapshot export` wrote (verified before it is added).
     Import {
+        /// The file `snapshot export` wrote.
         file: PathBuf,
         /// Name it this instead of the name it was exported with.
         #[arg(long, value_name = "NAME")]

@@ -357,14 +357,8 @@ pub async fn queue(context: &Context, query: &Query) -> Result<Reply, Reply> {
     };
     let fifo = name.ends_with(".fifo");
     // Peeking: received with no visibility timeout, so the messages stay for their consumers.
-    let peeked = clients
-        .sqs
-        .receive_message()
-        .queue_url(&url)
-        .max_number_of_messages(10)
+    let peeked = crate::queues::receive_everything(&clients.sqs, &url)
         .visibility_timeout(0)
-        .message_system_attribute_names(MessageSystemAttributeName::All)
-        .message_attribute_names("All")
         .send()
         .await;
     let messages = match peeked {

@@ -69,15 +69,9 @@ impl Bridge {
             if limit.is_some_and(|l| handled >= l) {
                 return Ok(counts);
             }
-            let received = clients
-                .sqs
-                .receive_message()
-                .queue_url(&self.source.queue_url)
-                .max_number_of_messages(10)
+            let received = super::receive_everything(&clients.sqs, &self.source.queue_url)
                 .wait_time_seconds(1)
                 .visibility_timeout(IN_FLIGHT_SECONDS)
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .message_attribute_names("All")
                 .send()
                 .await
                 .map_err(|e| {

@@ -120,13 +120,7 @@ pub async fn run(
     let mut seen: HashSet<String> = HashSet::new();
     let mut seen_order: VecDeque<String> = VecDeque::new();
     loop {
-        let mut request = clients
-            .sqs
-            .receive_message()
-            .queue_url(&source.queue_url)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .message_attribute_names("All");
+        let mut request = super::receive_everything(&clients.sqs, &source.queue_url);
         request = match mode {
             Mode::Consume => request.wait_time_seconds(1),
             Mode::Peek => request.visibility_timeout(0),

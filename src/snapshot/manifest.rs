@@ -99,6 +99,15 @@ impl PartWriter {
         self.write_all(&text)
     }
 
+    /// Writes `records` as a JSON-lines part at `path`; its size and hash.
+    pub fn write_lines<T: Serialize>(path: &Path, records: &[T]) -> std::io::Result<PartRecord> {
+        let mut part = PartWriter::create(path)?;
+        for record in records {
+            part.line(record)?;
+        }
+        part.finish()
+    }
+
     /// Flushes to disk; the part's size and hash.
     pub fn finish(mut self) -> std::io::Result<PartRecord> {
         self.file.flush()?;
@@ -238,11 +247,7 @@ pub fn read_lines<T: serde::de::DeserializeOwned>(
     if !manifest.parts.contains_key(part) {
         return Ok(Vec::new());
     }
-    let corrupt = |problem: String| Corrupt {
-        snapshot: snapshot_name(dir),
-        part: part.to_string(),
-        problem,
-    };
+    let corrupt = part_problem(dir, part);
     let file = std::fs::File::open(dir.join(part))
         .map_err(|e| corrupt(format!("cannot be read ({e})")))?;
     let mut records = Vec::new();
@@ -268,14 +273,19 @@ pub fn read_json<T: serde::de::DeserializeOwned + Default>(
     if !manifest.parts.contains_key(part) {
         return Ok(T::default());
     }
-    let corrupt = |problem: String| Corrupt {
-        snapshot: snapshot_name(dir),
-        part: part.to_string(),
-        problem,
-    };
+    let corrupt = part_problem(dir, part);
     let text = std::fs::read_to_string(dir.join(part))
         .map_err(|e| corrupt(format!("cannot be read ({e})")))?;
     serde_json::from_str(&text).map_err(|e| corrupt(format!("{e}")))
+}
+
+/// Builds the error naming `part` of the snapshot at `dir`.
+fn part_problem<'a>(dir: &'a Path, part: &'a str) -> impl Fn(String) -> Corrupt + 'a {
+    move |problem| Corrupt {
+        snapshot: snapshot_name(dir),
+        part: part.to_string(),
+        problem,
+    }
 }
 
 /// `objects/<hh>/<hash>` of every content the records name, once each.

@@ -252,11 +252,15 @@ async fn head_only(clients: &AwsClients, object: &Listed, hash: &str) -> Result<
         modified: object.modified.clone(),
         hash: hash.to_string(),
         content_type: head.content_type().map(str::to_string),
-        metadata: head
-            .metadata()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default(),
+        metadata: user_metadata(head.metadata()),
     })
+}
+
+/// An object's user metadata, sorted.
+fn user_metadata(metadata: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
+    metadata
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
 }
 
 /// Fetches one object into the staging folder, hashing it as it streams; the content is stored
@@ -284,10 +288,7 @@ async fn fetch(
             )
         })?;
     let content_type = output.content_type().map(str::to_string);
-    let metadata: BTreeMap<String, String> = output
-        .metadata()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
+    let metadata = user_metadata(output.metadata());
     let objects_dir = into.join("objects");
     tokio::fs::create_dir_all(&objects_dir).await?;
     let temporary = objects_dir.join(format!(".fetching-{number}"));

@@ -110,15 +110,9 @@ async fn read_holding(
                 READ_LIMIT.as_secs()
             );
         }
-        let output = clients
-            .sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
+        let output = crate::queues::receive_everything(&clients.sqs, url)
             .visibility_timeout(HOLD_SECONDS)
             .wait_time_seconds(0)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .message_attribute_names("All")
             .send()
             .await
             .map_err(|e| {
@@ -206,18 +200,16 @@ async fn release(clients: &AwsClients, url: &str, receipts: &[String]) -> Result
     Ok(())
 }
 
+/// The URL of queue `name`, if it exists.
+pub async fn url_of(clients: &AwsClients, name: &str) -> Option<String> {
+    let found = clients.sqs.get_queue_url().queue_name(name).send().await.ok()?;
+    found.queue_url().map(str::to_string)
+}
+
 /// Creates a queue the snapshot holds if it is missing; its URL.
 pub async fn ensure(clients: &AwsClients, queue: &QueueRecord) -> Result<String> {
-    if let Ok(found) = clients
-        .sqs
-        .get_queue_url()
-        .queue_name(&queue.name)
-        .send()
-        .await
-    {
-        if let Some(url) = found.queue_url() {
-            return Ok(url.to_string());
-        }
+    if let Some(url) = url_of(clients, &queue.name).await {
+        return Ok(url);
     }
     let mut request = clients.sqs.create_queue().queue_name(&queue.name);
     if queue.fifo {

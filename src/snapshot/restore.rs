@@ -332,16 +332,8 @@ async fn replace_prepare(
     }
     if services.contains(&Service::Sqs) {
         for queue in &checked.resources.queues {
-            if let Ok(found) = clients
-                .sqs
-                .get_queue_url()
-                .queue_name(&queue.name)
-                .send()
-                .await
-            {
-                if let Some(url) = found.queue_url() {
-                    queues::purge(clients, url).await?;
-                }
+            if let Some(url) = queues::url_of(clients, &queue.name).await {
+                queues::purge(clients, &url).await?;
             }
         }
     }

@@ -70,11 +70,11 @@ pub async fn save(
                         return Err(e);
                     }
                 };
-                let mut part = PartWriter::create(&staging.dir.join(objects::OBJECTS_FILE))?;
-                for object in &saved.objects {
-                    part.line(object)?;
-                }
-                parts.insert(objects::OBJECTS_FILE.to_string(), part.finish()?);
+                let part = PartWriter::write_lines(
+                    &staging.dir.join(objects::OBJECTS_FILE),
+                    &saved.objects,
+                )?;
+                parts.insert(objects::OBJECTS_FILE.to_string(), part);
                 counts.buckets = saved.buckets.len() as u64;
                 counts.objects = saved.objects.len() as u64;
                 counts.object_bytes = saved.objects.iter().map(|o| o.size).sum();
@@ -117,11 +117,9 @@ pub async fn save(
                         return Err(e);
                     }
                 };
-                let mut part = PartWriter::create(&staging.dir.join(QUEUES_FILE))?;
-                for message in &saved.messages {
-                    part.line(message)?;
-                }
-                parts.insert(QUEUES_FILE.to_string(), part.finish()?);
+                let part =
+                    PartWriter::write_lines(&staging.dir.join(QUEUES_FILE), &saved.messages)?;
+                parts.insert(QUEUES_FILE.to_string(), part);
                 counts.queues = saved.queues.len() as u64;
                 counts.messages = saved.messages.len() as u64;
                 step.done(format!(
@@ -146,11 +144,8 @@ pub async fn save(
                         return Err(e);
                     }
                 };
-                let mut part = PartWriter::create(&staging.dir.join(REDIS_FILE))?;
-                for record in &records {
-                    part.line(record)?;
-                }
-                parts.insert(REDIS_FILE.to_string(), part.finish()?);
+                let part = PartWriter::write_lines(&staging.dir.join(REDIS_FILE), &records)?;
+                parts.insert(REDIS_FILE.to_string(), part);
                 counts.redis_keys = records.len() as u64;
                 step.done(format!("{} keys", counts.redis_keys));
             }
