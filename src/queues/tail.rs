@@ -5,9 +5,7 @@ use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
-};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName};
 
 use super::record::{from_sqs, Recorder};
 use super::target::Target;

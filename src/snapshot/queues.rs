@@ -202,7 +202,13 @@ async fn release(clients: &AwsClients, url: &str, receipts: &[String]) -> Result
 
 /// The URL of queue `name`, if it exists.
 pub async fn url_of(clients: &AwsClients, name: &str) -> Option<String> {
-    let found = clients.sqs.get_queue_url().queue_name(name).send().await.ok()?;
+    let found = clients
+        .sqs
+        .get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .ok()?;
     found.queue_url().map(str::to_string)
 }
 
