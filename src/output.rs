@@ -269,8 +269,12 @@ pub fn human_duration(duration: Duration) -> String {
     }
 }
 
-/// How long ago something happened, `seconds` before now: `3 min ago`.
+/// How long ago something happened, `seconds` before now: `3 min ago`; `just now` within the
+/// second (times recorded in whole seconds).
 pub fn human_age(seconds: u64) -> String {
+    if seconds == 0 {
+        return "just now".to_string();
+    }
     format!("{} ago", human_duration(Duration::from_secs(seconds)))
 }
 
@@ -294,6 +298,7 @@ mod tests {
             assert_eq!(human_duration(duration), said, "{duration:?}");
         }
         assert_eq!(human_age(61), "1 min 1 s ago");
+        assert_eq!(human_age(0), "just now");
     }
 
     #[test]
