@@ -275,9 +275,10 @@ async fn check(
     }
     if !differences.is_empty() {
         bail!(
-            "snapshot {} does not fit this stack, nothing was written:\n  {}\n(load it into a stack whose inframock.toml declares the snapshot's key, or change the declaration)",
+            "snapshot {} does not fit this stack, nothing was written:\n  {}\n(load it into a stack whose inframock.toml declares the snapshot's key, change the declaration, or remove the snapshot: `inframock snapshot rm {}`)",
             manifest.name,
-            differences.join("\n  ")
+            differences.join("\n  "),
+            manifest.name
         );
     }
     let wants_redis = only.is_none_or(|o| o.contains(&Service::Redis));
