@@ -56,6 +56,7 @@ pub async fn save(
     let mut parts = std::collections::BTreeMap::new();
     let mut notes = Vec::new();
     let mut objects_fetched = 0;
+    let (engine, engine_version, parallel_scan) = engine_of(settings, stack).await;
     let mut elapsed_ms_by_service = std::collections::BTreeMap::new();
     for service in services {
         let service_started = Instant::now();
@@ -92,7 +93,12 @@ pub async fn save(
             }
             Service::Dynamodb => {
                 let step = reporter.step("saving DynamoDB items");
-                let saved = match tables::save(&clients, &staging.dir).await {
+                let segments = if parallel_scan {
+                    tables::PARALLEL_SEGMENTS
+                } else {
+                    1
+                };
+                let saved = match tables::save(&clients, &staging.dir, segments).await {
                     Ok(saved) => saved,
                     Err(e) => {
                         step.fail("DynamoDB items could not be saved");
@@ -156,7 +162,6 @@ pub async fn save(
     let mut part = PartWriter::create(&staging.dir.join(RESOURCES_FILE))?;
     serde_json::to_writer_pretty(&mut part, &resources)?;
     parts.insert(RESOURCES_FILE.to_string(), part.finish()?);
-    let (engine, engine_version) = engine_of(settings, stack).await;
     let redis_version = match (&redis_url, saved_services.contains(&Service::Redis)) {
         (Some(url), true) => redis_keys::version(url).await,
         _ => None,
@@ -198,10 +203,10 @@ pub const REDIS_FILE: &str = "redis.jsonl";
 /// The buckets, tables and queues inside a snapshot.
 pub const RESOURCES_FILE: &str = "resources.json";
 
-/// The AWS engine's kind and version.
-async fn engine_of(settings: &Settings, stack: &StackState) -> (String, Option<String>) {
+/// The AWS engine's kind, version, and whether its Scan gains from parallel segments.
+async fn engine_of(settings: &Settings, stack: &StackState) -> (String, Option<String>, bool) {
     let Some(record) = stack.service(&ServiceName::Aws) else {
-        return ("external".into(), None);
+        return ("external".into(), None, true);
     };
     let kind = crate::stack::lifecycle::kind_of(settings, record);
     let version = crate::stack::version::of_service(settings, record, &kind).await;
@@ -209,5 +214,5 @@ async fn engine_of(settings: &Settings, stack: &StackState) -> (String, Option<S
         .kind
         .clone()
         .unwrap_or_else(|| record.runtime.to_string());
-    (name, version)
+    (name, version, kind.parallel_scan)
 }

@@ -20,8 +20,9 @@ use crate::data::dynamo_json::{item_to_typed, key_of};
 /// items are parsed whole into memory, and 16 files load at once: 200 items (~100 KB of typed JSON
 /// here) keeps that near the data folder's files. 1,000 made a load of 10,000 items peak at 290 MiB.
 pub const ITEMS_PER_FILE: usize = 200;
-/// Scan segments read at once per table.
-const SEGMENTS: i32 = 4;
+/// Scan segments read at once per table, where the engine gains from them
+/// (`ServiceKind::parallel_scan`).
+pub const PARALLEL_SEGMENTS: i32 = 4;
 
 /// What the DynamoDB part saved: the tables and their item files (path → size and hash).
 pub struct SavedTables {
@@ -29,8 +30,8 @@ pub struct SavedTables {
     pub parts: BTreeMap<String, PartRecord>,
 }
 
-/// Saves every table of the endpoint into `into`.
-pub async fn save(clients: &AwsClients, into: &Path) -> Result<SavedTables> {
+/// Saves every table of the endpoint into `into`, reading each in `segments` parallel segments.
+pub async fn save(clients: &AwsClients, into: &Path, segments: i32) -> Result<SavedTables> {
     let mut names = Vec::new();
     let mut pages = clients.dynamodb.list_tables().into_paginator().send();
     while let Some(page) = pages.next().await {
@@ -69,7 +70,7 @@ pub async fn save(clients: &AwsClients, into: &Path) -> Result<SavedTables> {
             .table
             .ok_or_else(|| anyhow!("table {name}: DescribeTable returned no description"))?;
         let mut schema = schema_of(&name, &description)?;
-        let items = scan_sorted(clients, &name, &schema).await?;
+        let items = scan_sorted(clients, &name, &schema, segments.max(1)).await?;
         schema.items = items.len() as u64;
         for (number, chunk) in items.chunks(ITEMS_PER_FILE).enumerate() {
             let file = format!("tables/{name}/{:05}.json", number + 1);
@@ -145,9 +146,10 @@ async fn scan_sorted(
     clients: &AwsClients,
     table: &str,
     schema: &TableSchema,
+    segments: i32,
 ) -> Result<Vec<Value>> {
     let key_names: Vec<String> = schema.key().into_iter().map(|(name, _)| name).collect();
-    let segments: Vec<Vec<(String, Value)>> = stream::iter(0..SEGMENTS)
+    let read: Vec<Vec<(String, Value)>> = stream::iter(0..segments)
         .map(|segment| {
             let key_names = &key_names;
             async move {
@@ -155,8 +157,8 @@ async fn scan_sorted(
                     .dynamodb
                     .scan()
                     .table_name(table)
-                    .segment(segment)
-                    .total_segments(SEGMENTS)
+                    .set_segment((segments > 1).then_some(segment))
+                    .set_total_segments((segments > 1).then_some(segments))
                     .into_paginator()
                     .send();
                 let mut items = Vec::new();
@@ -177,10 +179,10 @@ async fn scan_sorted(
                 Ok::<_, anyhow::Error>(items)
             }
         })
-        .buffer_unordered(SEGMENTS as usize)
+        .buffer_unordered(segments as usize)
         .try_collect()
         .await?;
-    let mut items: Vec<(String, Value)> = segments.into_iter().flatten().collect();
+    let mut items: Vec<(String, Value)> = read.into_iter().flatten().collect();
     items.sort_by(|a, b| a.0.cmp(&b.0));
     items.dedup_by(|a, b| a.0 == b.0);
     Ok(items.into_iter().map(|(_, item)| item).collect())

@@ -40,6 +40,10 @@ pub struct ServiceKind {
     pub reset: ResetSpec,
     /// How its version is read for `status`.
     pub version: VersionSpec,
+    /// An AWS engine whose `Scan` is faster in parallel segments (snapshots read tables with 4).
+    /// Not moto: it walks every item of the table for each segment's request (measured on 9,850
+    /// items: 20 s in 4 segments, 16.4 s in one).
+    pub parallel_scan: bool,
 }
 
 /// A local command line: `program` looked up in the project's `.venv/bin` (when `in_venv`), then
@@ -132,6 +136,7 @@ pub fn engine(id: &str) -> Option<ServiceKind> {
             env_var: Some("AWS_ENDPOINT_URL".into()),
             reset,
             version,
+            parallel_scan: id != "moto",
         }
     };
     let python = |program: &str, args: &[&str], env: &[(&str, &str)], package: &str| LocalCommand {
@@ -250,6 +255,7 @@ pub fn preset(id: &str) -> Option<ServiceKind> {
             env_var: Some("REDIS_URL".into()),
             reset: ResetSpec::RedisFlushAll,
             version: VersionSpec::ProgramFlag("--version".into()),
+            parallel_scan: false,
         }),
         "memcached" => Some(ServiceKind {
             id: "memcached".into(),
@@ -269,6 +275,7 @@ pub fn preset(id: &str) -> Option<ServiceKind> {
             env_var: Some("MEMCACHED_URL".into()),
             reset: ResetSpec::TcpLine("flush_all".into()),
             version: VersionSpec::ProgramFlag("-V".into()),
+            parallel_scan: false,
         }),
         "postgres" => Some(ServiceKind {
             id: "postgres".into(),
@@ -323,6 +330,7 @@ pub fn preset(id: &str) -> Option<ServiceKind> {
             env_var: Some("DATABASE_URL".into()),
             reset: ResetSpec::Keeps,
             version: VersionSpec::ProgramFlag("--version".into()),
+            parallel_scan: false,
         }),
         _ => None,
     }
@@ -378,6 +386,7 @@ impl ServiceKind {
             env_var: None,
             reset: ResetSpec::Keeps,
             version: VersionSpec::Unknown,
+            parallel_scan: false,
         }
     }
 
