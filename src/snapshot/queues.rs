@@ -299,16 +299,19 @@ pub async fn send(clients: &AwsClients, url: &str, messages: &[&MessageRecord]) 
             .await
             .map_err(|e| {
                 anyhow!(
-                    "queue {name} (SendMessageBatch at {}): {}",
+                    "queue {name} (SendMessageBatch at {}): {} ({sent} of the snapshot's {} messages were sent before; a load with --replace sends them all again)",
                     clients.url,
-                    describe_error(&e)
+                    describe_error(&e),
+                    messages.len()
                 )
             })?;
         if let Some(failed) = output.failed().first() {
             bail!(
-                "queue {name}: {} message(s) refused by SendMessageBatch: {}",
+                "queue {name}: {} message(s) refused by SendMessageBatch: {} ({} of the snapshot's {} messages were sent; a load with --replace sends them all again)",
                 output.failed().len(),
-                failed.message().unwrap_or_default()
+                failed.message().unwrap_or_default(),
+                sent + output.successful().len() as u64,
+                messages.len()
             );
         }
         sent += output.successful().len() as u64;

@@ -50,115 +50,123 @@ pub async fn save(
     let endpoint = Endpoint::resolve(settings, Some(stack))?;
     let clients = endpoint.clients().await;
     let redis_url = stack.service(&ServiceName::Redis).map(|r| r.url.clone());
+    let (engine, engine_version, parallel_scan) = engine_of(settings, stack).await;
+    let wants = |service| services.contains(&service);
+    let redis_url = match (&redis_url, wants(Service::Redis)) {
+        (None, true) if explicit => bail!("--services redis: this stack runs no Redis"),
+        (url, true) => url.clone(),
+        (_, false) => None,
+    };
+    // The services are read at once: each waits on its own part of the engine (on moto, the S3
+    // part overlaps the tables' Scan).
+    let listing: Vec<&str> = services
+        .iter()
+        .filter(|s| **s != Service::Redis || redis_url.is_some())
+        .map(|s| s.as_str())
+        .collect();
+    let step = reporter.step(format!("saving {}", listing.join(", ")));
+    let stored = store::stored_contents(&state_dir);
+    let segments = if parallel_scan {
+        tables::PARALLEL_SEGMENTS
+    } else {
+        1
+    };
+    let (s3, dynamodb, sqs, redis) = tokio::join!(
+        timed(
+            wants(Service::S3),
+            objects::save(&clients, &root, &staging.dir, &stored)
+        ),
+        timed(
+            wants(Service::Dynamodb),
+            tables::save(&clients, &staging.dir, segments)
+        ),
+        timed(wants(Service::Sqs), queues::save(&clients)),
+        timed(redis_url.is_some(), async {
+            match &redis_url {
+                Some(url) => redis_keys::save(url).await,
+                None => Ok(Vec::new()),
+            }
+        }),
+    );
+    let read = (|| {
+        Ok::<_, anyhow::Error>((
+            s3.transpose()?,
+            dynamodb.transpose()?,
+            sqs.transpose()?,
+            redis.transpose()?,
+        ))
+    })();
+    let (s3, dynamodb, sqs, redis) = match read {
+        Ok(read) => read,
+        Err(e) => {
+            step.fail("the state could not be saved; the snapshot was not changed");
+            return Err(e);
+        }
+    };
     let mut saved_services = Vec::new();
     let mut resources = Resources::default();
     let mut counts = Counts::default();
     let mut parts = std::collections::BTreeMap::new();
     let mut notes = Vec::new();
     let mut objects_fetched = 0;
-    let (engine, engine_version, parallel_scan) = engine_of(settings, stack).await;
     let mut elapsed_ms_by_service = std::collections::BTreeMap::new();
-    for service in services {
-        let service_started = Instant::now();
-        match service {
-            Service::S3 => {
-                let step = reporter.step("saving S3 objects");
-                let stored = store::stored_contents(&state_dir);
-                let saved = match objects::save(&clients, &root, &staging.dir, &stored).await {
-                    Ok(saved) => saved,
-                    Err(e) => {
-                        step.fail("S3 objects could not be saved");
-                        return Err(e);
-                    }
-                };
-                let part = PartWriter::write_lines(
-                    &staging.dir.join(objects::OBJECTS_FILE),
-                    &saved.objects,
-                )?;
-                parts.insert(objects::OBJECTS_FILE.to_string(), part);
-                counts.buckets = saved.buckets.len() as u64;
-                counts.objects = saved.objects.len() as u64;
-                counts.object_bytes = saved.objects.iter().map(|o| o.size).sum();
-                counts.contents = manifest::content_paths(&saved.objects).len() as u64;
-                step.done(format!(
-                    "{} objects in {} buckets ({} fetched, {} unchanged since an earlier save)",
-                    counts.objects,
-                    counts.buckets,
-                    saved.fetched,
-                    counts.objects - saved.fetched
-                ));
-                objects_fetched = saved.fetched;
-                resources.buckets = saved.buckets;
-                notes.extend(saved.notes);
-            }
-            Service::Dynamodb => {
-                let step = reporter.step("saving DynamoDB items");
-                let segments = if parallel_scan {
-                    tables::PARALLEL_SEGMENTS
-                } else {
-                    1
-                };
-                let saved = match tables::save(&clients, &staging.dir, segments).await {
-                    Ok(saved) => saved,
-                    Err(e) => {
-                        step.fail("DynamoDB items could not be saved");
-                        return Err(e);
-                    }
-                };
-                counts.tables = saved.tables.len() as u64;
-                counts.items = saved.tables.iter().map(|t| t.items).sum();
-                step.done(format!(
-                    "{} items in {} tables",
-                    counts.items, counts.tables
-                ));
-                resources.tables = saved.tables;
-                parts.extend(saved.parts);
-            }
-            Service::Sqs => {
-                let step = reporter.step("saving SQS messages");
-                let saved = match queues::save(&clients).await {
-                    Ok(saved) => saved,
-                    Err(e) => {
-                        step.fail("SQS messages could not be saved");
-                        return Err(e);
-                    }
-                };
-                let part =
-                    PartWriter::write_lines(&staging.dir.join(QUEUES_FILE), &saved.messages)?;
-                parts.insert(QUEUES_FILE.to_string(), part);
-                counts.queues = saved.queues.len() as u64;
-                counts.messages = saved.messages.len() as u64;
-                step.done(format!(
-                    "{} messages in {} queues",
-                    counts.messages, counts.queues
-                ));
-                resources.queues = saved.queues;
-                notes.extend(saved.notes);
-            }
-            Service::Redis => {
-                let Some(url) = &redis_url else {
-                    if explicit {
-                        bail!("--services redis: this stack runs no Redis");
-                    }
-                    continue;
-                };
-                let step = reporter.step("saving Redis keys");
-                let records = match redis_keys::save(url).await {
-                    Ok(records) => records,
-                    Err(e) => {
-                        step.fail("Redis keys could not be saved");
-                        return Err(e);
-                    }
-                };
-                let part = PartWriter::write_lines(&staging.dir.join(REDIS_FILE), &records)?;
-                parts.insert(REDIS_FILE.to_string(), part);
-                counts.redis_keys = records.len() as u64;
-                step.done(format!("{} keys", counts.redis_keys));
-            }
-        }
-        saved_services.push(*service);
-        elapsed_ms_by_service.insert(*service, service_started.elapsed().as_millis() as u64);
+    let mut said = Vec::new();
+    if let Some((saved, elapsed_ms)) = s3 {
+        let part =
+            PartWriter::write_lines(&staging.dir.join(objects::OBJECTS_FILE), &saved.objects)?;
+        parts.insert(objects::OBJECTS_FILE.to_string(), part);
+        counts.buckets = saved.buckets.len() as u64;
+        counts.objects = saved.objects.len() as u64;
+        counts.object_bytes = saved.objects.iter().map(|o| o.size).sum();
+        counts.contents = manifest::content_paths(&saved.objects).len() as u64;
+        said.push(format!(
+            "{} objects in {} buckets ({} fetched, {} unchanged since an earlier save)",
+            counts.objects,
+            counts.buckets,
+            saved.fetched,
+            counts.objects - saved.fetched
+        ));
+        objects_fetched = saved.fetched;
+        resources.buckets = saved.buckets;
+        notes.extend(saved.notes);
+        saved_services.push(Service::S3);
+        elapsed_ms_by_service.insert(Service::S3, elapsed_ms);
     }
+    if let Some((saved, elapsed_ms)) = dynamodb {
+        counts.tables = saved.tables.len() as u64;
+        counts.items = saved.tables.iter().map(|t| t.items).sum();
+        said.push(format!(
+            "{} items in {} tables",
+            counts.items, counts.tables
+        ));
+        resources.tables = saved.tables;
+        parts.extend(saved.parts);
+        saved_services.push(Service::Dynamodb);
+        elapsed_ms_by_service.insert(Service::Dynamodb, elapsed_ms);
+    }
+    if let Some((saved, elapsed_ms)) = sqs {
+        let part = PartWriter::write_lines(&staging.dir.join(QUEUES_FILE), &saved.messages)?;
+        parts.insert(QUEUES_FILE.to_string(), part);
+        counts.queues = saved.queues.len() as u64;
+        counts.messages = saved.messages.len() as u64;
+        said.push(format!(
+            "{} messages in {} queues",
+            counts.messages, counts.queues
+        ));
+        resources.queues = saved.queues;
+        notes.extend(saved.notes);
+        saved_services.push(Service::Sqs);
+        elapsed_ms_by_service.insert(Service::Sqs, elapsed_ms);
+    }
+    if let Some((records, elapsed_ms)) = redis {
+        let part = PartWriter::write_lines(&staging.dir.join(REDIS_FILE), &records)?;
+        parts.insert(REDIS_FILE.to_string(), part);
+        counts.redis_keys = records.len() as u64;
+        said.push(format!("{} Redis keys", counts.redis_keys));
+        saved_services.push(Service::Redis);
+        elapsed_ms_by_service.insert(Service::Redis, elapsed_ms);
+    }
+    step.done(said.join("; "));
     let mut part = PartWriter::create(&staging.dir.join(RESOURCES_FILE))?;
     serde_json::to_writer_pretty(&mut part, &resources)?;
     parts.insert(RESOURCES_FILE.to_string(), part.finish()?);
@@ -194,6 +202,21 @@ pub async fn save(
         elapsed_ms: started.elapsed().as_millis() as u64,
         elapsed_ms_by_service,
     })
+}
+
+/// Runs `work` when `wanted`, with the milliseconds it took.
+async fn timed<T>(
+    wanted: bool,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Option<Result<(T, u64)>> {
+    if !wanted {
+        return None;
+    }
+    let started = Instant::now();
+    Some(
+        work.await
+            .map(|value| (value, started.elapsed().as_millis() as u64)),
+    )
 }
 
 /// The messages inside a snapshot.
