@@ -253,22 +253,9 @@ async fn inspect_bucket(clients: &AwsClients, decl: &BucketDecl, vars: &NameVars
     inventory.counts.insert("objects", objects);
     inventory.counts.insert("bytes", bytes);
     if decl.versioning {
-        let versioning = clients
-            .s3
-            .get_bucket_versioning()
-            .bucket(&inventory.name)
-            .send()
-            .await;
-        let enabled = match versioning {
-            Ok(output) => output.status().is_some_and(|s| s.as_str() == "Enabled"),
-            // moto answers with a root element the SDK refuses (GetBucketVersioningResponse):
-            // read the same answer as text.
-            Err(e) => match versioning_as_text(&clients.url, &inventory.name).await {
-                Some(enabled) => enabled,
-                None => {
-                    return inventory.failed(format!("reading versioning: {}", describe_error(&e)))
-                }
-            },
+        let enabled = match versioning_enabled(clients, &inventory.name).await {
+            Ok(enabled) => enabled,
+            Err(e) => return inventory.failed(e),
         };
         if !enabled {
             inventory.drift.push(format!(
@@ -277,6 +264,24 @@ async fn inspect_bucket(clients: &AwsClients, decl: &BucketDecl, vars: &NameVars
         }
     }
     inventory
+}
+
+/// Whether a bucket has versioning enabled (`Err`: why it could not be read).
+pub async fn versioning_enabled(clients: &AwsClients, bucket: &str) -> Result<bool, String> {
+    let versioning = clients
+        .s3
+        .get_bucket_versioning()
+        .bucket(bucket)
+        .send()
+        .await;
+    match versioning {
+        Ok(output) => Ok(output.status().is_some_and(|s| s.as_str() == "Enabled")),
+        // moto answers with a root element the SDK refuses (GetBucketVersioningResponse): read
+        // the same answer as text.
+        Err(e) => versioning_as_text(&clients.url, bucket)
+            .await
+            .ok_or_else(|| format!("reading versioning: {}", describe_error(&e))),
+    }
 }
 
 /// `GET /BUCKET?versioning` read as text: whether its status is `Enabled` (`None` when the

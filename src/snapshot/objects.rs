@@ -96,15 +96,15 @@ pub async fn save(
     let mut listed = Vec::new();
     let mut notes = Vec::new();
     for name in names {
-        let versioned = clients
-            .s3
-            .get_bucket_versioning()
-            .bucket(&name)
-            .send()
-            .await
-            .ok()
-            .and_then(|v| v.status().map(|s| s.as_str() == "Enabled"))
-            .unwrap_or(false);
+        let versioned = match crate::inventory::versioning_enabled(clients, &name).await {
+            Ok(versioned) => versioned,
+            Err(why) => {
+                notes.push(format!(
+                    "bucket {name}: whether it keeps versions could not be read ({why}); only the current version of each key is saved"
+                ));
+                false
+            }
+        };
         if versioned {
             notes.push(format!(
                 "bucket {name} has versioning enabled: only the current version of each key is saved"
