@@ -145,38 +145,15 @@ pub async fn ensure_persist_keeper(
         .persist_every
         .filter(|seconds| settings.stack.stack.persist && *seconds > 0)
         .filter(|_| stack.state.runtime != RuntimeKind::External);
-    let previous = stack.state.service(&ServiceName::Persist).cloned();
-    let line: Option<Box<dyn Fn(u16) -> Vec<std::ffi::OsString>>> = every.map(|seconds| {
-        let base = base_command_line(settings);
-        let boxed: Box<dyn Fn(u16) -> Vec<std::ffi::OsString>> = Box::new(move |_port| {
-            let mut args = base.clone();
-            args.extend([
-                "snapshot".into(),
-                "keep".into(),
-                "--every".into(),
-                seconds.to_string().into(),
-            ]);
-            args
-        });
-        boxed
+    let arguments = every.map(|seconds| {
+        vec![
+            "snapshot".into(),
+            "keep".into(),
+            "--every".into(),
+            seconds.to_string().into(),
+        ]
     });
-    if every.is_none() {
-        stack
-            .state
-            .services
-            .retain(|r| r.name != ServiceName::Persist);
-    }
-    ensure_helper(
-        settings,
-        reporter,
-        ServiceName::Persist,
-        line,
-        previous,
-        true,
-        stack,
-    )
-    .await?;
-    state::write(&settings.state_dir(), &stack.state)
+    ensure_worker(settings, reporter, ServiceName::Persist, arguments, stack).await
 }
 
 /// Starts the queue worker (`inframock queue run`) when tails or bridges are declared, replacing
@@ -187,32 +164,31 @@ pub async fn ensure_queue_worker(
     wanted: bool,
     stack: &mut RunningStack,
 ) -> Result<()> {
-    let previous = stack.state.service(&ServiceName::Queues).cloned();
-    let line: Option<Box<dyn Fn(u16) -> Vec<std::ffi::OsString>>> = wanted.then(|| {
-        let base = base_command_line(settings);
-        let boxed: Box<dyn Fn(u16) -> Vec<std::ffi::OsString>> = Box::new(move |_port| {
-            let mut args = base.clone();
-            args.extend(["queue".into(), "run".into()]);
-            args
-        });
+    let arguments = wanted.then(|| vec!["queue".into(), "run".into()]);
+    ensure_worker(settings, reporter, ServiceName::Queues, arguments, stack).await
+}
+
+/// A helper without a port (`queues`, `persist`): this binary with `arguments` after the global
+/// flags, replacing the one of an earlier run; `None` stops it and forgets its record.
+async fn ensure_worker(
+    settings: &Settings,
+    reporter: &Reporter,
+    service: ServiceName,
+    arguments: Option<Vec<std::ffi::OsString>>,
+    stack: &mut RunningStack,
+) -> Result<()> {
+    let previous = stack.state.service(&service).cloned();
+    if arguments.is_none() {
+        stack.state.services.retain(|r| r.name != service);
+    }
+    let line: Option<Box<dyn Fn(u16) -> Vec<std::ffi::OsString>>> = arguments.map(|arguments| {
+        let mut command = base_command_line(settings);
+        command.extend(arguments);
+        let boxed: Box<dyn Fn(u16) -> Vec<std::ffi::OsString>> =
+            Box::new(move |_port| command.clone());
         boxed
     });
-    if !wanted {
-        stack
-            .state
-            .services
-            .retain(|r| r.name != ServiceName::Queues);
-    }
-    ensure_helper(
-        settings,
-        reporter,
-        ServiceName::Queues,
-        line,
-        previous,
-        true,
-        stack,
-    )
-    .await?;
+    ensure_helper(settings, reporter, service, line, previous, true, stack).await?;
     state::write(&settings.state_dir(), &stack.state)
 }
 
