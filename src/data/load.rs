@@ -568,12 +568,7 @@ async fn load_object(
         Some(restore) => restore.fingerprint.clone(),
         None => {
             let transform = if gunzip { "gunzip" } else { "copy" };
-            let hashing = cache.clone();
-            let source = action.path.clone();
-            tokio::task::spawn_blocking(move || hashing.fingerprint(&source, transform))
-                .await
-                .map_err(|e| format!("internal: {e}"))?
-                .map_err(|e| format!("cannot read: {e}"))?
+            source_fingerprint(cache, action, transform).await?
         }
     };
     let mut exists = false;
