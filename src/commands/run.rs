@@ -145,11 +145,8 @@ async fn prepare(
         persist::load_on_run(settings, &stack.state, aws_started_here, reporter).await?
     {
         reporter.info(format!(
-            "persist: loaded the state saved at the last stop: {} objects, {} items, {} messages, {} Redis keys",
-            loaded.objects_written + loaded.objects_unchanged,
-            loaded.items,
-            loaded.messages,
-            loaded.redis_keys
+            "persist: loaded the state saved at the last stop: {}",
+            loaded.summary()
         ));
         if !loaded.failed.is_empty() {
             reporter.warn(format!(

@@ -8,10 +8,9 @@ use crate::cli::{SnapshotAction, SnapshotArgs};
 use crate::config::Settings;
 use crate::output::{human_age, human_bytes, print_json, Reporter};
 use crate::snapshot::restore::{self, Mode};
-use crate::snapshot::{archive, diff, save, store, Service};
+use crate::snapshot::{archive, blocking, diff, save, store, Service};
 use crate::stack::lifecycle;
 use crate::stack::lock::{ProjectLock, LOCK_WAIT};
-use crate::stack::readiness::{self, Step, StepState};
 
 /// Runs one snapshot action.
 pub async fn execute(
@@ -70,13 +69,7 @@ pub async fn execute(
             let mode = if *replace { Mode::Replace } else { Mode::Merge };
             let _lock = ProjectLock::acquire_async(&state_dir, "snapshot load", LOCK_WAIT).await?;
             let stack = lifecycle::running_stack(settings).await?;
-            readiness::mark(
-                &state_dir,
-                Step::Snapshot,
-                StepState::Running,
-                Some(name.clone()),
-            );
-            let result = restore::load(
+            let loaded = restore::load(
                 settings,
                 &stack.state,
                 name,
@@ -84,22 +77,7 @@ pub async fn execute(
                 only.as_deref(),
                 reporter,
             )
-            .await;
-            let (state, detail) = match &result {
-                Ok(loaded) if loaded.failed.is_empty() => {
-                    (StepState::Done, format!("snapshot {name} loaded"))
-                }
-                Ok(loaded) => (
-                    StepState::Failed,
-                    format!(
-                        "snapshot {name}: {} file(s) failed to load",
-                        loaded.failed.len()
-                    ),
-                ),
-                Err(e) => (StepState::Failed, format!("snapshot {name}: {e:#}")),
-            };
-            readiness::mark(&state_dir, Step::Snapshot, state, Some(detail));
-            let loaded = result?;
+            .await?;
             let failed = loaded.failed.len();
             if settings.json {
                 let document = serde_json::to_value(&loaded)?;
@@ -187,9 +165,7 @@ pub async fn execute(
         SnapshotAction::Diff { from, to } => {
             let from_dir = store::existing(&state_dir, from)?;
             let to_dir = store::existing(&state_dir, to)?;
-            let found = tokio::task::spawn_blocking(move || diff::diff(&from_dir, &to_dir))
-                .await
-                .map_err(|e| anyhow::anyhow!("internal: {e}"))??;
+            let found = blocking(move || diff::diff(&from_dir, &to_dir)).await?;
             if settings.json {
                 print_json(serde_json::json!({ "same": found.is_empty(), "diff": found }));
             } else {
@@ -199,19 +175,8 @@ pub async fn execute(
         }
         SnapshotAction::Export { name, file } => {
             let dir = store::existing(&state_dir, name)?;
-            let manifest = crate::snapshot::manifest::read(&dir)?;
-            let checking = (dir.clone(), manifest);
-            tokio::task::spawn_blocking(move || {
-                crate::snapshot::manifest::verify(&checking.0, &checking.1)
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("internal: {e}"))??;
-            let target = file.clone();
-            let exported = name.clone();
-            let bytes =
-                tokio::task::spawn_blocking(move || archive::export(&dir, &exported, &target))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("internal: {e}"))??;
+            let (target, exported) = (file.clone(), name.clone());
+            let bytes = blocking(move || archive::export(&dir, &exported, &target)).await?;
             if settings.json {
                 print_json(serde_json::json!({ "snapshot": name, "file": file, "bytes": bytes }));
             } else {
@@ -237,11 +202,9 @@ pub async fn execute(
             let (file, rename, force, importing_into) =
                 (file.clone(), name.clone(), *force, state_dir.clone());
             let shown = file.display().to_string();
-            let (imported, dir) = tokio::task::spawn_blocking(move || {
-                archive::import(&importing_into, &file, rename.as_deref(), force)
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("internal: {e}"))??;
+            let (imported, dir) =
+                blocking(move || archive::import(&importing_into, &file, rename.as_deref(), force))
+                    .await?;
             if settings.json {
                 print_json(serde_json::json!({ "imported": imported, "path": dir }));
             } else {

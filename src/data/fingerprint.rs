@@ -85,7 +85,7 @@ impl FingerprintCache {
 }
 
 /// Reads a JSON record; a missing or unreadable one is empty (it only saves work).
-fn read_record<T: serde::de::DeserializeOwned + Default>(path: &Path) -> T {
+pub fn read_record<T: serde::de::DeserializeOwned + Default>(path: &Path) -> T {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok())
@@ -93,7 +93,7 @@ fn read_record<T: serde::de::DeserializeOwned + Default>(path: &Path) -> T {
 }
 
 /// Writes a JSON record atomically (temporary file, then rename); a failure only costs work later.
-fn write_record(path: &Path, value: &impl Serialize) {
+pub fn write_record(path: &Path, value: &impl Serialize) {
     let Ok(text) = serde_json::to_string(value) else {
         return;
     };

@@ -8,9 +8,9 @@ use anyhow::{anyhow, Result};
 
 use super::discover::{self, drop_conflicting_objects, LoadPlan};
 use super::fingerprint::{FingerprintCache, LoadedFiles, CACHE_FILE, LOADED_FILE};
-use super::load::{apply, FileOutcome, FileResult, LoadOptions};
+use super::load::{FileOutcome, FileResult, LoadOptions};
 use super::rules::Rules;
-use super::summary::{render_table, totals, BarProgress, PlainProgress};
+use super::summary::{apply_showing_progress, render_table, totals, PlainProgress};
 use crate::aws::AwsClients;
 use crate::cli::LoadArgs;
 use crate::config::Settings;
@@ -153,14 +153,16 @@ async fn load_or_decide(
         dry_run: args.dry_run,
     };
     let started = std::time::Instant::now();
-    let outcomes = if reporter.interactive {
-        let bars = BarProgress::new(&plan);
-        let outcomes = apply(clients, &plan, cache, &loaded, &options, &bars).await;
-        bars.finish();
-        outcomes
-    } else {
-        apply(clients, &plan, cache, &loaded, &options, &PlainProgress).await
-    };
+    let outcomes = apply_showing_progress(
+        clients,
+        &plan,
+        cache,
+        &loaded,
+        &options,
+        reporter,
+        &PlainProgress,
+    )
+    .await;
     let elapsed = started.elapsed();
     let (rows, total) = totals(&plan, &outcomes);
     if args.dry_run {

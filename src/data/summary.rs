@@ -160,6 +160,38 @@ impl LoadObserver for PlainProgress {
     }
 }
 
+/// Progress as plain lines on stderr, only for the files that failed (a snapshot load: thousands
+/// of objects, which the summary counts).
+pub struct FailuresOnly;
+
+impl LoadObserver for FailuresOnly {
+    fn file_done(&self, outcome: &FileOutcome) {
+        if let FileResult::Failed { error } = &outcome.result {
+            eprintln!("failed {} -> {}: {error}", outcome.file, outcome.target);
+        }
+    }
+}
+
+/// Applies `plan` with its progress shown: bars on a terminal, `plain` otherwise.
+pub async fn apply_showing_progress(
+    clients: &crate::aws::AwsClients,
+    plan: &LoadPlan,
+    cache: std::sync::Arc<super::fingerprint::FingerprintCache>,
+    loaded: &super::fingerprint::LoadedFiles,
+    options: &super::load::LoadOptions,
+    reporter: &crate::output::Reporter,
+    plain: &dyn LoadObserver,
+) -> Vec<FileOutcome> {
+    if reporter.interactive {
+        let bars = BarProgress::new(plan);
+        let outcomes = super::load::apply(clients, plan, cache, loaded, options, &bars).await;
+        bars.finish();
+        outcomes
+    } else {
+        super::load::apply(clients, plan, cache, loaded, options, plain).await
+    }
+}
+
 /// One progress bar per experiment, counting files; failures are printed above the bars.
 pub struct BarProgress {
     multi: MultiProgress,

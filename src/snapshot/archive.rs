@@ -14,8 +14,10 @@ const LEVEL: i32 = 3;
 /// Entries an archive may hold (a bound on what a file from elsewhere can make us create).
 const MAX_ENTRIES: usize = 10_000_000;
 
-/// Writes snapshot folder `dir` to `file` as `NAME/...` in a zstd-compressed tar; the bytes written.
+/// Writes snapshot folder `dir` to `file` as `NAME/...` in a zstd-compressed tar, once every part
+/// is verified (a damaged snapshot is not carried elsewhere); the bytes written. Blocking.
 pub fn export(dir: &Path, name: &str, file: &Path) -> Result<u64> {
+    manifest::verify(dir, &manifest::read(dir)?)?;
     let temporary = file.with_extension("partial");
     let output = std::fs::File::create(&temporary)
         .with_context(|| format!("creating {}", temporary.display()))?;

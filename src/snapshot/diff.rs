@@ -7,8 +7,9 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::manifest::{self, Manifest};
-use super::records::{MessageRecord, ObjectRecord, RedisRecord, Resources};
-use super::save::{QUEUES_FILE, REDIS_FILE, RESOURCES_FILE};
+use super::records::{
+    MessageRecord, ObjectRecord, RedisRecord, Resources, QUEUES_FILE, REDIS_FILE, RESOURCES_FILE,
+};
 use super::tables::{canonical_numbers, canonical_sets};
 use crate::data::dynamo_json::{item_to_typed, key_as_typed_json, parse_items};
 use crate::data::fingerprint::METADATA_KEY;

@@ -56,6 +56,16 @@ pub struct Counts {
     pub redis_keys: u64,
 }
 
+impl Counts {
+    /// `12 objects, 3 items, 2 messages, 1 Redis keys`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} objects, {} items, {} messages, {} Redis keys",
+            self.objects, self.items, self.messages, self.redis_keys
+        )
+    }
+}
+
 /// One part's size and BLAKE3.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartRecord {
@@ -235,7 +245,7 @@ pub fn verify(dir: &Path, manifest: &Manifest) -> Result<Vec<ObjectRecord>, Corr
 
 /// The object records of `objects.jsonl` (none when the snapshot holds no S3 part).
 pub fn read_objects(dir: &Path, manifest: &Manifest) -> Result<Vec<ObjectRecord>, Corrupt> {
-    read_lines(dir, manifest, super::objects::OBJECTS_FILE)
+    read_lines(dir, manifest, super::records::OBJECTS_FILE)
 }
 
 /// Reads a JSON-lines part (empty when the snapshot does not have it).

@@ -33,6 +33,15 @@ pub mod tables;
 
 use serde::{Deserialize, Serialize};
 
+/// Runs blocking work (hashing, archives, reading whole snapshots) off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| anyhow::anyhow!("internal: {e}"))?
+}
+
 /// A part of the stack a snapshot can hold (`--services s3,dynamodb,sqs,redis`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

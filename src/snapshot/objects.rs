@@ -20,10 +20,8 @@ use super::records::{content_path, BucketRecord, ObjectRecord};
 use super::store::link_or_copy;
 use crate::aws::{describe_error, AwsClients};
 use crate::data::discover::{Action, ObjectAttributes, PlannedTarget};
-use crate::data::fingerprint::METADATA_KEY;
+use crate::data::fingerprint::{read_record, write_record, METADATA_KEY};
 
-/// The object records inside a snapshot.
-pub const OBJECTS_FILE: &str = "objects.jsonl";
 /// The index of contents fetched by earlier saves, inside `.inframock/snapshots/`.
 const INDEX_FILE: &str = ".objects-index.json";
 /// Objects fetched at once.
@@ -76,10 +74,7 @@ pub async fn save(
     stored: &HashMap<String, PathBuf>,
 ) -> Result<SavedObjects> {
     let index_path = snapshots_root.join(INDEX_FILE);
-    let index: Index = std::fs::read_to_string(&index_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let index: Index = read_record(&index_path);
     let buckets = clients.s3.list_buckets().send().await.map_err(|e| {
         anyhow!(
             "listing buckets (ListBuckets at {}): {}",
@@ -159,37 +154,31 @@ pub async fn save(
                 (&index, &learnt, &fetched, &temporary, &by_etag);
             async move {
                 let key = index_key(&clients.url, &object.bucket, &object.key);
-                let known = index.get(&key).filter(|i| {
-                    i.etag == object.etag && i.size == object.size && i.modified == object.modified
-                });
-                if let Some(known) = known {
-                    let target = into.join(content_path(&known.hash));
-                    if let Some(from) = stored.get(&known.hash) {
-                        link_or_copy(from, &target)
-                            .with_context(|| format!("linking {}", target.display()))?;
+                let unchanged = match index.get(&key) {
+                    Some(known)
+                        if known.etag == object.etag
+                            && known.size == object.size
+                            && known.modified == object.modified
+                            && link_stored(stored, into, &known.hash)? =>
+                    {
+                        Some(known.clone())
                     }
-                    if target.exists() {
-                        if let Ok(mut learnt) = learnt.lock() {
-                            learnt.insert(key, known.clone());
-                        }
-                        return Ok(record(&object, known));
+                    _ => None,
+                };
+                let found = match (unchanged, by_etag.get(&(object.etag.as_str(), object.size))) {
+                    (Some(known), _) => known,
+                    (None, Some(hash)) => {
+                        let found = head_only(clients, &object, hash).await?;
+                        link_stored(stored, into, hash)?;
+                        found
                     }
-                }
-                if let Some(hash) = by_etag.get(&(object.etag.as_str(), object.size)) {
-                    let found = head_only(clients, &object, hash).await?;
-                    let target = into.join(content_path(hash));
-                    if let Some(from) = stored.get(*hash) {
-                        link_or_copy(from, &target)
-                            .with_context(|| format!("linking {}", target.display()))?;
+                    (None, None) => {
+                        let number = temporary.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let found = fetch(clients, &object, into, stored, number).await?;
+                        fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        found
                     }
-                    if let Ok(mut learnt) = learnt.lock() {
-                        learnt.insert(key, found.clone());
-                    }
-                    return Ok(record(&object, &found));
-                }
-                let number = temporary.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let found = fetch(clients, &object, into, stored, number).await?;
-                fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                };
                 if let Ok(mut learnt) = learnt.lock() {
                     learnt.insert(key, found.clone());
                 }
@@ -201,19 +190,23 @@ pub async fn save(
         .await?;
     objects.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
     // The index keeps what this save saw (objects since deleted are forgotten).
-    let learnt = learnt.into_inner().unwrap_or_default();
-    if let Ok(text) = serde_json::to_string(&learnt) {
-        let temporary = index_path.with_extension("json.tmp");
-        if std::fs::write(&temporary, text).is_ok() {
-            let _ = std::fs::rename(&temporary, &index_path);
-        }
-    }
+    write_record(&index_path, &learnt.into_inner().unwrap_or_default());
     Ok(SavedObjects {
         buckets: bucket_records,
         objects,
         fetched: fetched.into_inner(),
         notes,
     })
+}
+
+/// Puts a content an earlier snapshot stores into the snapshot being written (a hard link);
+/// whether the snapshot now holds it (linked, or placed already by another object of this save).
+fn link_stored(stored: &HashMap<String, PathBuf>, into: &Path, hash: &str) -> Result<bool> {
+    let target = into.join(content_path(hash));
+    if let Some(from) = stored.get(hash) {
+        link_or_copy(from, &target).with_context(|| format!("linking {}", target.display()))?;
+    }
+    Ok(target.exists())
 }
 
 fn record(object: &Listed, known: &Indexed) -> ObjectRecord {
@@ -313,11 +306,8 @@ async fn fetch(
     drop(file);
     let hash = hasher.finalize().to_hex().to_string();
     let target = into.join(content_path(&hash));
-    if target.exists() {
+    if link_stored(stored, into, &hash)? {
         tokio::fs::remove_file(&temporary).await?;
-    } else if let Some(from) = stored.get(&hash) {
-        tokio::fs::remove_file(&temporary).await?;
-        link_or_copy(from, &target)?;
     } else {
         if let Some(parent) = target.parent() {
             tokio::fs::create_dir_all(parent).await?;

@@ -75,11 +75,8 @@ pub async fn save_before_stop(settings: &Settings, reporter: &Reporter) -> Resul
         Err(e) => return Err(e),
     };
     reporter.info(format!(
-        "persist: saved the stack's state as snapshot `{PERSIST_SNAPSHOT}` ({} objects, {} items, {} messages, {} Redis keys); the next `run` loads it",
-        saved.manifest.counts.objects,
-        saved.manifest.counts.items,
-        saved.manifest.counts.messages,
-        saved.manifest.counts.redis_keys
+        "persist: saved the stack's state as snapshot `{PERSIST_SNAPSHOT}` ({}); the next `run` loads it",
+        saved.manifest.counts.summary()
     ));
     Ok(Some(saved))
 }
@@ -117,8 +114,7 @@ pub async fn load_on_run(
         );
         return Ok(None);
     }
-    readiness::mark(&state_dir, Step::Snapshot, StepState::Running, None);
-    let result = restore::load(
+    restore::load(
         settings,
         stack,
         PERSIST_SNAPSHOT,
@@ -126,37 +122,8 @@ pub async fn load_on_run(
         None,
         reporter,
     )
-    .await;
-    match &result {
-        Ok(loaded) if loaded.failed.is_empty() => readiness::mark(
-            &state_dir,
-            Step::Snapshot,
-            StepState::Done,
-            Some(format!(
-                "persist: {} objects, {} items, {} messages, {} Redis keys",
-                loaded.objects_written + loaded.objects_unchanged,
-                loaded.items,
-                loaded.messages,
-                loaded.redis_keys
-            )),
-        ),
-        Ok(loaded) => readiness::mark(
-            &state_dir,
-            Step::Snapshot,
-            StepState::Failed,
-            Some(format!(
-                "persist: {} file(s) failed to load",
-                loaded.failed.len()
-            )),
-        ),
-        Err(e) => readiness::mark(
-            &state_dir,
-            Step::Snapshot,
-            StepState::Failed,
-            Some(format!("{e:#}")),
-        ),
-    }
-    result.map(Some)
+    .await
+    .map(Some)
 }
 
 /// `inframock snapshot keep --every N`, the persist keeper `run` starts with `persist_every`: saves
@@ -196,13 +163,10 @@ pub async fn keep(settings: &Settings, every: Duration) -> Result<()> {
         };
         match save_now(settings, &stack, &quiet).await {
             Ok(saved) => println!(
-                "saved snapshot `{PERSIST_SNAPSHOT}` in {} ms: {} objects ({} fetched), {} items, {} messages, {} Redis keys",
+                "saved snapshot `{PERSIST_SNAPSHOT}` in {} ms: {} ({} objects fetched)",
                 saved.elapsed_ms,
-                saved.manifest.counts.objects,
-                saved.objects_fetched,
-                saved.manifest.counts.items,
-                saved.manifest.counts.messages,
-                saved.manifest.counts.redis_keys
+                saved.manifest.counts.summary(),
+                saved.objects_fetched
             ),
             Err(e) => eprintln!(
                 "warning: the periodic save failed: {e:#} (tried again in {} s)",

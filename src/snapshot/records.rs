@@ -7,6 +7,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::stack_file::{IndexDecl, KeyType, Projection, TableDecl};
 
+/// The parts of a snapshot folder, each read and written by the name here (items are in
+/// `tables/<table>/NNNNN.json`, contents in `objects/<hh>/<hash>`).
+pub const RESOURCES_FILE: &str = "resources.json";
+/// The object records (`ObjectRecord`, one per line).
+pub const OBJECTS_FILE: &str = "objects.jsonl";
+/// The messages (`MessageRecord`, one per line).
+pub const QUEUES_FILE: &str = "queues.jsonl";
+/// The Redis keys (`RedisRecord`, one per line).
+pub const REDIS_FILE: &str = "redis.jsonl";
+
 /// `resources.json`: what must exist before the contents can be loaded.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources {

@@ -11,16 +11,19 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
 use super::manifest::{self, Manifest};
-use super::records::{key_difference, BucketRecord, MessageRecord, RedisRecord, Resources};
-use super::save::{QUEUES_FILE, REDIS_FILE, RESOURCES_FILE};
+use super::records::{
+    key_difference, BucketRecord, MessageRecord, RedisRecord, Resources, QUEUES_FILE, REDIS_FILE,
+    RESOURCES_FILE,
+};
 use super::{objects, queues, redis_keys, store, tables, Service};
 use crate::aws::{describe_error, error_code, AwsClients, Endpoint};
 use crate::config::Settings;
 use crate::data::discover::{ExperimentPlan, LoadPlan};
 use crate::data::fingerprint::{FingerprintCache, LoadedFiles, CACHE_FILE, LOADED_FILE};
-use crate::data::load::{apply, FileOutcome, FileResult, LoadObserver, LoadOptions};
-use crate::data::summary::{totals, BarProgress};
+use crate::data::load::{FileOutcome, FileResult, LoadOptions};
+use crate::data::summary::{apply_showing_progress, totals, FailuresOnly};
 use crate::output::Reporter;
+use crate::stack::readiness::{self, Step, StepState};
 use crate::stack::state::StackState;
 use crate::stack::ServiceName;
 use crate::stack_file::BucketDecl;
@@ -70,9 +73,60 @@ struct Checked {
     redis: Vec<RedisRecord>,
 }
 
+impl Loaded {
+    /// `12 objects, 3 items, 2 messages, 1 Redis keys` (objects written or already there).
+    pub fn summary(&self) -> String {
+        format!(
+            "{} objects, {} items, {} messages, {} Redis keys",
+            self.objects_written + self.objects_unchanged,
+            self.items,
+            self.messages,
+            self.redis_keys
+        )
+    }
+}
+
 /// Loads snapshot `name` into the running `stack`. `only`: the services to load (default: all
-/// the snapshot holds).
+/// the snapshot holds). The load is the readiness step `snapshot` (`stack::readiness`): running
+/// while it loads, then done, or failed with why.
 pub async fn load(
+    settings: &Settings,
+    stack: &StackState,
+    name: &str,
+    mode: Mode,
+    only: Option<&[Service]>,
+    reporter: &Reporter,
+) -> Result<Loaded> {
+    let state_dir = settings.state_dir();
+    readiness::mark(
+        &state_dir,
+        Step::Snapshot,
+        StepState::Running,
+        Some(format!("snapshot {name}")),
+    );
+    let result = check_and_write(settings, stack, name, mode, only, reporter).await;
+    let (state, detail) = match &result {
+        Ok(loaded) if loaded.failed.is_empty() => (StepState::Done, loaded.summary()),
+        Ok(loaded) => (
+            StepState::Failed,
+            format!(
+                "{} file(s) failed to load (`inframock snapshot load {name}` says why)",
+                loaded.failed.len()
+            ),
+        ),
+        Err(e) => (StepState::Failed, format!("{e:#}")),
+    };
+    readiness::mark(
+        &state_dir,
+        Step::Snapshot,
+        state,
+        Some(format!("snapshot {name}: {detail}")),
+    );
+    result
+}
+
+/// The load itself: check everything, then write.
+async fn check_and_write(
     settings: &Settings,
     stack: &StackState,
     name: &str,
@@ -183,14 +237,17 @@ pub async fn load(
         created_tables,
         ..LoadOptions::default()
     };
-    let outcomes = if reporter.interactive {
-        let bars = BarProgress::new(&plan);
-        let outcomes = apply(&clients, &plan, cache, &loaded, &options, &bars).await;
-        bars.finish();
-        outcomes
-    } else {
-        apply(&clients, &plan, cache, &loaded, &options, &FailuresOnly).await
-    };
+    // A snapshot holds thousands of objects: piped, only the files that failed are printed.
+    let outcomes = apply_showing_progress(
+        &clients,
+        &plan,
+        cache,
+        &loaded,
+        &options,
+        reporter,
+        &FailuresOnly,
+    )
+    .await;
     let (_, total) = totals(&plan, &outcomes);
     let mut messages = 0;
     if has(Service::Sqs) {
@@ -256,10 +313,8 @@ async fn check(
             );
         }
     }
-    let verifying = (dir.to_path_buf(), manifest.clone());
-    let objects = tokio::task::spawn_blocking(move || manifest::verify(&verifying.0, &verifying.1))
-        .await
-        .map_err(|e| anyhow!("internal: {e}"))??;
+    let (verifying, against) = (dir.to_path_buf(), manifest.clone());
+    let objects = super::blocking(move || Ok(manifest::verify(&verifying, &against)?)).await?;
     let resources: Resources = manifest::read_json(dir, &manifest, RESOURCES_FILE)?;
     let messages: Vec<MessageRecord> = manifest::read_lines(dir, &manifest, QUEUES_FILE)?;
     let redis: Vec<RedisRecord> = manifest::read_lines(dir, &manifest, REDIS_FILE)?;
@@ -417,16 +472,4 @@ async fn wait_table_gone(clients: &AwsClients, table: &str) -> Result<()> {
         }
     }
     bail!("table {table} was still being deleted after 60 s")
-}
-
-/// Plain progress of a snapshot load: only the files that failed (a snapshot holds thousands of
-/// objects; the summary counts the rest).
-struct FailuresOnly;
-
-impl LoadObserver for FailuresOnly {
-    fn file_done(&self, outcome: &FileOutcome) {
-        if let FileResult::Failed { error } = &outcome.result {
-            eprintln!("failed {} -> {}: {error}", outcome.file, outcome.target);
-        }
-    }
 }

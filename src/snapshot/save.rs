@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::manifest::{self, Counts, Manifest, PartWriter, FORMAT};
-use super::records::Resources;
+use super::records::{Resources, OBJECTS_FILE, QUEUES_FILE, REDIS_FILE, RESOURCES_FILE};
 use super::store::{self, Staging};
 use super::{objects, queues, redis_keys, tables, Service};
 use crate::aws::Endpoint;
@@ -72,21 +72,10 @@ pub async fn save(
         1
     };
     let (s3, dynamodb, sqs, redis) = tokio::join!(
-        timed(
-            wants(Service::S3),
-            objects::save(&clients, &root, &staging.dir, &stored)
-        ),
-        timed(
-            wants(Service::Dynamodb),
-            tables::save(&clients, &staging.dir, segments)
-        ),
-        timed(wants(Service::Sqs), queues::save(&clients)),
-        timed(redis_url.is_some(), async {
-            match &redis_url {
-                Some(url) => redis_keys::save(url).await,
-                None => Ok(Vec::new()),
-            }
-        }),
+        timed(wants(Service::S3).then(|| objects::save(&clients, &root, &staging.dir, &stored))),
+        timed(wants(Service::Dynamodb).then(|| tables::save(&clients, &staging.dir, segments))),
+        timed(wants(Service::Sqs).then(|| queues::save(&clients))),
+        timed(redis_url.as_deref().map(redis_keys::save)),
     );
     let read = (|| {
         Ok::<_, anyhow::Error>((
@@ -112,9 +101,8 @@ pub async fn save(
     let mut elapsed_ms_by_service = std::collections::BTreeMap::new();
     let mut said = Vec::new();
     if let Some((saved, elapsed_ms)) = s3 {
-        let part =
-            PartWriter::write_lines(&staging.dir.join(objects::OBJECTS_FILE), &saved.objects)?;
-        parts.insert(objects::OBJECTS_FILE.to_string(), part);
+        let part = PartWriter::write_lines(&staging.dir.join(OBJECTS_FILE), &saved.objects)?;
+        parts.insert(OBJECTS_FILE.to_string(), part);
         counts.buckets = saved.buckets.len() as u64;
         counts.objects = saved.objects.len() as u64;
         counts.object_bytes = saved.objects.iter().map(|o| o.size).sum();
@@ -204,27 +192,17 @@ pub async fn save(
     })
 }
 
-/// Runs `work` when `wanted`, with the milliseconds it took.
+/// Runs `work` if there is any, with the milliseconds it took.
 async fn timed<T>(
-    wanted: bool,
-    work: impl std::future::Future<Output = Result<T>>,
+    work: Option<impl std::future::Future<Output = Result<T>>>,
 ) -> Option<Result<(T, u64)>> {
-    if !wanted {
-        return None;
-    }
+    let work = work?;
     let started = Instant::now();
     Some(
         work.await
             .map(|value| (value, started.elapsed().as_millis() as u64)),
     )
 }
-
-/// The messages inside a snapshot.
-pub const QUEUES_FILE: &str = "queues.jsonl";
-/// The Redis keys inside a snapshot.
-pub const REDIS_FILE: &str = "redis.jsonl";
-/// The buckets, tables and queues inside a snapshot.
-pub const RESOURCES_FILE: &str = "resources.json";
 
 /// The AWS engine's kind, version, and whether its Scan gains from parallel segments.
 async fn engine_of(settings: &Settings, stack: &StackState) -> (String, Option<String>, bool) {
