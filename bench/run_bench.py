@@ -489,9 +489,10 @@ def main():
         import snapshot_bench
         raw["snapshot"] = []
         for engine in ("moto", "ministack"):
-            result = snapshot_bench.bench_snapshot(args.runs, args.experiments, args.rds_mib, engine)
-            raw["snapshot"].append(result)
-            lines += snapshot_bench.report_snapshot(result)
+            for persist in (False, True):
+                result = snapshot_bench.bench_snapshot(args.runs, args.experiments, args.rds_mib, engine, persist)
+                raw["snapshot"].append(result)
+                lines += snapshot_bench.report_snapshot(result)
     images_present = subprocess.run(["docker", "image", "inspect", "inframock-test/aws", "inframock-test/redis"],
                                     capture_output=True).returncode == 0 if shutil.which("docker") else False
     if "docker" in only and not images_present:

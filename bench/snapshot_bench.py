@@ -6,6 +6,11 @@ decompressed, 10,000 items) next to the first data load of that same state, roun
   second save    `snapshot save` again with nothing changed (nothing fetched: contents linked)
   load           `snapshot load` into a fresh moto_server (every part verified, then written)
 
+Each engine runs twice: with the built-in stack, and with the built-in stack plus `[stack] persist = true`,
+whose tables get a KEYS_ONLY stream; a save then reads a table again only when its stream shows a write since
+an earlier save (the second save links the tables' files), and each write costs the engine a stream record
+(which the first load shows).
+
 Targets: save and load each <= 1.2x the first load; second save < 1 s and writes no object again;
 peak RSS of save and load < 150 MB (VmHWM of the inframock process, polled every 50 ms)."""
 
@@ -20,7 +25,7 @@ from run_bench import ROOT, WORK, data_of, inframock, median, run_measuring_rss
 
 def fresh_stack(project, data, engine):
     """Restarts a local stack on `engine` (a new, empty engine process) with every resource."""
-    inframock(["stop"], project, check=False)
+    inframock(["stop", "--no-save"], project, check=False)
     inframock(["run", "--detach", "--runtime", "local", "--engine", engine, "--no-populate", "--aws-port", "0",
                "--redis-port", "0", "--data", data], project)
 
@@ -42,7 +47,7 @@ def linked_contents(snapshot_dir):
     return total, linked
 
 
-def bench_snapshot(runs, experiments, rds_mib, engine):
+def bench_snapshot(runs, experiments, rds_mib, engine, persist=False):
     data = os.path.join(WORK, f"data-{experiments}x{rds_mib}")
     if not os.path.isdir(data):
         subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gen_data.py"), data, "--experiments",
@@ -50,8 +55,13 @@ def bench_snapshot(runs, experiments, rds_mib, engine):
     project = tempfile.mkdtemp(dir=WORK, prefix=f"snapshot-{engine}-")
     # Its own project (the built-in stack): without .inframock/ the repository's would be found upward.
     os.makedirs(os.path.join(project, ".inframock"))
+    if persist:
+        with open(os.path.join(ROOT, "src", "default_stack.toml")) as built_in:
+            stack = built_in.read()
+        with open(os.path.join(project, "inframock.toml"), "w") as stack_file:
+            stack_file.write(stack + "\n[stack]\npersist = true\n")
     snapshots = os.path.join(project, ".inframock", "snapshots")
-    result = {"engine": engine, "experiments": experiments, "rds_decompressed_mib": rds_mib, "first_load_s": [], "save_s": [],
+    result = {"engine": engine, "persist": persist, "experiments": experiments, "rds_decompressed_mib": rds_mib, "first_load_s": [], "save_s": [],
               "save_peak_rss_mib": [], "second_save_s": [], "second_save_fetched": [], "second_save_linked": [],
               "load_s": [], "load_peak_rss_mib": [], "counts": None, "save_ms_by_service": [],
               "second_save_ms_by_service": []}
@@ -73,6 +83,7 @@ def bench_snapshot(runs, experiments, rds_mib, engine):
             result["save_ms_by_service"].append(saved["elapsed_ms_by_service"])
             elapsed, again, _ = measured(["snapshot", "save", "again", "--json"], project)
             result["second_save_s"].append(elapsed)
+            result.setdefault("second_save_tables_unchanged", []).append(len(again["tables_unchanged"]))
             result["second_save_fetched"].append(again["objects_fetched"])
             result["second_save_ms_by_service"].append(again["elapsed_ms_by_service"])
             total, linked = linked_contents(os.path.join(snapshots, "again"))
@@ -84,7 +95,7 @@ def bench_snapshot(runs, experiments, rds_mib, engine):
             result["load_s"].append(elapsed)
             result["load_peak_rss_mib"].append(rss)
     finally:
-        inframock(["stop"], project, check=False)
+        inframock(["stop", "--no-save"], project, check=False)
         shutil.rmtree(project, ignore_errors=True)
     return result
 
@@ -93,13 +104,15 @@ def report_snapshot(result):
     first, save, again, load = (median(result[k]) for k in ["first_load_s", "save_s", "second_save_s", "load_s"])
     counts = result["counts"] or {}
     fmt = lambda values: f"median {median(values):.2f} s (runs: {', '.join(f'{v:.2f}' for v in values)})"
-    return [f"## Snapshots on {result['engine']}: the load benchmark's state ({counts.get('objects')} objects, "
+    variant = "`[stack] persist = true` (tables with a stream)" if result.get("persist") else "the built-in stack"
+    return [f"## Snapshots on {result['engine']}, {variant}: the load benchmark's state ({counts.get('objects')} objects, "
             f"{counts.get('object_bytes', 0) / 2 ** 30:.2f} GiB; {counts.get('items')} items)", "",
             f"- first data load (reference, same round): {fmt(result['first_load_s'])}",
             f"- `snapshot save`: {fmt(result['save_s'])}; {save / first:.2f}x the first load (target <= 1.2x); "
             f"peak RSS {max(result['save_peak_rss_mib'])} MiB (target < 150)",
             f"- second save, nothing changed: {fmt(result['second_save_s'])} (target < 1 s); objects fetched "
-            f"{result['second_save_fetched']}; contents linked from the first save {result['second_save_linked']}",
+            f"{result['second_save_fetched']}; contents linked from the first save {result['second_save_linked']}; "
+            f"tables proven unchanged by their stream {result.get('second_save_tables_unchanged')}",
             f"- per service, milliseconds (save; second save): {result['save_ms_by_service']}; "
             f"{result['second_save_ms_by_service']}",
             f"- `snapshot load` into a fresh engine: {fmt(result['load_s'])}; {load / first:.2f}x the first load "

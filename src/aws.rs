@@ -167,6 +167,8 @@ fn credentials_configured() -> bool {
 pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// DynamoDB Streams (snapshots read a table's stream to know whether it changed).
+    pub dynamodb_streams: aws_sdk_dynamodbstreams::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub sns: aws_sdk_sns::Client,
     /// The endpoint's URL, named in errors.
@@ -244,6 +246,7 @@ impl AwsClients {
             url: endpoint.to_string(),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             dynamodb: aws_sdk_dynamodb::Client::new(&shared),
+            dynamodb_streams: aws_sdk_dynamodbstreams::Client::new(&shared),
             sqs: aws_sdk_sqs::Client::new(&shared),
             sns: aws_sdk_sns::Client::new(&shared),
         }

@@ -5,6 +5,7 @@ use anyhow::{anyhow, Result};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType as DynamoKeyType, Projection as DynamoProjection, ProjectionType, ScalarAttributeType,
+    StreamSpecification, StreamViewType,
 };
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CorsConfiguration, CorsRule,
@@ -34,7 +35,13 @@ pub async fn ensure_all(
     stack: &StackFile,
     vars: &NameVars<'_>,
 ) -> Result<Vec<Ensured>> {
-    let tables = join_all(stack.tables.iter().map(|t| ensure_table(clients, t, vars)));
+    let tracked = stack.stack.persist;
+    let tables = join_all(
+        stack
+            .tables
+            .iter()
+            .map(|t| ensure_table(clients, t, vars, tracked)),
+    );
     let buckets = join_all(
         stack
             .buckets
@@ -157,10 +164,13 @@ fn key_schema_elements(hash: &str, range: Option<&str>) -> Result<Vec<KeySchemaE
 }
 
 /// Creates a table from its declaration unless it exists (name expanded with `vars`).
+/// `tracked` (`[stack] persist`): the table gets a `KEYS_ONLY` stream, so a snapshot save can
+/// prove it unchanged without reading it (`snapshot::changes`).
 pub async fn ensure_table(
     clients: &AwsClients,
     decl: &TableDecl,
     vars: &NameVars<'_>,
+    tracked: bool,
 ) -> Result<Ensured> {
     let name = vars.expand(&decl.name);
     let ensured = |created| Ensured {
@@ -176,7 +186,17 @@ pub async fn ensure_table(
         .billing_mode(BillingMode::PayPerRequest)
         .set_key_schema(Some(keys))
         .set_attribute_definitions(Some(attributes))
-        .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes));
+        .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+        .set_stream_specification(
+            tracked
+                .then(|| {
+                    StreamSpecification::builder()
+                        .stream_enabled(true)
+                        .stream_view_type(StreamViewType::KeysOnly)
+                        .build()
+                })
+                .transpose()?,
+        );
     match request.send().await {
         Ok(_) => Ok(ensured(true)),
         Err(e) if error_code(&e).as_deref() == Some("ResourceInUseException") => Ok(ensured(false)),

@@ -90,10 +90,15 @@ pub struct PartWriter {
 }
 
 impl PartWriter {
-    /// Creates `path` (and its folder).
+    /// Creates `path` (and its folder). A file already there is unlinked first, never truncated:
+    /// it may be a hard link to another snapshot's part.
     pub fn create(path: &Path) -> std::io::Result<PartWriter> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
+        }
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
         }
         Ok(PartWriter {
             file: std::io::BufWriter::new(std::fs::File::create(path)?),

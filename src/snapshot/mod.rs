@@ -19,6 +19,7 @@
 //! refuses a corrupt or truncated snapshot, naming the part, before anything is written.
 
 pub mod archive;
+pub mod changes;
 pub mod diff;
 pub mod manifest;
 pub mod objects;

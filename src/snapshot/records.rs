@@ -52,6 +52,23 @@ pub struct TableSchema {
     pub items: u64,
     /// The item files under `tables/<name>/`, in order.
     pub files: Vec<String>,
+    /// Where the table's change stream stood before its items were read, when it has one: a later
+    /// save that finds no stream record after this mark reuses these files instead of reading the
+    /// table again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_mark: Option<StreamMark>,
+}
+
+/// A position in a table's DynamoDB stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamMark {
+    /// The stream (its ARN names the table and the stream's creation).
+    pub stream_arn: String,
+    /// When the table was created (epoch milliseconds, as the engine described it): a table
+    /// deleted and created again under the same name is another table.
+    pub table_created_ms: Option<i64>,
+    /// Each shard's last record's sequence number; `None`: the shard held no record yet.
+    pub shards: BTreeMap<String, Option<String>>,
 }
 
 /// A global secondary index.
@@ -253,6 +270,7 @@ mod tests {
             indexes: vec![],
             items: 0,
             files: vec![],
+            stream_mark: None,
         }
     }
 

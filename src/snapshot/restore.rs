@@ -191,9 +191,14 @@ async fn check_and_write(
     }
     if has(Service::Dynamodb) {
         for table in &checked.resources.tables {
-            if crate::resources::ensure_table(&clients, &table.as_declaration(), &vars)
-                .await?
-                .created
+            if crate::resources::ensure_table(
+                &clients,
+                &table.as_declaration(),
+                &vars,
+                settings.stack.stack.persist,
+            )
+            .await?
+            .created
             {
                 created.push(format!("table {}", table.name));
             }

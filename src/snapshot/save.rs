@@ -25,6 +25,9 @@ pub struct Saved {
     /// Objects fetched from the endpoint; the others were proven unchanged since an earlier save
     /// and linked from it.
     pub objects_fetched: u64,
+    /// Tables whose stream proved them unchanged since an earlier save: their files were linked
+    /// from it, not read again.
+    pub tables_unchanged: Vec<String>,
     pub elapsed_ms: u64,
     /// Milliseconds each service took to save (a slow engine shows where).
     pub elapsed_ms_by_service: std::collections::BTreeMap<Service, u64>,
@@ -71,9 +74,24 @@ pub async fn save(
     } else {
         1
     };
+    let use_streams = stack.service(&ServiceName::Aws).is_some();
+    let earlier = if use_streams && wants(Service::Dynamodb) {
+        tables::earlier_tables(&root)
+    } else {
+        Vec::new()
+    };
+    let table_reading = tables::TableReading {
+        segments,
+        use_streams,
+        earlier: &earlier,
+    };
     let (s3, dynamodb, sqs, redis) = tokio::join!(
         timed(wants(Service::S3).then(|| objects::save(&clients, &root, &staging.dir, &stored))),
-        timed(wants(Service::Dynamodb).then(|| tables::save(&clients, &staging.dir, segments))),
+        timed(wants(Service::Dynamodb).then(|| tables::save(
+            &clients,
+            &staging.dir,
+            table_reading
+        ))),
         timed(wants(Service::Sqs).then(|| queues::save(&clients))),
         timed(redis_url.as_deref().map(redis_keys::save)),
     );
@@ -98,6 +116,7 @@ pub async fn save(
     let mut parts = std::collections::BTreeMap::new();
     let mut notes = Vec::new();
     let mut objects_fetched = 0;
+    let mut tables_unchanged = Vec::new();
     let mut elapsed_ms_by_service = std::collections::BTreeMap::new();
     let mut said = Vec::new();
     if let Some((saved, elapsed_ms)) = s3 {
@@ -124,9 +143,12 @@ pub async fn save(
         counts.tables = saved.tables.len() as u64;
         counts.items = saved.tables.iter().map(|t| t.items).sum();
         said.push(format!(
-            "{} items in {} tables",
-            counts.items, counts.tables
+            "{} items in {} tables ({} unchanged since an earlier save)",
+            counts.items,
+            counts.tables,
+            saved.unchanged.len()
         ));
+        tables_unchanged = saved.unchanged;
         resources.tables = saved.tables;
         parts.extend(saved.parts);
         saved_services.push(Service::Dynamodb);
@@ -187,6 +209,7 @@ pub async fn save(
         path,
         manifest,
         objects_fetched,
+        tables_unchanged,
         elapsed_ms: started.elapsed().as_millis() as u64,
         elapsed_ms_by_service,
     })

@@ -3,15 +3,16 @@
 //! loader reads like any data file.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_dynamodb::types::TableDescription;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::Value;
 
+use super::changes;
 use super::manifest::{PartRecord, PartWriter};
-use super::records::{IndexSchema, TableSchema};
+use super::records::{IndexSchema, Resources, TableSchema, RESOURCES_FILE};
 use crate::aws::{describe_error, AwsClients};
 use crate::data::discover::{Action, PlannedTarget};
 use crate::data::dynamo_json::{item_to_typed, key_of};
@@ -28,10 +29,67 @@ pub const PARALLEL_SEGMENTS: i32 = 4;
 pub struct SavedTables {
     pub tables: Vec<TableSchema>,
     pub parts: BTreeMap<String, PartRecord>,
+    /// Tables whose stream proved them unchanged since an earlier snapshot, whose files were
+    /// linked from it instead of read again.
+    pub unchanged: Vec<String>,
 }
 
-/// Saves every table of the endpoint into `into`, reading each in `segments` parallel segments.
-pub async fn save(clients: &AwsClients, into: &Path, segments: i32) -> Result<SavedTables> {
+/// How the tables are read.
+pub struct TableReading<'a> {
+    /// Scan segments per table (`PARALLEL_SEGMENTS` where the engine gains from them).
+    pub segments: i32,
+    /// Whether a table's stream can prove it unchanged: on an engine this stack runs, not on an
+    /// external endpoint, where an empty stream page does not mean the stream's end.
+    pub use_streams: bool,
+    /// Tables of earlier snapshots, newest first, whose files a table proven unchanged reuses.
+    pub earlier: &'a [EarlierTables],
+}
+
+/// The tables of one earlier snapshot, with their stream marks and files.
+pub struct EarlierTables {
+    pub dir: PathBuf,
+    pub tables: Vec<TableSchema>,
+    pub parts: BTreeMap<String, PartRecord>,
+}
+
+/// The tables of every readable snapshot under `root` that recorded a stream mark, newest first.
+pub fn earlier_tables(root: &Path) -> Vec<EarlierTables> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u64, EarlierTables)> = entries
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| {
+            let dir = e.path();
+            let manifest = super::manifest::read(&dir).ok()?;
+            let resources: Resources =
+                super::manifest::read_json(&dir, &manifest, RESOURCES_FILE).ok()?;
+            let tables: Vec<TableSchema> = resources
+                .tables
+                .into_iter()
+                .filter(|t| t.stream_mark.is_some())
+                .collect();
+            (!tables.is_empty()).then_some((
+                manifest.created_at,
+                EarlierTables {
+                    dir,
+                    tables,
+                    parts: manifest.parts,
+                },
+            ))
+        })
+        .collect();
+    found.sort_by_key(|(created_at, _)| std::cmp::Reverse(*created_at));
+    found.into_iter().map(|(_, earlier)| earlier).collect()
+}
+
+/// Saves every table of the endpoint into `into`.
+pub async fn save(
+    clients: &AwsClients,
+    into: &Path,
+    reading: TableReading<'_>,
+) -> Result<SavedTables> {
     let mut names = Vec::new();
     let mut pages = clients.dynamodb.list_tables().into_paginator().send();
     while let Some(page) = pages.next().await {
@@ -44,8 +102,11 @@ pub async fn save(clients: &AwsClients, into: &Path, segments: i32) -> Result<Sa
         })?;
         names.extend(page.table_names().iter().cloned());
     }
-    let mut tables = Vec::new();
-    let mut parts = BTreeMap::new();
+    let mut saved = SavedTables {
+        tables: Vec::new(),
+        parts: BTreeMap::new(),
+        unchanged: Vec::new(),
+    };
     for name in names {
         if !name
             .chars()
@@ -70,7 +131,47 @@ pub async fn save(clients: &AwsClients, into: &Path, segments: i32) -> Result<Sa
             .table
             .ok_or_else(|| anyhow!("table {name}: DescribeTable returned no description"))?;
         let mut schema = schema_of(&name, &description)?;
-        let items = scan_sorted(clients, &name, &schema, segments.max(1)).await?;
+        if let Some(stream_arn) = enabled_stream(&description).filter(|_| reading.use_streams) {
+            let created = description
+                .creation_date_time()
+                .and_then(|t| t.to_millis().ok());
+            // Of the earlier saves of this same stream, the one whose mark is furthest along
+            // (saves within one second are not ordered by their time).
+            let earlier =
+                reading
+                    .earlier
+                    .iter()
+                    .filter_map(|e| {
+                        let table = e.tables.iter().find(|t| t.name == name)?;
+                        let mark = table.stream_mark.as_ref()?;
+                        (mark.stream_arn == stream_arn && mark.table_created_ms == created)
+                            .then_some((e, table, changes::progress(mark)))
+                    })
+                    .max_by(|a, b| a.2.cmp(&b.2))
+                    .map(|(e, table, _)| (e, table));
+            // Without a readable stream the table is read whole, as if it had none.
+            if let Ok(read) = changes::read(
+                clients,
+                stream_arn,
+                created,
+                earlier.and_then(|(_, t)| t.stream_mark.as_ref()),
+            )
+            .await
+            {
+                schema.stream_mark = Some(read.mark);
+                if let Some((snapshot, table)) = earlier.filter(|_| read.unchanged_since) {
+                    if let Some(parts) = link_files(snapshot, table, &schema, into).await {
+                        schema.items = table.items;
+                        schema.files = table.files.clone();
+                        saved.parts.extend(parts);
+                        saved.unchanged.push(name);
+                        saved.tables.push(schema);
+                        continue;
+                    }
+                }
+            }
+        }
+        let items = scan_sorted(clients, &name, &schema, reading.segments.max(1)).await?;
         schema.items = items.len() as u64;
         for (number, chunk) in items.chunks(ITEMS_PER_FILE).enumerate() {
             let file = format!("tables/{name}/{:05}.json", number + 1);
@@ -78,12 +179,74 @@ pub async fn save(clients: &AwsClients, into: &Path, segments: i32) -> Result<Sa
                 .with_context(|| format!("creating {file}"))?;
             let document = serde_json::json!({ "records": chunk });
             serde_json::to_writer(&mut part, &document)?;
-            parts.insert(file.clone(), part.finish()?);
+            saved.parts.insert(file.clone(), part.finish()?);
             schema.files.push(file);
         }
-        tables.push(schema);
+        saved.tables.push(schema);
     }
-    Ok(SavedTables { tables, parts })
+    Ok(saved)
+}
+
+/// The ARN of the table's stream, when it has one that is enabled.
+fn enabled_stream(description: &TableDescription) -> Option<&str> {
+    let enabled = description
+        .stream_specification()
+        .is_some_and(|s| s.stream_enabled());
+    enabled.then(|| description.latest_stream_arn()).flatten()
+}
+
+/// Links an unchanged table's files from the earlier snapshot into `into`, each checked against
+/// the size and hash that snapshot's manifest records; `None` (read the table again) when the
+/// earlier table had another shape or a file is missing or damaged.
+async fn link_files(
+    snapshot: &EarlierTables,
+    table: &TableSchema,
+    now: &TableSchema,
+    into: &Path,
+) -> Option<BTreeMap<String, PartRecord>> {
+    let same_shape = TableSchema {
+        items: table.items,
+        files: table.files.clone(),
+        stream_mark: table.stream_mark.clone(),
+        ..now.clone()
+    } == *table;
+    if !same_shape {
+        return None;
+    }
+    let files: Vec<(PathBuf, PathBuf, String, PartRecord)> = table
+        .files
+        .iter()
+        .map(|file| {
+            let record = snapshot.parts.get(file)?.clone();
+            Some((
+                snapshot.dir.join(file),
+                into.join(file),
+                file.clone(),
+                record,
+            ))
+        })
+        .collect::<Option<_>>()?;
+    super::blocking(move || {
+        for (from, _, _, record) in &files {
+            let hash = crate::data::fingerprint::hash_file(from)?;
+            if hash != record.blake3 || std::fs::metadata(from)?.len() != record.bytes {
+                bail!("{} changed since it was saved", from.display());
+            }
+        }
+        let mut parts = BTreeMap::new();
+        for (from, to, file, record) in &files {
+            if let Err(e) = super::store::link_or_copy(from, to) {
+                for (_, linked, _, _) in &files {
+                    let _ = std::fs::remove_file(linked);
+                }
+                return Err(e.into());
+            }
+            parts.insert(file.clone(), record.clone());
+        }
+        Ok(parts)
+    })
+    .await
+    .ok()
 }
 
 /// A table's schema from its description.
@@ -137,6 +300,7 @@ fn schema_of(name: &str, description: &TableDescription) -> Result<TableSchema> 
         indexes,
         items: 0,
         files: Vec::new(),
+        stream_mark: None,
     })
 }
 
@@ -355,6 +519,7 @@ mod tests {
             indexes: vec![],
             items: 2,
             files: vec!["tables/t/00001.json".into(), "tables/t/00002.json".into()],
+            stream_mark: None,
         };
         let sizes = BTreeMap::from([(
             "tables/t/00001.json".to_string(),

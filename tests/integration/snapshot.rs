@@ -618,3 +618,108 @@ fn with_persist_every_a_killed_engine_loses_nothing_saved_before_it_died() {
     project.start(&["--no-populate"]);
     assert_state(&project);
 }
+
+/// The tables a save proved unchanged since an earlier save (their files linked, not read).
+fn unchanged_tables(saved: &Value) -> Vec<&str> {
+    let mut names: Vec<&str> = saved["tables_unchanged"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tables_unchanged: {saved}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+#[test]
+fn with_persist_a_save_reads_again_only_the_tables_written_since_the_last() {
+    let project =
+        project("\n[stack]\npersist = true\n\n[[tables]]\nname = \"quiet\"\nhash_key = \"id\"\n");
+    project.start(&["--no-populate"]);
+    write_state(&project);
+    let rt = runtime();
+    let clients = clients(&rt, &project.endpoint());
+    let described = rt
+        .block_on(
+            clients
+                .dynamodb
+                .describe_table()
+                .table_name("things")
+                .send(),
+        )
+        .expect("describe");
+    let stream = described.table().and_then(|t| t.stream_specification());
+    assert_eq!(
+        stream
+            .and_then(|s| s.stream_view_type())
+            .map(|v| v.as_str()),
+        Some("KEYS_ONLY"),
+        "persist gives declared tables a stream: {described:?}"
+    );
+    rt.block_on(
+        clients
+            .dynamodb
+            .put_item()
+            .table_name("quiet")
+            .item("id", AttributeValue::S("q".into()))
+            .send(),
+    )
+    .expect("put quiet");
+
+    let first = project.run_json(&["snapshot", "save", "one", "--json"]);
+    assert_eq!(unchanged_tables(&first), Vec::<&str>::new(), "{first}");
+    let second = project.run_json(&["snapshot", "save", "two", "--json"]);
+    assert_eq!(unchanged_tables(&second), ["quiet", "things"], "{second}");
+    let diff = project.run_json(&["snapshot", "diff", "one", "two", "--json"]);
+    assert_eq!(diff["same"], true, "{diff}");
+
+    // An item changed in place (the table's size and count stay the same) is seen.
+    rt.block_on(
+        clients
+            .dynamodb
+            .update_item()
+            .table_name("things")
+            .key("id", AttributeValue::S("b".into()))
+            .key("n", AttributeValue::N("7".into()))
+            .update_expression("SET colour = :c")
+            .expression_attribute_values(":c", AttributeValue::S("red".into()))
+            .send(),
+    )
+    .expect("update item");
+    let third = project.run_json(&["snapshot", "save", "three", "--json"]);
+    assert_eq!(unchanged_tables(&third), ["quiet"], "{third}");
+    let diff = project.run_json(&["snapshot", "diff", "two", "three", "--json"]);
+    assert_eq!(
+        diff["diff"]["items"]["things"]["changed"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "{diff}"
+    );
+
+    // Saving again under the same name keeps the linked files whole.
+    rt.block_on(
+        clients
+            .dynamodb
+            .delete_item()
+            .table_name("quiet")
+            .key("id", AttributeValue::S("q".into()))
+            .send(),
+    )
+    .expect("delete item");
+    let again = project.run_json(&["snapshot", "save", "three", "--json"]);
+    assert_eq!(unchanged_tables(&again), ["things"], "{again}");
+    assert_eq!(again["manifest"]["counts"]["items"], 2, "{again}");
+    // A table deleted and created again under its name is another table: read again.
+    rt.block_on(clients.dynamodb.delete_table().table_name("quiet").send())
+        .expect("delete table");
+    project.start(&["--no-populate"]);
+    let after = project.run_json(&["snapshot", "save", "four", "--json"]);
+    assert_eq!(unchanged_tables(&after), ["things"], "{after}");
+    // Every snapshot that shares linked files still loads (a load verifies every part first).
+    for name in ["one", "two", "three", "four"] {
+        let loaded =
+            project.run_json(&["snapshot", "load", name, "--json", "--services", "dynamodb"]);
+        assert_eq!(loaded["failed"], serde_json::json!([]), "{name}: {loaded}");
+    }
+}
