@@ -199,9 +199,49 @@ pub async fn ensure_table(
         );
     match request.send().await {
         Ok(_) => Ok(ensured(true)),
-        Err(e) if error_code(&e).as_deref() == Some("ResourceInUseException") => Ok(ensured(false)),
+        Err(e) if error_code(&e).as_deref() == Some("ResourceInUseException") => {
+            if tracked {
+                add_stream(clients, &name).await;
+            }
+            Ok(ensured(false))
+        }
         Err(e) => Err(anyhow!("table {name}: {}", describe_error(&e))),
     }
+}
+
+/// Gives an existing table without a stream a `KEYS_ONLY` one (`persist` turned on after the table
+/// was created). Best effort: a table whose stream cannot be added is read whole by each save.
+async fn add_stream(clients: &AwsClients, name: &str) {
+    let Ok(described) = clients
+        .dynamodb
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+    else {
+        return;
+    };
+    let has_stream = described
+        .table()
+        .and_then(|t| t.stream_specification())
+        .is_some_and(|s| s.stream_enabled());
+    if has_stream {
+        return;
+    }
+    let Ok(stream) = StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::KeysOnly)
+        .build()
+    else {
+        return;
+    };
+    let _ = clients
+        .dynamodb
+        .update_table()
+        .table_name(name)
+        .stream_specification(stream)
+        .send()
+        .await;
 }
 
 /// Creates a bucket (versioning and CORS as declared) unless it exists.

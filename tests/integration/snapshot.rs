@@ -723,3 +723,36 @@ fn with_persist_a_save_reads_again_only_the_tables_written_since_the_last() {
         assert_eq!(loaded["failed"], serde_json::json!([]), "{name}: {loaded}");
     }
 }
+
+#[test]
+fn turning_persist_on_gives_an_existing_table_a_stream() {
+    let project = project("");
+    project.start(&["--no-populate"]);
+    let rt = runtime();
+    let clients = clients(&rt, &project.endpoint());
+    let view = |clients: &Clients| {
+        rt.block_on(
+            clients
+                .dynamodb
+                .describe_table()
+                .table_name("things")
+                .send(),
+        )
+        .expect("describe")
+        .table()
+        .and_then(|t| t.stream_specification())
+        .filter(|s| s.stream_enabled())
+        .and_then(|s| s.stream_view_type())
+        .map(|v| v.as_str().to_string())
+    };
+    assert_eq!(view(&clients), None, "no stream without persist");
+    project.write(
+        "inframock.toml",
+        format!("{STACK}\n[stack]\npersist = true\n"),
+    );
+    project.start(&["--no-populate"]);
+    assert_eq!(view(&clients).as_deref(), Some("KEYS_ONLY"));
+    project.run_json(&["snapshot", "save", "one", "--json"]);
+    let second = project.run_json(&["snapshot", "save", "two", "--json"]);
+    assert_eq!(unchanged_tables(&second), ["things"], "{second}");
+}
