@@ -168,6 +168,9 @@ pub struct ObjectAttributes {
     /// holds what the snapshot holds.
     pub etag: Option<String>,
     pub size: u64,
+    /// Written even when the object holds it already (it must become the key's latest version
+    /// again, after older versions written just before).
+    pub always: bool,
 }
 
 impl ObjectAttributes {

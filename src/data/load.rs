@@ -572,7 +572,8 @@ async fn load_object(
         }
     };
     let mut exists = false;
-    if !options.force {
+    let always = action.restore.as_ref().is_some_and(|r| r.always);
+    if !options.force && !always {
         let head = clients
             .s3
             .head_object()

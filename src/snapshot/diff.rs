@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::manifest::{self, Manifest};
 use super::records::{
-    MessageRecord, ObjectRecord, RedisRecord, Resources, QUEUES_FILE, REDIS_FILE, RESOURCES_FILE,
+    MessageRecord, ObjectRecord, RedisRecord, Resources, VersionRecord, QUEUES_FILE, REDIS_FILE,
+    RESOURCES_FILE, VERSIONS_FILE,
 };
 use super::tables::{canonical_numbers, canonical_sets};
 use crate::data::dynamo_json::{item_to_typed, key_as_typed_json, parse_items};
@@ -104,17 +105,31 @@ struct Contents {
 }
 
 fn contents(dir: &Path, manifest: &Manifest) -> Result<Contents> {
-    let objects = manifest::read_objects(dir, manifest)?
+    let identity = |o: ObjectRecord| {
+        let mut metadata = o.metadata;
+        metadata.remove(METADATA_KEY);
+        (o.hash, o.content_type, metadata)
+    };
+    let mut objects: BTreeMap<String, ObjectIdentity> = manifest::read_objects(dir, manifest)?
         .into_iter()
-        .map(|o: ObjectRecord| {
-            let mut metadata = o.metadata;
-            metadata.remove(METADATA_KEY);
-            (
-                format!("{}/{}", o.bucket, o.key),
-                (o.hash, o.content_type, metadata),
-            )
-        })
+        .map(|o| (format!("{}/{}", o.bucket, o.key), identity(o)))
         .collect();
+    // A key's history compares place by place: `bucket/key (older version 0)`, ...
+    let versions: Vec<VersionRecord> = manifest::read_lines(dir, manifest, VERSIONS_FILE)?;
+    for version in versions {
+        let name = format!(
+            "{}/{} ({} {})",
+            version.object.bucket,
+            version.object.key,
+            if version.delete_marker {
+                "delete marker"
+            } else {
+                "older version"
+            },
+            version.position
+        );
+        objects.insert(name, identity(version.object));
+    }
     let resources: Resources = manifest::read_json(dir, manifest, RESOURCES_FILE)?;
     let mut items = BTreeMap::new();
     for table in &resources.tables {

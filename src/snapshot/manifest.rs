@@ -54,6 +54,9 @@ pub struct Counts {
     pub queues: u64,
     pub messages: u64,
     pub redis_keys: u64,
+    /// Older versions and delete markers kept from versioned buckets.
+    #[serde(default)]
+    pub versions: u64,
 }
 
 impl Counts {
@@ -219,8 +222,14 @@ pub fn verify(dir: &Path, manifest: &Manifest) -> Result<Vec<ObjectRecord>, Corr
         }
     }
     let objects = read_objects(dir, manifest)?;
+    let versions: Vec<super::records::VersionRecord> =
+        read_lines(dir, manifest, super::records::VERSIONS_FILE)?;
     let mut checked = std::collections::HashSet::new();
-    for object in &objects {
+    let older = versions
+        .iter()
+        .filter(|v| !v.delete_marker)
+        .map(|v| &v.object);
+    for object in objects.iter().chain(older) {
         if !checked.insert(object.hash.as_str()) {
             continue;
         }

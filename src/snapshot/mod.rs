@@ -9,6 +9,7 @@
 //! | `manifest.json` | engine, versions, counts, and the size and BLAKE3 of every other part |
 //! | `resources.json` | the buckets, each table's key schema and indexes, the queues |
 //! | `objects.jsonl` | one line per S3 object: bucket, key, content hash, size, type, metadata |
+//! | `versions.jsonl` | versioned buckets' older versions and delete markers, in each key's order |
 //! | `objects/<hh>/<hash>` | each distinct content once, named by its BLAKE3 (hard-linked between snapshots) |
 //! | `tables/<table>/<n>.json` | items as DynamoDB-typed JSON (`{"records": [...]}`), sorted by key |
 //! | `queues.jsonl` | one line per message: queue, body, attributes, group and deduplication ids |

@@ -6,6 +6,9 @@
 //! linked from the snapshot that holds its content, without a request for it; an object listed
 //! with the ETag and size of a stored content (written again with the same bytes, as a load after
 //! a restart does) costs a HEAD for its type and metadata, and its content is linked too.
+//!
+//! A versioned bucket's older versions and delete markers are kept too (`versions.jsonl`), their
+//! contents in the same store; a version never changes, so one an earlier save fetched is linked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,7 +19,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::records::{content_path, BucketRecord, ObjectRecord};
+use super::records::{content_path, BucketRecord, ObjectRecord, VersionRecord};
 use super::store::link_or_copy;
 use crate::aws::{describe_error, AwsClients};
 use crate::data::discover::{Action, ObjectAttributes, PlannedTarget};
@@ -47,19 +50,29 @@ fn index_key(endpoint: &str, bucket: &str, key: &str) -> String {
     format!("{endpoint}\n{bucket}\n{key}")
 }
 
-/// An object as listed.
+/// An object as listed: a key's current object, or an older version of it.
 struct Listed {
     bucket: String,
     key: String,
     etag: String,
     size: u64,
     modified: String,
+    version: Option<OlderVersion>,
+}
+
+/// Which older version of its key a listed object is.
+#[derive(Clone)]
+struct OlderVersion {
+    id: String,
+    position: u32,
 }
 
 /// What the S3 part saved.
 pub struct SavedObjects {
     pub buckets: Vec<BucketRecord>,
     pub objects: Vec<ObjectRecord>,
+    /// Older versions and delete markers of versioned buckets, by bucket, key and position.
+    pub versions: Vec<VersionRecord>,
     /// Objects fetched from the endpoint (the others were proven unchanged and linked).
     pub fetched: u64,
     pub notes: Vec<String>,
@@ -89,6 +102,7 @@ pub async fn save(
         .collect();
     let mut bucket_records = Vec::new();
     let mut listed = Vec::new();
+    let mut delete_markers = Vec::new();
     let mut notes = Vec::new();
     for name in names {
         let versioned = match crate::inventory::versioning_enabled(clients, &name).await {
@@ -101,9 +115,9 @@ pub async fn save(
             }
         };
         if versioned {
-            notes.push(format!(
-                "bucket {name} has versioning enabled: only the current version of each key is saved"
-            ));
+            let (older, markers) = list_history(clients, &name).await?;
+            listed.extend(older);
+            delete_markers.extend(markers);
         }
         bucket_records.push(BucketRecord {
             name: name.clone(),
@@ -134,6 +148,7 @@ pub async fn save(
                         .last_modified()
                         .map(|t| t.to_string())
                         .unwrap_or_default(),
+                    version: None,
                 });
             }
         }
@@ -148,12 +163,21 @@ pub async fn save(
     let learnt: Mutex<Index> = Mutex::new(HashMap::new());
     let fetched = std::sync::atomic::AtomicU64::new(0);
     let temporary = std::sync::atomic::AtomicU64::new(0);
+    let mut versions = Vec::new();
     let mut objects: Vec<ObjectRecord> = stream::iter(listed)
         .map(|object| {
             let (index, learnt, fetched, temporary, by_etag) =
                 (&index, &learnt, &fetched, &temporary, &by_etag);
             async move {
-                let key = index_key(&clients.url, &object.bucket, &object.key);
+                // A version's content never changes: its id names it in the index for good.
+                let key = match &object.version {
+                    Some(version) => index_key(
+                        &clients.url,
+                        &object.bucket,
+                        &format!("{}\0{}", object.key, version.id),
+                    ),
+                    None => index_key(&clients.url, &object.bucket, &object.key),
+                };
                 let unchanged = match index.get(&key) {
                     Some(known)
                         if known.etag == object.etag
@@ -182,21 +206,177 @@ pub async fn save(
                 if let Ok(mut learnt) = learnt.lock() {
                     learnt.insert(key, found.clone());
                 }
-                Ok::<ObjectRecord, anyhow::Error>(record(&object, &found))
+                Ok::<_, anyhow::Error>((
+                    object.version.as_ref().map(|v| v.position),
+                    record(&object, &found),
+                ))
             }
         })
         .buffer_unordered(FETCHES_AT_ONCE)
-        .try_collect()
-        .await?;
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .filter_map(|(position, record)| match position {
+            None => Some(record),
+            Some(position) => {
+                versions.push(VersionRecord {
+                    position,
+                    delete_marker: false,
+                    object: record,
+                });
+                None
+            }
+        })
+        .collect();
+    versions.extend(delete_markers);
     objects.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
+    versions.sort_by(|a, b| {
+        (&a.object.bucket, &a.object.key, a.position).cmp(&(
+            &b.object.bucket,
+            &b.object.key,
+            b.position,
+        ))
+    });
     // The index keeps what this save saw (objects since deleted are forgotten).
     write_record(&index_path, &learnt.into_inner().unwrap_or_default());
     Ok(SavedObjects {
         buckets: bucket_records,
         objects,
+        versions,
         fetched: fetched.into_inner(),
         notes,
     })
+}
+
+/// A versioned bucket's history: its older versions (to fetch) and its delete markers, each
+/// placed in its key's history (oldest first). A key's current object is not in it.
+async fn list_history(
+    clients: &AwsClients,
+    bucket: &str,
+) -> Result<(Vec<Listed>, Vec<VersionRecord>)> {
+    // (key, time, order within the listing, which kind, fields)
+    struct Entry {
+        key: String,
+        modified: Option<aws_smithy_types::DateTime>,
+        latest: bool,
+        listed_at: usize,
+        older: Option<Listed>,
+    }
+    let mut entries = Vec::new();
+    let mut key_marker: Option<String> = None;
+    let mut version_marker: Option<String> = None;
+    loop {
+        let page = clients
+            .s3
+            .list_object_versions()
+            .bucket(bucket)
+            .set_key_marker(key_marker.clone())
+            .set_version_id_marker(version_marker.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "listing the versions of bucket {bucket} (ListObjectVersions at {}): {}",
+                    clients.url,
+                    describe_error(&e)
+                )
+            })?;
+        for version in page.versions() {
+            let (Some(key), false) = (version.key(), version.is_latest().unwrap_or(false)) else {
+                continue;
+            };
+            entries.push(Entry {
+                key: key.to_string(),
+                modified: version.last_modified().copied(),
+                latest: false,
+                listed_at: entries.len(),
+                older: Some(Listed {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    etag: version.e_tag().unwrap_or_default().to_string(),
+                    size: u64::try_from(version.size().unwrap_or(0)).unwrap_or(0),
+                    modified: version
+                        .last_modified()
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                    version: Some(OlderVersion {
+                        id: version.version_id().unwrap_or("null").to_string(),
+                        position: 0,
+                    }),
+                }),
+            });
+        }
+        for marker in page.delete_markers() {
+            let Some(key) = marker.key() else { continue };
+            entries.push(Entry {
+                key: key.to_string(),
+                modified: marker.last_modified().copied(),
+                latest: marker.is_latest().unwrap_or(false),
+                listed_at: entries.len(),
+                older: None,
+            });
+        }
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(str::to_string);
+        version_marker = page.next_version_id_marker().map(str::to_string);
+        if key_marker.is_none() && version_marker.is_none() {
+            break;
+        }
+    }
+    // Oldest first, by time; among equal times (engines that list whole seconds) the latest goes
+    // last, and of two entries of one list the one listed later is older (a listing gives each
+    // key's versions, and its delete markers, newest first). A version and a delete marker of the
+    // same second, neither the latest, cannot be ordered from the listing: the version goes first.
+    entries.sort_by(|a, b| {
+        (
+            &a.key,
+            a.modified.map(|t| (t.secs(), t.subsec_nanos())),
+            a.latest,
+            a.older.is_none(),
+        )
+            .cmp(&(
+                &b.key,
+                b.modified.map(|t| (t.secs(), t.subsec_nanos())),
+                b.latest,
+                b.older.is_none(),
+            ))
+            .then(b.listed_at.cmp(&a.listed_at))
+    });
+    let mut older = Vec::new();
+    let mut markers = Vec::new();
+    let mut position = 0u32;
+    let mut previous_key: Option<String> = None;
+    for entry in entries {
+        if previous_key.as_deref() != Some(entry.key.as_str()) {
+            position = 0;
+            previous_key = Some(entry.key.clone());
+        }
+        match entry.older {
+            Some(mut listed) => {
+                if let Some(version) = listed.version.as_mut() {
+                    version.position = position;
+                }
+                older.push(listed);
+            }
+            None => markers.push(VersionRecord {
+                position,
+                delete_marker: true,
+                object: ObjectRecord {
+                    bucket: bucket.to_string(),
+                    key: entry.key,
+                    hash: String::new(),
+                    size: 0,
+                    etag: None,
+                    content_type: None,
+                    metadata: BTreeMap::new(),
+                },
+            }),
+        }
+        position += 1;
+    }
+    Ok((older, markers))
 }
 
 /// Puts a content an earlier snapshot stores into the snapshot being written (a hard link);
@@ -230,6 +410,7 @@ async fn head_only(clients: &AwsClients, object: &Listed, hash: &str) -> Result<
         .head_object()
         .bucket(&object.bucket)
         .key(&object.key)
+        .set_version_id(object.version.as_ref().map(|v| v.id.clone()))
         .send()
         .await
         .map_err(|e| {
@@ -271,6 +452,7 @@ async fn fetch(
         .get_object()
         .bucket(&object.bucket)
         .key(&object.key)
+        .set_version_id(object.version.as_ref().map(|v| v.id.clone()))
         .send()
         .await
         .map_err(|e| {
@@ -324,6 +506,111 @@ async fn fetch(
     })
 }
 
+/// Every key of `bucket` that has any version or delete marker (a missing bucket has none).
+pub async fn keys_with_versions(
+    clients: &AwsClients,
+    bucket: &str,
+) -> Result<std::collections::BTreeSet<String>> {
+    let mut keys = std::collections::BTreeSet::new();
+    let mut markers: (Option<String>, Option<String>) = (None, None);
+    loop {
+        let page = match clients
+            .s3
+            .list_object_versions()
+            .bucket(bucket)
+            .set_key_marker(markers.0.clone())
+            .set_version_id_marker(markers.1.clone())
+            .send()
+            .await
+        {
+            Ok(page) => page,
+            Err(e) if crate::aws::error_code(&e).as_deref() == Some("NoSuchBucket") => {
+                return Ok(keys)
+            }
+            Err(e) => {
+                return Err(anyhow!(
+                    "listing the versions of bucket {bucket} (ListObjectVersions at {}): {}",
+                    clients.url,
+                    describe_error(&e)
+                ))
+            }
+        };
+        let versions = page.versions().iter().filter_map(|v| v.key());
+        let deleted = page.delete_markers().iter().filter_map(|m| m.key());
+        keys.extend(versions.chain(deleted).map(str::to_string));
+        markers = (
+            page.next_key_marker().map(str::to_string),
+            page.next_version_id_marker().map(str::to_string),
+        );
+        if page.is_truncated() != Some(true) || markers == (None, None) {
+            return Ok(keys);
+        }
+    }
+}
+
+/// Writes the history of each key in `versions` back (its older versions and delete markers in
+/// their order; keys in parallel), before the key's current object is written; how many were
+/// written.
+pub async fn replay_history(
+    clients: &AwsClients,
+    dir: &Path,
+    versions: &[VersionRecord],
+) -> Result<u64> {
+    let mut by_key: BTreeMap<(&str, &str), Vec<&VersionRecord>> = BTreeMap::new();
+    for version in versions {
+        by_key
+            .entry((&version.object.bucket, &version.object.key))
+            .or_default()
+            .push(version);
+    }
+    let limits = crate::data::s3_upload::UploadLimits::default();
+    stream::iter(by_key.into_values())
+        .map(|mut history| {
+            let limits = &limits;
+            async move {
+                history.sort_by_key(|v| v.position);
+                for version in &history {
+                    let object = &version.object;
+                    let what = format!(
+                        "s3://{}/{} (place {} of its history)",
+                        object.bucket, object.key, version.position
+                    );
+                    if version.delete_marker {
+                        clients
+                            .s3
+                            .delete_object()
+                            .bucket(&object.bucket)
+                            .key(&object.key)
+                            .send()
+                            .await
+                            .map_err(|e| {
+                                anyhow!("deleting {what} (a delete marker): {}", describe_error(&e))
+                            })?;
+                        continue;
+                    }
+                    let request = crate::data::s3_upload::UploadRequest {
+                        bucket: &object.bucket,
+                        key: &object.key,
+                        source: &dir.join(object.content_path()),
+                        gunzip: false,
+                        content_type: object
+                            .content_type
+                            .as_deref()
+                            .unwrap_or("application/octet-stream"),
+                        metadata: object.metadata.clone().into_iter().collect(),
+                    };
+                    crate::data::s3_upload::upload(&clients.s3, &request, limits)
+                        .await
+                        .map_err(|e| anyhow!("writing {what}: {e}"))?;
+                }
+                Ok::<u64, anyhow::Error>(history.len() as u64)
+            }
+        })
+        .buffer_unordered(FETCHES_AT_ONCE)
+        .try_fold(0, |total, written| async move { Ok(total + written) })
+        .await
+}
+
 /// The fingerprint an object written from a snapshot carries: the data folder's own, when the
 /// object came from there (so a reload of the data folder still sees it as unchanged), else the
 /// fingerprint of a plain copy of its content.
@@ -335,8 +622,14 @@ pub fn fingerprint_of(object: &ObjectRecord) -> String {
         .unwrap_or_else(|| format!("v1-copy-{}", object.hash))
 }
 
-/// The loader's actions that write the snapshot's objects back (pure).
-pub fn load_actions(dir: &Path, objects: &[ObjectRecord]) -> Vec<Action> {
+/// The loader's actions that write the snapshot's objects back (pure). An object of a key in
+/// `after_history` is written even when the bucket holds it: its older versions were written just
+/// before, and it must be the key's latest again.
+pub fn load_actions(
+    dir: &Path,
+    objects: &[ObjectRecord],
+    after_history: &std::collections::BTreeSet<(String, String)>,
+) -> Vec<Action> {
     objects
         .iter()
         .map(|object| {
@@ -357,6 +650,7 @@ pub fn load_actions(dir: &Path, objects: &[ObjectRecord]) -> Vec<Action> {
                     fingerprint: fingerprint_of(object),
                     etag: object.etag.clone(),
                     size: object.size,
+                    always: after_history.contains(&(object.bucket.clone(), object.key.clone())),
                 }),
             }
         })
@@ -399,6 +693,7 @@ mod tests {
         let actions = load_actions(
             Path::new("/s"),
             &[object(&[("owner", "me"), (METADATA_KEY, "f")])],
+            &Default::default(),
         );
         let action = &actions[0];
         assert_eq!(

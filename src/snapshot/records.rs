@@ -14,6 +14,8 @@ pub const RESOURCES_FILE: &str = "resources.json";
 pub const OBJECTS_FILE: &str = "objects.jsonl";
 /// The messages (`MessageRecord`, one per line).
 pub const QUEUES_FILE: &str = "queues.jsonl";
+/// The older versions of objects in versioned buckets (`VersionRecord`, one per line).
+pub const VERSIONS_FILE: &str = "versions.jsonl";
 /// The Redis keys (`RedisRecord`, one per line).
 pub const REDIS_FILE: &str = "redis.jsonl";
 
@@ -32,7 +34,7 @@ pub struct Resources {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketRecord {
     pub name: String,
-    /// Versioning was enabled: only the current version of each key is saved.
+    /// Versioning was enabled: its older versions and delete markers are in `versions.jsonl`.
     #[serde(default)]
     pub versioned: bool,
 }
@@ -204,6 +206,20 @@ pub struct ObjectRecord {
     /// User metadata (`x-amz-meta-*`), including inframock's own source fingerprint.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+}
+
+/// What a key of a versioned bucket held before its current object (`versions.jsonl`): an older
+/// version, or a delete marker. A key's records are in the order they were written; its current
+/// object (in `objects.jsonl`, none when the key's latest is a delete marker) comes after them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// Place in the key's history, 0 the oldest.
+    pub position: u32,
+    /// A delete marker: the key was deleted here (the record's content is empty).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_marker: bool,
+    #[serde(flatten)]
+    pub object: ObjectRecord,
 }
 
 impl ObjectRecord {

@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use super::manifest::{self, Manifest};
 use super::records::{
-    key_difference, BucketRecord, MessageRecord, RedisRecord, Resources, QUEUES_FILE, REDIS_FILE,
-    RESOURCES_FILE,
+    key_difference, BucketRecord, MessageRecord, RedisRecord, Resources, VersionRecord,
+    QUEUES_FILE, REDIS_FILE, RESOURCES_FILE, VERSIONS_FILE,
 };
 use super::{objects, queues, redis_keys, store, tables, Service};
 use crate::aws::{describe_error, error_code, AwsClients, Endpoint};
@@ -54,6 +54,11 @@ pub struct Loaded {
     pub objects_unchanged: u64,
     /// Bytes of the objects written.
     pub bytes_written: u64,
+    /// Older versions and delete markers written back into versioned buckets.
+    pub versions_written: u64,
+    /// Keys whose saved history was not written because the bucket has a history of its own for
+    /// them (`--merge` never writes a key's history twice; `--replace` does not keep the bucket's).
+    pub histories_kept: u64,
     pub items: u64,
     pub messages: u64,
     pub redis_keys: u64,
@@ -69,6 +74,7 @@ struct Checked {
     manifest: Manifest,
     resources: Resources,
     objects: Vec<super::records::ObjectRecord>,
+    versions: Vec<VersionRecord>,
     messages: Vec<MessageRecord>,
     redis: Vec<RedisRecord>,
 }
@@ -218,8 +224,46 @@ async fn check_and_write(
         format!("created {}", created.join(", "))
     });
     let mut actions = Vec::new();
+    let mut versions_written = 0;
+    let mut histories_kept = 0;
     if has(Service::S3) {
-        actions.extend(objects::load_actions(&dir, &checked.objects));
+        // A key's older versions go first, so its current object is written last and is its
+        // latest again; `--merge` leaves a key that has a history in the bucket as it is.
+        let mut replayed = Vec::new();
+        let mut known: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        for version in &checked.versions {
+            let bucket = version.object.bucket.as_str();
+            if mode == Mode::Merge && !known.contains_key(bucket) {
+                known.insert(bucket, objects::keys_with_versions(&clients, bucket).await?);
+            }
+            if known
+                .get(bucket)
+                .is_some_and(|keys| keys.contains(&version.object.key))
+            {
+                if version.position == 0 {
+                    histories_kept += 1;
+                }
+                continue;
+            }
+            replayed.push(version.clone());
+        }
+        if !replayed.is_empty() {
+            let step = reporter.step(format!(
+                "writing {} older versions and delete markers",
+                replayed.len()
+            ));
+            versions_written = objects::replay_history(&clients, &dir, &replayed).await?;
+            step.done(format!("{versions_written} written"));
+        }
+        let after_history: BTreeSet<(String, String)> = replayed
+            .iter()
+            .map(|v| (v.object.bucket.clone(), v.object.key.clone()))
+            .collect();
+        actions.extend(objects::load_actions(
+            &dir,
+            &checked.objects,
+            &after_history,
+        ));
     }
     if has(Service::Dynamodb) {
         actions.extend(tables::load_actions(
@@ -280,6 +324,8 @@ async fn check_and_write(
         objects_written: total.objects as u64,
         objects_unchanged: total.unchanged as u64,
         bytes_written: total.bytes,
+        versions_written,
+        histories_kept,
         items: total.items as u64,
         messages,
         redis_keys,
@@ -321,6 +367,7 @@ async fn check(
     let (verifying, against) = (dir.to_path_buf(), manifest.clone());
     let objects = super::blocking(move || Ok(manifest::verify(&verifying, &against)?)).await?;
     let resources: Resources = manifest::read_json(dir, &manifest, RESOURCES_FILE)?;
+    let versions: Vec<VersionRecord> = manifest::read_lines(dir, &manifest, VERSIONS_FILE)?;
     let messages: Vec<MessageRecord> = manifest::read_lines(dir, &manifest, QUEUES_FILE)?;
     let redis: Vec<RedisRecord> = manifest::read_lines(dir, &manifest, REDIS_FILE)?;
     let vars = settings.resource_vars(stack.runtime);
@@ -353,6 +400,7 @@ async fn check(
         manifest,
         resources,
         objects,
+        versions,
         messages,
         redis,
     })
@@ -369,7 +417,12 @@ async fn replace_prepare(
 ) -> Result<()> {
     if services.contains(&Service::S3) {
         for bucket in &checked.resources.buckets {
-            delete_other_objects(clients, bucket, &checked.objects).await?;
+            if bucket.versioned {
+                // The snapshot's history replaces the bucket's: every version goes.
+                delete_every_version(clients, &bucket.name).await?;
+            } else {
+                delete_other_objects(clients, bucket, &checked.objects).await?;
+            }
         }
     }
     if services.contains(&Service::Dynamodb) {
@@ -458,6 +511,55 @@ async fn delete_other_objects(
             })?;
     }
     Ok(())
+}
+
+/// Deletes every version and delete marker of a versioned bucket (a missing bucket has none).
+async fn delete_every_version(clients: &AwsClients, bucket: &str) -> Result<()> {
+    for _ in 0..100_000 {
+        let page = match clients
+            .s3
+            .list_object_versions()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(page) => page,
+            Err(e) if error_code(&e).as_deref() == Some("NoSuchBucket") => return Ok(()),
+            Err(e) => bail!(
+                "listing the versions of bucket {bucket} (ListObjectVersions): {}",
+                describe_error(&e)
+            ),
+        };
+        let doomed: Vec<(String, Option<String>)> =
+            page.versions()
+                .iter()
+                .filter_map(|v| Some((v.key()?.to_string(), v.version_id().map(str::to_string))))
+                .chain(page.delete_markers().iter().filter_map(|m| {
+                    Some((m.key()?.to_string(), m.version_id().map(str::to_string)))
+                }))
+                .collect();
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        for (key, version) in doomed {
+            clients
+                .s3
+                .delete_object()
+                .bucket(bucket)
+                .key(&key)
+                .set_version_id(version.clone())
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow!(
+                        "deleting s3://{bucket}/{key} (version {}): {}",
+                        version.as_deref().unwrap_or("null"),
+                        describe_error(&e)
+                    )
+                })?;
+        }
+    }
+    bail!("bucket {bucket}: its versions could not all be deleted")
 }
 
 /// Waits until a deleted table is gone (engines delete asynchronously), at most 60 s.

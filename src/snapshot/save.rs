@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::manifest::{self, Counts, Manifest, PartWriter, FORMAT};
-use super::records::{Resources, OBJECTS_FILE, QUEUES_FILE, REDIS_FILE, RESOURCES_FILE};
+use super::records::{
+    Resources, OBJECTS_FILE, QUEUES_FILE, REDIS_FILE, RESOURCES_FILE, VERSIONS_FILE,
+};
 use super::store::{self, Staging};
 use super::{objects, queues, redis_keys, tables, Service};
 use crate::aws::Endpoint;
@@ -122,16 +124,36 @@ pub async fn save(
     if let Some((saved, elapsed_ms)) = s3 {
         let part = PartWriter::write_lines(&staging.dir.join(OBJECTS_FILE), &saved.objects)?;
         parts.insert(OBJECTS_FILE.to_string(), part);
+        let part = PartWriter::write_lines(&staging.dir.join(VERSIONS_FILE), &saved.versions)?;
+        parts.insert(VERSIONS_FILE.to_string(), part);
         counts.buckets = saved.buckets.len() as u64;
         counts.objects = saved.objects.len() as u64;
         counts.object_bytes = saved.objects.iter().map(|o| o.size).sum();
-        counts.contents = manifest::content_paths(&saved.objects).len() as u64;
+        counts.versions = saved.versions.len() as u64;
+        let with_history: Vec<_> = saved
+            .objects
+            .iter()
+            .chain(
+                saved
+                    .versions
+                    .iter()
+                    .filter(|v| !v.delete_marker)
+                    .map(|v| &v.object),
+            )
+            .cloned()
+            .collect();
+        counts.contents = manifest::content_paths(&with_history).len() as u64;
         said.push(format!(
-            "{} objects in {} buckets ({} fetched, {} unchanged since an earlier save)",
+            "{} objects in {} buckets ({} fetched, {} unchanged since an earlier save){}",
             counts.objects,
             counts.buckets,
             saved.fetched,
-            counts.objects - saved.fetched
+            (counts.objects + counts.versions).saturating_sub(saved.fetched),
+            if counts.versions > 0 {
+                format!(", {} older versions and delete markers", counts.versions)
+            } else {
+                String::new()
+            }
         ));
         objects_fetched = saved.fetched;
         resources.buckets = saved.buckets;
