@@ -151,6 +151,71 @@ mod tests {
         assert_eq!(safe_top(Path::new("s/../../x")), None);
     }
 
+    /// A zstd tar holding one entry whose raw name is `name` (written into the header as bytes, as
+    /// a hostile archive would: the tar crate's own path setters refuse `..`).
+    fn archive_with_entry(file: &Path, name: &[u8], kind: tar::EntryType, body: &[u8]) {
+        let encoder = zstd::Encoder::new(std::fs::File::create(file).unwrap(), 3).unwrap();
+        let mut builder = tar::Builder::new(encoder);
+        let mut header = tar::Header::new_gnu();
+        header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
+        header.set_entry_type(kind);
+        if kind == tar::EntryType::Symlink {
+            header.set_link_name("/etc").unwrap();
+        }
+        header.set_size(body.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append(&header, body).unwrap();
+        builder.into_inner().unwrap().finish().unwrap();
+    }
+
+    #[test]
+    fn a_hand_made_archive_that_leaves_the_snapshot_folder_writes_nothing() {
+        let state = tempfile::tempdir().unwrap();
+        let file = state.path().join("evil.tar.zst");
+        let outside = state.path().join("escaped");
+        for (name, kind, why) in [
+            (
+                &b"s/../../escaped"[..],
+                tar::EntryType::Regular,
+                "leaves the snapshot folder",
+            ),
+            (
+                &b"../escaped"[..],
+                tar::EntryType::Regular,
+                "leaves the snapshot folder",
+            ),
+            (
+                &b"/tmp/escaped"[..],
+                tar::EntryType::Regular,
+                "leaves the snapshot folder",
+            ),
+            (
+                &b"s/link"[..],
+                tar::EntryType::Symlink,
+                "is not a file or folder",
+            ),
+        ] {
+            archive_with_entry(&file, name, kind, b"boom");
+            let error = import(state.path(), &file, Some("evil"), false)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(why),
+                "{}: {error}",
+                String::from_utf8_lossy(name)
+            );
+            assert!(!outside.exists());
+            assert!(!Path::new("/tmp/escaped").exists());
+            assert!(!store::root(state.path()).join("evil").exists());
+            // The unpacking folder is gone too: nothing of the archive is left behind.
+            let left: Vec<_> = std::fs::read_dir(store::root(state.path()))
+                .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            assert!(left.is_empty(), "{left:?}");
+        }
+    }
+
     #[test]
     fn an_export_imports_under_another_name_and_a_damaged_one_is_refused() {
         let state = tempfile::tempdir().unwrap();

@@ -35,10 +35,28 @@ fn holder_text(holder: &Option<PortHolder>) -> String {
     }
 }
 
-/// Asks the kernel for a free port on 127.0.0.1.
+/// Ports this process has handed out. The kernel may give a port it just gave (and that was let
+/// go before the service bound it) a second time: two services of one stack once got the same
+/// port and one of them could not start.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Asks the kernel for a free port on 127.0.0.1, never one this process handed out before.
 pub fn pick_free_port() -> std::io::Result<u16> {
-    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
-    Ok(listener.local_addr()?.port())
+    for _ in 0..256 {
+        let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+        let port = listener.local_addr()?.port();
+        let mut handed_out = HANDED_OUT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if handed_out.insert(port) {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free port that this process has not handed out already",
+    ))
 }
 
 /// Resolves a requested port: 0 becomes a free port; any other port must be free.
@@ -159,6 +177,13 @@ mod tests {
         assert!(text.contains("--aws-port PORT"), "{text}");
         drop(listener);
         assert_eq!(claim(port, "--aws-port").unwrap(), port);
+    }
+
+    #[test]
+    fn picked_ports_are_never_handed_out_twice() {
+        let picked: Vec<u16> = (0..300).map(|_| pick_free_port().unwrap()).collect();
+        let distinct: std::collections::BTreeSet<&u16> = picked.iter().collect();
+        assert_eq!(distinct.len(), picked.len());
     }
 
     #[test]
