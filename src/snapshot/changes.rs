@@ -121,24 +121,57 @@ async fn read_shard(
     after: Option<&str>,
 ) -> Result<(Option<String>, bool)> {
     let streams = &clients.dynamodb_streams;
-    let kind = if after.is_some() {
-        ShardIteratorType::AfterSequenceNumber
-    } else {
-        ShardIteratorType::TrimHorizon
-    };
     let failed = |call: &str, e: String| {
         anyhow!(
             "stream {stream_arn}, shard {shard} ({call} at {}): {e}",
             clients.url
         )
     };
-    let mut iterator = streams
-        .get_shard_iterator()
-        .stream_arn(stream_arn)
-        .shard_id(shard)
-        .shard_iterator_type(kind)
-        .set_sequence_number(after.map(str::to_string))
-        .send()
+    let iterator_at = |kind: ShardIteratorType, sequence: Option<&str>| {
+        streams
+            .get_shard_iterator()
+            .stream_arn(stream_arn)
+            .shard_id(shard)
+            .shard_iterator_type(kind)
+            .set_sequence_number(sequence.map(str::to_string))
+            .send()
+    };
+    // The mark's own record must still be there: a stream that dropped records (trimmed, or
+    // emptied by moto once a Lambda read them) proves nothing after it; read it from its start.
+    if let Some(sequence) = after {
+        let still_there = match iterator_at(ShardIteratorType::AtSequenceNumber, Some(sequence))
+            .await
+            .ok()
+            .and_then(|found| found.shard_iterator)
+        {
+            Some(at) => streams
+                .get_records()
+                .shard_iterator(at)
+                .limit(1)
+                .send()
+                .await
+                .ok()
+                .and_then(|page| {
+                    page.records()
+                        .first()
+                        .and_then(|r| r.dynamodb())
+                        .and_then(|d| d.sequence_number())
+                        .map(|found| found == sequence)
+                })
+                .unwrap_or(false),
+            None => false,
+        };
+        if !still_there {
+            let (last, _) = Box::pin(read_shard(clients, stream_arn, shard, None)).await?;
+            return Ok((last, true));
+        }
+    }
+    let kind = if after.is_some() {
+        ShardIteratorType::AfterSequenceNumber
+    } else {
+        ShardIteratorType::TrimHorizon
+    };
+    let mut iterator = iterator_at(kind, after)
         .await
         .map_err(|e| failed("GetShardIterator", describe_error(&e)))?
         .shard_iterator;
