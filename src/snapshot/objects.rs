@@ -254,7 +254,6 @@ async fn list_history(
     clients: &AwsClients,
     bucket: &str,
 ) -> Result<(Vec<Listed>, Vec<VersionRecord>)> {
-    // (key, time, order within the listing, which kind, fields)
     struct Entry {
         key: String,
         modified: Option<aws_smithy_types::DateTime>,
@@ -262,68 +261,31 @@ async fn list_history(
         listed_at: usize,
         older: Option<Listed>,
     }
+    let listing = list_versions(clients, bucket).await?.unwrap_or_default();
     let mut entries = Vec::new();
-    let mut key_marker: Option<String> = None;
-    let mut version_marker: Option<String> = None;
-    loop {
-        let page = clients
-            .s3
-            .list_object_versions()
-            .bucket(bucket)
-            .set_key_marker(key_marker.clone())
-            .set_version_id_marker(version_marker.clone())
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "listing the versions of bucket {bucket} (ListObjectVersions at {}): {}",
-                    clients.url,
-                    describe_error(&e)
-                )
-            })?;
-        for version in page.versions() {
-            let (Some(key), false) = (version.key(), version.is_latest().unwrap_or(false)) else {
-                continue;
-            };
-            entries.push(Entry {
-                key: key.to_string(),
-                modified: version.last_modified().copied(),
-                latest: false,
-                listed_at: entries.len(),
-                older: Some(Listed {
-                    bucket: bucket.to_string(),
-                    key: key.to_string(),
-                    etag: version.e_tag().unwrap_or_default().to_string(),
-                    size: u64::try_from(version.size().unwrap_or(0)).unwrap_or(0),
-                    modified: version
-                        .last_modified()
-                        .map(|t| t.to_string())
-                        .unwrap_or_default(),
-                    version: Some(OlderVersion {
-                        id: version.version_id().unwrap_or("null").to_string(),
-                        position: 0,
-                    }),
-                }),
-            });
+    for (listed_at, version) in listing.into_iter().enumerate() {
+        // A key's current object is saved as an object, not as history.
+        if version.latest && !version.delete_marker {
+            continue;
         }
-        for marker in page.delete_markers() {
-            let Some(key) = marker.key() else { continue };
-            entries.push(Entry {
-                key: key.to_string(),
-                modified: marker.last_modified().copied(),
-                latest: marker.is_latest().unwrap_or(false),
-                listed_at: entries.len(),
-                older: None,
-            });
-        }
-        if page.is_truncated() != Some(true) {
-            break;
-        }
-        key_marker = page.next_key_marker().map(str::to_string);
-        version_marker = page.next_version_id_marker().map(str::to_string);
-        if key_marker.is_none() && version_marker.is_none() {
-            break;
-        }
+        let older = (!version.delete_marker).then(|| Listed {
+            bucket: bucket.to_string(),
+            key: version.key.clone(),
+            etag: version.etag.clone(),
+            size: version.size,
+            modified: version.modified.map(|t| t.to_string()).unwrap_or_default(),
+            version: Some(OlderVersion {
+                id: version.version_id.clone().unwrap_or_else(|| "null".into()),
+                position: 0,
+            }),
+        });
+        entries.push(Entry {
+            key: version.key,
+            modified: version.modified,
+            latest: version.latest,
+            listed_at,
+            older,
+        });
     }
     // Oldest first, by time; among equal times (engines that list whole seconds) the latest goes
     // last, and of two entries of one list the one listed later is older (a listing gives each
@@ -506,12 +468,25 @@ async fn fetch(
     })
 }
 
-/// Every key of `bucket` that has any version or delete marker (a missing bucket has none).
-pub async fn keys_with_versions(
+/// One entry of a versioned bucket's listing: a version or a delete marker.
+pub struct ListedVersion {
+    pub key: String,
+    pub version_id: Option<String>,
+    pub delete_marker: bool,
+    /// The key's newest entry.
+    pub latest: bool,
+    pub etag: String,
+    pub size: u64,
+    pub modified: Option<aws_smithy_types::DateTime>,
+}
+
+/// Every version and delete marker of `bucket`, page by page as listed (each page's versions,
+/// then its delete markers; each key's newest first); `None` when the bucket does not exist.
+pub async fn list_versions(
     clients: &AwsClients,
     bucket: &str,
-) -> Result<std::collections::BTreeSet<String>> {
-    let mut keys = std::collections::BTreeSet::new();
+) -> Result<Option<Vec<ListedVersion>>> {
+    let mut listed = Vec::new();
     let mut markers: (Option<String>, Option<String>) = (None, None);
     loop {
         let page = match clients
@@ -525,7 +500,7 @@ pub async fn keys_with_versions(
         {
             Ok(page) => page,
             Err(e) if crate::aws::error_code(&e).as_deref() == Some("NoSuchBucket") => {
-                return Ok(keys)
+                return Ok(None)
             }
             Err(e) => {
                 return Err(anyhow!(
@@ -535,17 +510,47 @@ pub async fn keys_with_versions(
                 ))
             }
         };
-        let versions = page.versions().iter().filter_map(|v| v.key());
-        let deleted = page.delete_markers().iter().filter_map(|m| m.key());
-        keys.extend(versions.chain(deleted).map(str::to_string));
+        for version in page.versions() {
+            let Some(key) = version.key() else { continue };
+            listed.push(ListedVersion {
+                key: key.to_string(),
+                version_id: version.version_id().map(str::to_string),
+                delete_marker: false,
+                latest: version.is_latest().unwrap_or(false),
+                etag: version.e_tag().unwrap_or_default().to_string(),
+                size: u64::try_from(version.size().unwrap_or(0)).unwrap_or(0),
+                modified: version.last_modified().copied(),
+            });
+        }
+        for marker in page.delete_markers() {
+            let Some(key) = marker.key() else { continue };
+            listed.push(ListedVersion {
+                key: key.to_string(),
+                version_id: marker.version_id().map(str::to_string),
+                delete_marker: true,
+                latest: marker.is_latest().unwrap_or(false),
+                etag: String::new(),
+                size: 0,
+                modified: marker.last_modified().copied(),
+            });
+        }
         markers = (
             page.next_key_marker().map(str::to_string),
             page.next_version_id_marker().map(str::to_string),
         );
         if page.is_truncated() != Some(true) || markers == (None, None) {
-            return Ok(keys);
+            return Ok(Some(listed));
         }
     }
+}
+
+/// Every key of `bucket` that has any version or delete marker (a missing bucket has none).
+pub async fn keys_with_versions(
+    clients: &AwsClients,
+    bucket: &str,
+) -> Result<std::collections::BTreeSet<String>> {
+    let listed = list_versions(clients, bucket).await?.unwrap_or_default();
+    Ok(listed.into_iter().map(|version| version.key).collect())
 }
 
 /// Writes the history of each key in `versions` back (its older versions and delete markers in

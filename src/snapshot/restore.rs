@@ -515,51 +515,28 @@ async fn delete_other_objects(
 
 /// Deletes every version and delete marker of a versioned bucket (a missing bucket has none).
 async fn delete_every_version(clients: &AwsClients, bucket: &str) -> Result<()> {
-    for _ in 0..100_000 {
-        let page = match clients
+    let listed = objects::list_versions(clients, bucket)
+        .await?
+        .unwrap_or_default();
+    for version in listed {
+        clients
             .s3
-            .list_object_versions()
+            .delete_object()
             .bucket(bucket)
+            .key(&version.key)
+            .set_version_id(version.version_id.clone())
             .send()
             .await
-        {
-            Ok(page) => page,
-            Err(e) if error_code(&e).as_deref() == Some("NoSuchBucket") => return Ok(()),
-            Err(e) => bail!(
-                "listing the versions of bucket {bucket} (ListObjectVersions): {}",
-                describe_error(&e)
-            ),
-        };
-        let doomed: Vec<(String, Option<String>)> =
-            page.versions()
-                .iter()
-                .filter_map(|v| Some((v.key()?.to_string(), v.version_id().map(str::to_string))))
-                .chain(page.delete_markers().iter().filter_map(|m| {
-                    Some((m.key()?.to_string(), m.version_id().map(str::to_string)))
-                }))
-                .collect();
-        if doomed.is_empty() {
-            return Ok(());
-        }
-        for (key, version) in doomed {
-            clients
-                .s3
-                .delete_object()
-                .bucket(bucket)
-                .key(&key)
-                .set_version_id(version.clone())
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow!(
-                        "deleting s3://{bucket}/{key} (version {}): {}",
-                        version.as_deref().unwrap_or("null"),
-                        describe_error(&e)
-                    )
-                })?;
-        }
+            .map_err(|e| {
+                anyhow!(
+                    "deleting s3://{bucket}/{} (version {}): {}",
+                    version.key,
+                    version.version_id.as_deref().unwrap_or("null"),
+                    describe_error(&e)
+                )
+            })?;
     }
-    bail!("bucket {bucket}: its versions could not all be deleted")
+    Ok(())
 }
 
 /// Waits until a deleted table is gone (engines delete asynchronously), at most 60 s.
