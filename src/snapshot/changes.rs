@@ -59,7 +59,7 @@ pub async fn read(
         if any {
             unchanged = false;
         }
-        mark.shards.insert(shard, last.or(after));
+        mark.shards.insert(shard, last);
     }
     Ok(Reading {
         mark,
@@ -112,8 +112,9 @@ async fn shard_ids(clients: &AwsClients, stream_arn: &str) -> Result<Vec<String>
     Err(anyhow!("stream {stream_arn}: too many shards to check"))
 }
 
-/// Reads one shard after `after` (from its first record when `None`) to its end: the last
-/// record's sequence number and whether there was any record.
+/// Reads one shard after `after` (from its first record when `None`, or when `after`'s record is
+/// gone) to its end: where it ends (the last record's sequence number, `None` for an empty shard)
+/// and whether anything was written after `after`.
 async fn read_shard(
     clients: &AwsClients,
     stream_arn: &str,
@@ -138,6 +139,7 @@ async fn read_shard(
     };
     // The mark's own record must still be there: a stream that dropped records (trimmed, or
     // emptied by moto once a Lambda read them) proves nothing after it; read it from its start.
+    let mut dropped = false;
     if let Some(sequence) = after {
         let still_there = match iterator_at(ShardIteratorType::AtSequenceNumber, Some(sequence))
             .await
@@ -162,21 +164,21 @@ async fn read_shard(
             None => false,
         };
         if !still_there {
-            let (last, _) = Box::pin(read_shard(clients, stream_arn, shard, None)).await?;
-            return Ok((last, true));
+            dropped = true;
         }
     }
-    let kind = if after.is_some() {
+    let start = after.filter(|_| !dropped);
+    let kind = if start.is_some() {
         ShardIteratorType::AfterSequenceNumber
     } else {
         ShardIteratorType::TrimHorizon
     };
-    let mut iterator = iterator_at(kind, after)
+    let mut iterator = iterator_at(kind, start)
         .await
         .map_err(|e| failed("GetShardIterator", describe_error(&e)))?
         .shard_iterator;
-    let mut last = None;
-    let mut any = false;
+    let mut last = start.map(str::to_string);
+    let mut any = dropped;
     for _ in 0..MAX_PAGES {
         let Some(current) = iterator.take() else {
             return Ok((last, any));

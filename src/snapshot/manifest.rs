@@ -199,27 +199,7 @@ pub fn verify(dir: &Path, manifest: &Manifest) -> Result<Vec<ObjectRecord>, Corr
         if part.contains("..") || part.starts_with('/') {
             return Err(corrupt(part, "names a file outside the snapshot".into()));
         }
-        let path = dir.join(part);
-        let size = std::fs::metadata(&path)
-            .map_err(|e| corrupt(part, format!("is missing ({e})")))?
-            .len();
-        if size != record.bytes {
-            return Err(corrupt(
-                part,
-                format!(
-                    "holds {size} bytes, the manifest says {} (truncated or changed)",
-                    record.bytes
-                ),
-            ));
-        }
-        let hash = crate::data::fingerprint::hash_file(&path)
-            .map_err(|e| corrupt(part, format!("cannot be read ({e})")))?;
-        if hash != record.blake3 {
-            return Err(corrupt(
-                part,
-                "its content does not match the manifest's hash (changed or damaged)".into(),
-            ));
-        }
+        check_part(&dir.join(part), record).map_err(|problem| corrupt(part, problem))?;
     }
     let objects = read_objects(dir, manifest)?;
     let versions: Vec<super::records::VersionRecord> =
@@ -255,6 +235,26 @@ pub fn verify(dir: &Path, manifest: &Manifest) -> Result<Vec<ObjectRecord>, Corr
         }
     }
     Ok(objects)
+}
+
+/// Whether the file at `path` is the part `record` describes (its size, then its BLAKE3); what is
+/// wrong with it when not.
+pub fn check_part(path: &Path, record: &PartRecord) -> Result<(), String> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("is missing ({e})"))?
+        .len();
+    if size != record.bytes {
+        return Err(format!(
+            "holds {size} bytes, the manifest says {} (truncated or changed)",
+            record.bytes
+        ));
+    }
+    let hash =
+        crate::data::fingerprint::hash_file(path).map_err(|e| format!("cannot be read ({e})"))?;
+    if hash != record.blake3 {
+        return Err("its content does not match the manifest's hash (changed or damaged)".into());
+    }
+    Ok(())
 }
 
 /// The object records of `objects.jsonl` (none when the snapshot holds no S3 part).
@@ -313,8 +313,8 @@ fn part_problem<'a>(dir: &'a Path, part: &'a str) -> impl Fn(String) -> Corrupt 
 }
 
 /// `objects/<hh>/<hash>` of every content the records name, once each.
-pub fn content_paths(objects: &[ObjectRecord]) -> Vec<String> {
-    let mut paths: Vec<String> = objects.iter().map(|o| content_path(&o.hash)).collect();
+pub fn content_paths<'a>(objects: impl IntoIterator<Item = &'a ObjectRecord>) -> Vec<String> {
+    let mut paths: Vec<String> = objects.into_iter().map(|o| content_path(&o.hash)).collect();
     paths.sort();
     paths.dedup();
     paths

@@ -130,19 +130,10 @@ pub async fn save(
         counts.objects = saved.objects.len() as u64;
         counts.object_bytes = saved.objects.iter().map(|o| o.size).sum();
         counts.versions = saved.versions.len() as u64;
-        let with_history: Vec<_> = saved
-            .objects
-            .iter()
-            .chain(
-                saved
-                    .versions
-                    .iter()
-                    .filter(|v| !v.delete_marker)
-                    .map(|v| &v.object),
-            )
-            .cloned()
-            .collect();
-        counts.contents = manifest::content_paths(&with_history).len() as u64;
+        let older = saved.versions.iter().filter(|v| !v.delete_marker);
+        let contents =
+            manifest::content_paths(saved.objects.iter().chain(older.map(|v| &v.object)));
+        counts.contents = contents.len() as u64;
         said.push(format!(
             "{} objects in {} buckets ({} fetched, {} unchanged since an earlier save){}",
             counts.objects,

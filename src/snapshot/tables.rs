@@ -228,10 +228,8 @@ async fn link_files(
         .collect::<Option<_>>()?;
     super::blocking(move || {
         for (from, _, _, record) in &files {
-            let hash = crate::data::fingerprint::hash_file(from)?;
-            if hash != record.blake3 || std::fs::metadata(from)?.len() != record.bytes {
-                bail!("{} changed since it was saved", from.display());
-            }
+            super::manifest::check_part(from, record)
+                .map_err(|problem| anyhow!("{}: {problem}", from.display()))?;
         }
         let mut parts = BTreeMap::new();
         for (from, to, file, record) in &files {
