@@ -22,6 +22,7 @@
 pub mod archive;
 pub mod changes;
 pub mod diff;
+pub mod export;
 pub mod manifest;
 pub mod objects;
 pub mod persist;

@@ -79,12 +79,14 @@ pub struct SavedObjects {
 }
 
 /// Saves every bucket's objects into `into` (a staging folder); `stored` are the contents earlier
-/// snapshots hold (hash → file).
+/// snapshots hold (hash → file). `export_bucket` is this save's own bucket for table exports
+/// (`export::ExportBucket`), which is not the user's state and is left out.
 pub async fn save(
     clients: &AwsClients,
     snapshots_root: &Path,
     into: &Path,
     stored: &HashMap<String, PathBuf>,
+    export_bucket: Option<&str>,
 ) -> Result<SavedObjects> {
     let index_path = snapshots_root.join(INDEX_FILE);
     let index: Index = read_record(&index_path);
@@ -99,6 +101,7 @@ pub async fn save(
         .buckets()
         .iter()
         .filter_map(|b| b.name().map(str::to_string))
+        .filter(|name| Some(name.as_str()) != export_bucket)
         .collect();
     let mut bucket_records = Vec::new();
     let mut listed = Vec::new();

@@ -11,10 +11,11 @@ use super::records::{
     Resources, OBJECTS_FILE, QUEUES_FILE, REDIS_FILE, RESOURCES_FILE, VERSIONS_FILE,
 };
 use super::store::{self, Staging};
-use super::{objects, queues, redis_keys, tables, Service};
+use super::{export, objects, queues, redis_keys, tables, Service};
 use crate::aws::Endpoint;
 use crate::config::Settings;
 use crate::output::Reporter;
+use crate::stack::catalog::TableReads;
 use crate::stack::state::StackState;
 use crate::stack::ServiceName;
 
@@ -30,6 +31,8 @@ pub struct Saved {
     /// Tables whose stream proved them unchanged since an earlier save: their files were linked
     /// from it, not read again.
     pub tables_unchanged: Vec<String>,
+    /// Tables read through the engine's export (`ExportTableToPointInTime`) instead of `Scan`.
+    pub tables_exported: Vec<String>,
     pub elapsed_ms: u64,
     /// Milliseconds each service took to save (a slow engine shows where).
     pub elapsed_ms_by_service: std::collections::BTreeMap<Service, u64>,
@@ -55,7 +58,7 @@ pub async fn save(
     let endpoint = Endpoint::resolve(settings, Some(stack))?;
     let clients = endpoint.clients().await;
     let redis_url = stack.service(&ServiceName::Redis).map(|r| r.url.clone());
-    let (engine, engine_version, parallel_scan) = engine_of(settings, stack).await;
+    let (engine, engine_version, table_reads) = engine_of(settings, stack).await;
     let wants = |service| services.contains(&service);
     let redis_url = match (&redis_url, wants(Service::Redis)) {
         (None, true) if explicit => bail!("--services redis: this stack runs no Redis"),
@@ -71,24 +74,37 @@ pub async fn save(
         .collect();
     let step = reporter.step(format!("saving {}", listing.join(", ")));
     let stored = store::stored_contents(&state_dir);
-    let segments = if parallel_scan {
-        tables::PARALLEL_SEGMENTS
-    } else {
-        1
-    };
     let use_streams = stack.service(&ServiceName::Aws).is_some();
     let earlier = if use_streams && wants(Service::Dynamodb) {
         tables::earlier_tables(&root)
     } else {
         Vec::new()
     };
+    let segments = match table_reads {
+        TableReads::ParallelScan => tables::PARALLEL_SEGMENTS,
+        TableReads::Export => 1,
+    };
+    // Without its bucket (it could not be created), tables are scanned.
+    let export_bucket = match table_reads {
+        TableReads::Export if wants(Service::Dynamodb) => {
+            export::ExportBucket::create(&clients).await.ok()
+        }
+        _ => None,
+    };
     let table_reading = tables::TableReading {
         segments,
+        export: export_bucket.as_ref(),
         use_streams,
         earlier: &earlier,
     };
     let (s3, dynamodb, sqs, redis) = tokio::join!(
-        timed(wants(Service::S3).then(|| objects::save(&clients, &root, &staging.dir, &stored))),
+        timed(wants(Service::S3).then(|| objects::save(
+            &clients,
+            &root,
+            &staging.dir,
+            &stored,
+            export_bucket.as_ref().map(|b| b.name.as_str())
+        ))),
         timed(wants(Service::Dynamodb).then(|| tables::save(
             &clients,
             &staging.dir,
@@ -97,6 +113,9 @@ pub async fn save(
         timed(wants(Service::Sqs).then(|| queues::save(&clients))),
         timed(redis_url.as_deref().map(redis_keys::save)),
     );
+    if let Some(bucket) = export_bucket {
+        bucket.remove(&clients).await;
+    }
     let read = (|| {
         Ok::<_, anyhow::Error>((
             s3.transpose()?,
@@ -119,6 +138,7 @@ pub async fn save(
     let mut notes = Vec::new();
     let mut objects_fetched = 0;
     let mut tables_unchanged = Vec::new();
+    let mut tables_exported = Vec::new();
     let mut elapsed_ms_by_service = std::collections::BTreeMap::new();
     let mut said = Vec::new();
     if let Some((saved, elapsed_ms)) = s3 {
@@ -162,6 +182,7 @@ pub async fn save(
             saved.unchanged.len()
         ));
         tables_unchanged = saved.unchanged;
+        tables_exported = saved.exported;
         resources.tables = saved.tables;
         parts.extend(saved.parts);
         saved_services.push(Service::Dynamodb);
@@ -223,6 +244,7 @@ pub async fn save(
         manifest,
         objects_fetched,
         tables_unchanged,
+        tables_exported,
         elapsed_ms: started.elapsed().as_millis() as u64,
         elapsed_ms_by_service,
     })
@@ -240,10 +262,13 @@ async fn timed<T>(
     )
 }
 
-/// The AWS engine's kind, version, and whether its Scan gains from parallel segments.
-async fn engine_of(settings: &Settings, stack: &StackState) -> (String, Option<String>, bool) {
+/// The AWS engine's kind, version, and how its tables are read whole.
+async fn engine_of(
+    settings: &Settings,
+    stack: &StackState,
+) -> (String, Option<String>, TableReads) {
     let Some(record) = stack.service(&ServiceName::Aws) else {
-        return ("external".into(), None, true);
+        return ("external".into(), None, TableReads::ParallelScan);
     };
     let kind = crate::stack::lifecycle::kind_of(settings, record);
     let version = crate::stack::version::of_service(settings, record, &kind).await;
@@ -251,5 +276,5 @@ async fn engine_of(settings: &Settings, stack: &StackState) -> (String, Option<S
         .kind
         .clone()
         .unwrap_or_else(|| record.runtime.to_string());
-    (name, version, kind.parallel_scan)
+    (name, version, kind.table_reads)
 }

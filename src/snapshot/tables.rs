@@ -11,18 +11,19 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use super::changes;
+use super::export::{self, ExportBucket};
 use super::manifest::{PartRecord, PartWriter};
 use super::records::{IndexSchema, Resources, TableSchema, RESOURCES_FILE};
 use crate::aws::{describe_error, AwsClients};
 use crate::data::discover::{Action, PlannedTarget};
-use crate::data::dynamo_json::{item_to_typed, key_of};
+use crate::data::dynamo_json::{item_to_typed, key_of, Item};
 
 /// Items per file: files load in parallel, and a file is written whole or not at all. A file's
 /// items are parsed whole into memory, and 16 files load at once: 200 items (~100 KB of typed JSON
 /// here) keeps that near the data folder's files. 1,000 made a load of 10,000 items peak at 290 MiB.
 pub const ITEMS_PER_FILE: usize = 200;
 /// Scan segments read at once per table, where the engine gains from them
-/// (`ServiceKind::parallel_scan`).
+/// (`TableReads::ParallelScan`).
 pub const PARALLEL_SEGMENTS: i32 = 4;
 
 /// What the DynamoDB part saved: the tables and their item files (path → size and hash).
@@ -32,12 +33,17 @@ pub struct SavedTables {
     /// Tables whose stream proved them unchanged since an earlier snapshot, whose files were
     /// linked from it instead of read again.
     pub unchanged: Vec<String>,
+    /// Tables read through the engine's export instead of `Scan`.
+    pub exported: Vec<String>,
 }
 
 /// How the tables are read.
 pub struct TableReading<'a> {
     /// Scan segments per table (`PARALLEL_SEGMENTS` where the engine gains from them).
     pub segments: i32,
+    /// Where tables are exported to, on an engine whose export is faster than its Scan
+    /// (`TableReads::Export`); a table whose export fails is scanned.
+    pub export: Option<&'a ExportBucket>,
     /// Whether a table's stream can prove it unchanged: on an engine this stack runs, not on an
     /// external endpoint, where an empty stream page does not mean the stream's end.
     pub use_streams: bool,
@@ -106,6 +112,7 @@ pub async fn save(
         tables: Vec::new(),
         parts: BTreeMap::new(),
         unchanged: Vec::new(),
+        exported: Vec::new(),
     };
     for name in names {
         if !name
@@ -171,7 +178,25 @@ pub async fn save(
                 }
             }
         }
-        let items = scan_sorted(clients, &name, &schema, reading.segments.max(1)).await?;
+        let key_names: Vec<String> = schema.key().into_iter().map(|(name, _)| name).collect();
+        let exported = match (reading.export, description.table_arn()) {
+            // A failed export (a table written during it, say) costs only the time it took: the
+            // table is then scanned, as on any engine.
+            (Some(bucket), Some(arn)) => {
+                export::read_table(clients, bucket, &name, arn, &key_names)
+                    .await
+                    .ok()
+            }
+            _ => None,
+        };
+        let items = match exported {
+            Some(items) => {
+                saved.exported.push(name.clone());
+                items
+            }
+            None => scan(clients, &name, &key_names, reading.segments.max(1)).await?,
+        };
+        let items = sorted_by_key(items);
         schema.items = items.len() as u64;
         for (number, chunk) in items.chunks(ITEMS_PER_FILE).enumerate() {
             let file = format!("tables/{name}/{:05}.json", number + 1);
@@ -302,52 +327,56 @@ fn schema_of(name: &str, description: &TableDescription) -> Result<TableSchema> 
     })
 }
 
-/// Every item of a table as typed JSON, sorted by key (the same table gives the same files on any
-/// engine; a parallel scan gives its items in no particular order).
-async fn scan_sorted(
+/// Every item of a table as its key (`key_of`) and its typed JSON, read by `Scan` in `segments`.
+async fn scan(
     clients: &AwsClients,
     table: &str,
-    schema: &TableSchema,
+    key_names: &[String],
     segments: i32,
-) -> Result<Vec<Value>> {
-    let key_names: Vec<String> = schema.key().into_iter().map(|(name, _)| name).collect();
+) -> Result<Vec<(String, Value)>> {
     let read: Vec<Vec<(String, Value)>> = stream::iter(0..segments)
-        .map(|segment| {
-            let key_names = &key_names;
-            async move {
-                let mut pages = clients
-                    .dynamodb
-                    .scan()
-                    .table_name(table)
-                    .set_segment((segments > 1).then_some(segment))
-                    .set_total_segments((segments > 1).then_some(segments))
-                    .into_paginator()
-                    .send();
-                let mut items = Vec::new();
-                while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| {
-                        anyhow!(
-                            "reading table {table} (Scan at {}): {}",
-                            clients.url,
-                            describe_error(&e)
-                        )
-                    })?;
-                    for item in page.items() {
-                        let mut typed = item_to_typed(item);
-                        canonical_sets(&mut typed);
-                        items.push((key_of(item, key_names), typed));
-                    }
-                }
-                Ok::<_, anyhow::Error>(items)
+        .map(|segment| async move {
+            let mut pages = clients
+                .dynamodb
+                .scan()
+                .table_name(table)
+                .set_segment((segments > 1).then_some(segment))
+                .set_total_segments((segments > 1).then_some(segments))
+                .into_paginator()
+                .send();
+            let mut items = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| {
+                    anyhow!(
+                        "reading table {table} (Scan at {}): {}",
+                        clients.url,
+                        describe_error(&e)
+                    )
+                })?;
+                items.extend(page.items().iter().map(|item| keyed_item(item, key_names)));
             }
+            Ok::<_, anyhow::Error>(items)
         })
         .buffer_unordered(segments as usize)
         .try_collect()
         .await?;
-    let mut items: Vec<(String, Value)> = read.into_iter().flatten().collect();
+    Ok(read.into_iter().flatten().collect())
+}
+
+/// An item as its key (`key_of`) and its typed JSON with sets in canonical order: what a table's
+/// files hold, however the item was read.
+pub fn keyed_item(item: &Item, key_names: &[String]) -> (String, Value) {
+    let mut typed = item_to_typed(item);
+    canonical_sets(&mut typed);
+    (key_of(item, key_names), typed)
+}
+
+/// Items sorted by key, each key once (the same table gives the same files on any engine and
+/// however it was read; a parallel scan gives its items in no particular order).
+fn sorted_by_key(mut items: Vec<(String, Value)>) -> Vec<Value> {
     items.sort_by(|a, b| a.0.cmp(&b.0));
     items.dedup_by(|a, b| a.0 == b.0);
-    Ok(items.into_iter().map(|(_, item)| item).collect())
+    items.into_iter().map(|(_, item)| item).collect()
 }
 
 /// Sorts the members of every set (`SS`, `NS`, `BS`) in typed JSON: sets have no order, and

@@ -74,6 +74,26 @@ fn write_state(project: &Project) {
             .item("n", AttributeValue::N("2.50".into()))
             .item("blob", AttributeValue::B(vec![0u8, 1, 255].into()))
             .item("tags", AttributeValue::Ss(vec!["y".into(), "x".into()]))
+            .item(
+                "nested",
+                AttributeValue::M(
+                    [
+                        ("bytes".to_string(), AttributeValue::B(vec![9u8, 0].into())),
+                        (
+                            "sizes".to_string(),
+                            AttributeValue::Ns(vec!["10".into(), "-0.125".into()]),
+                        ),
+                        (
+                            "list".to_string(),
+                            AttributeValue::L(vec![
+                                AttributeValue::Null(true),
+                                AttributeValue::Bs(vec![vec![1u8].into(), vec![2u8].into()]),
+                            ]),
+                        ),
+                    ]
+                    .into(),
+                ),
+            )
             .send()
             .await
             .expect("put item a");
@@ -197,6 +217,23 @@ fn assert_state(project: &Project) {
     assert_eq!(
         tags.iter().cloned().collect::<BTreeSet<_>>(),
         BTreeSet::from(["x".to_string(), "y".to_string()])
+    );
+    let AttributeValue::M(nested) = &a["nested"] else {
+        panic!("nested is a map: {a:?}")
+    };
+    assert_eq!(nested["bytes"], AttributeValue::B(vec![9u8, 0].into()));
+    let AttributeValue::L(list) = &nested["list"] else {
+        panic!("nested.list is a list: {nested:?}")
+    };
+    let AttributeValue::Bs(bytes) = &list[1] else {
+        panic!("nested.list[1] is a binary set: {list:?}")
+    };
+    assert_eq!(
+        bytes
+            .iter()
+            .map(|b| b.as_ref().to_vec())
+            .collect::<BTreeSet<_>>(),
+        BTreeSet::from([vec![1u8], vec![2u8]])
     );
     assert_eq!(
         object(&rt, &clients, "files", "generated/big.bin"),
@@ -339,6 +376,41 @@ fn with_persist_what_clients_wrote_survives_stop_and_run() {
     assert_state(&project);
 }
 
+/// On moto a save reads tables through an export, which leaves no trace: its bucket is gone and
+/// point-in-time recovery is off again. Elsewhere tables are scanned.
+fn check_how_tables_were_read(project: &Project, saved: &Value) {
+    let exported = &saved["tables_exported"];
+    if project.service("aws")["kind"] != "moto" {
+        assert_eq!(exported, &serde_json::json!([]), "{saved}");
+        return;
+    }
+    assert_eq!(exported, &serde_json::json!(["things"]), "{saved}");
+    let rt = runtime();
+    let clients = clients(&rt, &project.endpoint());
+    rt.block_on(async {
+        let buckets = clients.s3.list_buckets().send().await.expect("ListBuckets");
+        let names: BTreeSet<&str> = buckets.buckets().iter().filter_map(|b| b.name()).collect();
+        assert_eq!(
+            names,
+            BTreeSet::from(["files", "history"]),
+            "the save's export bucket is gone"
+        );
+        let backups = clients
+            .dynamodb
+            .describe_continuous_backups()
+            .table_name("things")
+            .send()
+            .await
+            .expect("DescribeContinuousBackups");
+        let status = backups
+            .continuous_backups_description()
+            .and_then(|d| d.point_in_time_recovery_description())
+            .and_then(|d| d.point_in_time_recovery_status())
+            .map(|s| s.as_str().to_string());
+        assert_eq!(status.as_deref(), Some("DISABLED"), "recovery is off again");
+    });
+}
+
 #[test]
 fn a_snapshot_loads_into_the_other_engine_with_an_identical_dump() {
     let other = match crate::support::engine().as_str() {
@@ -349,6 +421,7 @@ fn a_snapshot_loads_into_the_other_engine_with_an_identical_dump() {
     source.start(&["--no-populate"]);
     write_state(&source);
     let saved = source.run_json(&["snapshot", "save", "state", "--json"]);
+    check_how_tables_were_read(&source, &saved);
     assert_eq!(saved["manifest"]["counts"]["objects"], 3, "{saved}");
     assert_eq!(
         saved["manifest"]["counts"]["contents"], 2,
@@ -377,7 +450,8 @@ fn a_snapshot_loads_into_the_other_engine_with_an_identical_dump() {
     assert_eq!(loaded["messages"], 4, "{loaded}");
     assert_eq!(loaded["redis_keys"], 2, "{loaded}");
     assert_eq!(loaded["failed"], serde_json::json!([]), "{loaded}");
-    target.run_json(&["snapshot", "save", "back", "--json"]);
+    let saved_back = target.run_json(&["snapshot", "save", "back", "--json"]);
+    check_how_tables_were_read(&target, &saved_back);
     let diff = target.run_json(&["snapshot", "diff", "state", "back", "--json"]);
     assert_eq!(diff["same"], true, "{diff}");
     assert_state(&target);

@@ -1,0 +1,359 @@
+//! Reading a whole table through `ExportTableToPointInTime`, on moto (`TableReads::Export`).
+//!
+//! moto's `Scan` spends about 1 ms an item in its response serializer: 10,000 items took 22 s,
+//! longer than loading them. Its export writes the table as one gzip file of DynamoDB JSON in one
+//! pass (measured: 2,001 items exported and read in 0.3 s, scanned in 2.3 s).
+//!
+//! The export needs a bucket, and moto serves every request as the one account inframock gives it
+//! (`MOTO_ACCOUNT_ID`), so the bucket is the user's for the time of the save: one bucket per save,
+//! named `inframock-export-<pid>-<nanos>`, left out of the snapshot by its exact name and removed
+//! when the tables are read. Point-in-time recovery, which an export needs, is switched on for
+//! the export and off again if it was off. What an export gives is checked against the item count
+//! it reports; anything amiss is an error, and the table is then scanned.
+
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_dynamodb::types::PointInTimeRecoveryStatus;
+use aws_sdk_dynamodb::types::{ExportFormat, ExportStatus, PointInTimeRecoverySpecification};
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use serde_json::Value;
+
+use super::tables::keyed_item;
+use crate::aws::{describe_error, AwsClients};
+use crate::data::dynamo_json::{typed_to_attribute, Item};
+
+/// The longest wait for one export (moto exports in a thread of its own).
+const EXPORT_DEADLINE: Duration = Duration::from_secs(300);
+
+/// The bucket a save's exports are written to.
+pub struct ExportBucket {
+    pub name: String,
+}
+
+impl ExportBucket {
+    /// Creates this save's export bucket.
+    pub async fn create(clients: &AwsClients) -> Result<ExportBucket> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("inframock-export-{}-{nanos}", std::process::id());
+        let mut request = clients.s3.create_bucket().bucket(&name);
+        if let Some(region) = clients.s3.config().region().map(|r| r.as_ref()) {
+            if region != "us-east-1" {
+                request = request.create_bucket_configuration(
+                    CreateBucketConfiguration::builder()
+                        .location_constraint(BucketLocationConstraint::from(region))
+                        .build(),
+                );
+            }
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| anyhow!("creating export bucket {name}: {}", describe_error(&e)))?;
+        Ok(ExportBucket { name })
+    }
+
+    /// Deletes the bucket and whatever is still in it (best effort: a bucket left behind by a
+    /// failed deletion is the user's to see, never data lost).
+    pub async fn remove(self, clients: &AwsClients) {
+        delete_keys(clients, &self.name, "").await;
+        let _ = clients.s3.delete_bucket().bucket(&self.name).send().await;
+    }
+}
+
+/// Every item of `table` as its key and typed JSON (unsorted), read through an export into
+/// `bucket`.
+pub async fn read_table(
+    clients: &AwsClients,
+    bucket: &ExportBucket,
+    table: &str,
+    table_arn: &str,
+    key_names: &[String],
+) -> Result<Vec<(String, Value)>> {
+    let recovery_was_on = recovery_on(clients, table).await?;
+    if !recovery_was_on {
+        set_recovery(clients, table, true).await?;
+    }
+    let prefix = format!("tables/{table}");
+    let read = export_and_read(clients, table, table_arn, &bucket.name, &prefix, key_names).await;
+    delete_keys(clients, &bucket.name, &prefix).await;
+    if !recovery_was_on {
+        // Best effort: the items are read whatever the table's recovery setting ends as.
+        let _ = set_recovery(clients, table, false).await;
+    }
+    read
+}
+
+async fn export_and_read(
+    clients: &AwsClients,
+    table: &str,
+    table_arn: &str,
+    bucket: &str,
+    prefix: &str,
+    key_names: &[String],
+) -> Result<Vec<(String, Value)>> {
+    let started = clients
+        .dynamodb
+        .export_table_to_point_in_time()
+        .table_arn(table_arn)
+        .s3_bucket(bucket)
+        .s3_prefix(prefix)
+        .export_format(ExportFormat::DynamodbJson)
+        .send()
+        .await
+        .map_err(|e| anyhow!("table {table}: exporting: {}", describe_error(&e)))?;
+    let export_arn = started
+        .export_description()
+        .and_then(|d| d.export_arn())
+        .ok_or_else(|| anyhow!("table {table}: the export has no ARN"))?
+        .to_string();
+    let expected = finished_export(clients, table, &export_arn).await?;
+    let mut items = Vec::new();
+    let keys = all_keys(clients, bucket, prefix).await?;
+    // moto writes one data file; DynamoDB several, beside manifests.
+    let data_files = keys
+        .into_iter()
+        .filter(|key| key.contains("/data/") && key.ends_with(".gz"));
+    for key in data_files {
+        let body = clients
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "table {table}: reading export file {key}: {}",
+                    describe_error(&e)
+                )
+            })?
+            .body
+            .collect()
+            .await
+            .with_context(|| format!("table {table}: reading export file {key}"))?
+            .into_bytes();
+        let names = key_names.to_vec();
+        let parsed = tokio::task::spawn_blocking(move || parse_export_file(&body, &names))
+            .await
+            .map_err(|e| anyhow!("table {table}: parsing the export: {e}"))?
+            .with_context(|| format!("table {table}: export file {key}"))?;
+        items.extend(parsed);
+    }
+    if items.len() as u64 != expected {
+        bail!(
+            "table {table}: the export reported {expected} items and holds {}",
+            items.len()
+        );
+    }
+    Ok(items)
+}
+
+/// Waits for the export to end; the number of items it reports when it completed.
+async fn finished_export(clients: &AwsClients, table: &str, export_arn: &str) -> Result<u64> {
+    let deadline = tokio::time::Instant::now() + EXPORT_DEADLINE;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let described = clients
+            .dynamodb
+            .describe_export()
+            .export_arn(export_arn)
+            .send()
+            .await
+            .map_err(|e| anyhow!("table {table}: DescribeExport: {}", describe_error(&e)))?;
+        let description = described
+            .export_description()
+            .ok_or_else(|| anyhow!("table {table}: DescribeExport returned no description"))?;
+        match description.export_status() {
+            Some(ExportStatus::Completed) => {
+                return u64::try_from(description.item_count().unwrap_or(-1))
+                    .map_err(|_| anyhow!("table {table}: the export reports no item count"));
+            }
+            Some(ExportStatus::InProgress) => {}
+            other => bail!(
+                "table {table}: the export ended {:?}: {}",
+                other,
+                description.failure_message().unwrap_or("no reason given")
+            ),
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            bail!(
+                "table {table}: the export did not finish within {} s",
+                EXPORT_DEADLINE.as_secs()
+            );
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// One export file (gzip, one `{"Item": {...}}` per line) as keyed items.
+fn parse_export_file(gzipped: &[u8], key_names: &[String]) -> Result<Vec<(String, Value)>> {
+    let lines = BufReader::new(flate2::read::GzDecoder::new(gzipped)).lines();
+    let mut items = Vec::new();
+    for (number, line) in lines.enumerate() {
+        let line = line.with_context(|| format!("line {}: not gzip text", number + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Value = serde_json::from_str(&line)
+            .with_context(|| format!("line {}: not JSON", number + 1))?;
+        let Some(Value::Object(attributes)) = record.get("Item") else {
+            bail!("line {}: no \"Item\" object", number + 1);
+        };
+        let item = attributes
+            .iter()
+            .map(|(name, value)| {
+                typed_to_attribute(value)
+                    .map(|attribute| (name.clone(), attribute))
+                    .map_err(|(path, message)| {
+                        anyhow!("line {}, attribute {name}{path}: {message}", number + 1)
+                    })
+            })
+            .collect::<Result<Item>>()?;
+        items.push(keyed_item(&item, key_names));
+    }
+    Ok(items)
+}
+
+async fn all_keys(clients: &AwsClients, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = clients
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| anyhow!("listing export bucket {bucket}: {}", describe_error(&e)))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(String::from)),
+        );
+        match page.next_continuation_token() {
+            Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+            _ => return Ok(keys),
+        }
+    }
+}
+
+/// Deletes the keys under `prefix` (best effort).
+async fn delete_keys(clients: &AwsClients, bucket: &str, prefix: &str) {
+    for key in all_keys(clients, bucket, prefix).await.unwrap_or_default() {
+        let _ = clients
+            .s3
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await;
+    }
+}
+
+async fn recovery_on(clients: &AwsClients, table: &str) -> Result<bool> {
+    let described = clients
+        .dynamodb
+        .describe_continuous_backups()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "table {table}: DescribeContinuousBackups: {}",
+                describe_error(&e)
+            )
+        })?;
+    Ok(described
+        .continuous_backups_description()
+        .and_then(|d| d.point_in_time_recovery_description())
+        .and_then(|d| d.point_in_time_recovery_status())
+        == Some(&PointInTimeRecoveryStatus::Enabled))
+}
+
+async fn set_recovery(clients: &AwsClients, table: &str, enabled: bool) -> Result<()> {
+    let specification = PointInTimeRecoverySpecification::builder()
+        .point_in_time_recovery_enabled(enabled)
+        .build()?;
+    clients
+        .dynamodb
+        .update_continuous_backups()
+        .table_name(table)
+        .point_in_time_recovery_specification(specification)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            anyhow!(
+                "table {table}: UpdateContinuousBackups: {}",
+                describe_error(&e)
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(text: &str) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(text.as_bytes()).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn an_export_line_becomes_the_item_a_scan_gives() {
+        let file = gzip(concat!(
+            r#"{"Item": {"pk": {"S": "a"}, "b": {"B": "AP8="}, "ss": {"SS": ["z", "y"]}, "n": {"N": "2.50"}}}"#,
+            "\n",
+            r#"{"Item": {"pk": {"S": "b"}, "m": {"M": {"l": {"L": [{"NULL": true}]}}}}}"#,
+            "\n"
+        ));
+        let items = parse_export_file(&file, &["pk".to_string()]).unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(
+            items[0].1,
+            serde_json::json!({"b": {"B": "AP8="}, "n": {"N": "2.50"}, "pk": {"S": "a"}, "ss": {"SS": ["y", "z"]}})
+        );
+        assert_eq!(items[0].0, key_of_s("a"));
+        assert_eq!(
+            items[1].1,
+            serde_json::json!({"m": {"M": {"l": {"L": [{"NULL": true}]}}}, "pk": {"S": "b"}})
+        );
+    }
+
+    fn key_of_s(value: &str) -> String {
+        let item: Item = [(
+            "pk".to_string(),
+            aws_sdk_dynamodb::types::AttributeValue::S(value.into()),
+        )]
+        .into();
+        crate::data::dynamo_json::key_of(&item, &["pk".to_string()])
+    }
+
+    #[test]
+    fn a_damaged_export_file_is_an_error_naming_the_line() {
+        let not_typed =
+            gzip("{\"Item\": {\"pk\": {\"S\": \"a\"}}}\n{\"Item\": {\"pk\": {\"X\": 1}}}\n");
+        let error = parse_export_file(&not_typed, &["pk".into()]).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("line 2, attribute pk"),
+            "{error:#}"
+        );
+        let truncated = &gzip("{\"Item\": {\"pk\": {\"S\": \"a\"}}}\n")[..20];
+        assert!(parse_export_file(truncated, &["pk".into()]).is_err());
+        let no_item = gzip("{\"Items\": {}}\n");
+        let error = parse_export_file(&no_item, &["pk".into()]).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("line 1: no \"Item\""),
+            "{error:#}"
+        );
+    }
+}
