@@ -436,7 +436,9 @@ fn resolve_services(
                 &section.env,
             ),
             fault_proxy: fault_proxy_port(section.faults, section.faults_port, port),
-            env: Vec::new(),
+            // The section's variables reach the engine whichever way it runs: as a local
+            // process (after the kind's own, so they can override them) or in its container.
+            env: section.env.clone().into_iter().collect(),
             kind,
         }
     };
@@ -787,6 +789,11 @@ mod tests {
             s.service(&ServiceName::Aws).container.env.last(),
             Some(&("DEBUG".to_string(), "1".to_string())),
             "the section's environment comes after the engine's"
+        );
+        assert_eq!(
+            s.service(&ServiceName::Aws).env,
+            [("DEBUG".to_string(), "1".to_string())],
+            "and reaches the engine's local process"
         );
         let s = resolve(
             GlobalArgs {

@@ -216,7 +216,7 @@ pub struct ServiceSection {
     pub image: Option<String>,
     /// Port the service listens on inside its container.
     pub container_port: Option<u16>,
-    /// Extra environment variables of the container.
+    /// Extra environment variables of its local process or its container.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Put the service behind a fault proxy owned by inframock (`inframock faults ...`).

@@ -959,3 +959,71 @@ fn a_versioned_buckets_history_survives_save_and_load() {
     let diff = project.run_json(&["snapshot", "diff", "h", "h2", "--json"]);
     assert_eq!(diff["same"], true, "{resaved} {diff}");
 }
+
+/// Debian's libfaketime (`.ci/run` installs it).
+fn libfaketime() -> String {
+    let found = std::fs::read_dir("/usr/lib")
+        .expect("/usr/lib")
+        .flatten()
+        .map(|dir| dir.path().join("faketime/libfaketime.so.1"))
+        .find(|library| library.exists());
+    found
+        .unwrap_or_else(|| panic!("libfaketime is missing: apt-get install libfaketime"))
+        .display()
+        .to_string()
+}
+
+/// A stream that dropped records since the last save proves nothing, even when no write
+/// followed: the table is read whole again. DynamoDB and MiniStack drop a stream's records after
+/// 24 hours; MiniStack's clock is moved two days on with libfaketime (moto never trims, so this
+/// runs on MiniStack whichever engine the suite tests).
+#[test]
+fn a_stream_that_dropped_records_since_the_last_save_proves_nothing() {
+    let project = Project::new();
+    let clock = project.path().join("engine-clock");
+    std::fs::write(&clock, "+0\n").expect("clock file");
+    project.write(
+        "inframock.toml",
+        format!(
+            "{STACK}\n[stack]\npersist = true\n\n[services.aws]\nenv = {{ LD_PRELOAD = {:?}, FAKETIME_TIMESTAMP_FILE = {:?}, FAKETIME_NO_CACHE = \"1\" }}\n",
+            libfaketime(),
+            clock.display().to_string()
+        ),
+    );
+    let started = project
+        .command(&crate::support::start_args(&["--no-populate"]))
+        .env("INFRAMOCK_ENGINE", "ministack")
+        .output()
+        .expect("run");
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    let rt = runtime();
+    let clients = clients(&rt, &project.endpoint());
+    rt.block_on(
+        clients
+            .dynamodb
+            .put_item()
+            .table_name("things")
+            .item("id", AttributeValue::S("kept".into()))
+            .item("n", AttributeValue::N("1".into()))
+            .send(),
+    )
+    .expect("put item");
+    project.run_json(&["snapshot", "save", "one", "--json"]);
+    let two = project.run_json(&["snapshot", "save", "two", "--json"]);
+    assert_eq!(
+        unchanged_tables(&two),
+        ["things"],
+        "with the stream intact, no write since the last save is proof: {two}"
+    );
+
+    std::fs::write(&clock, "+2d\n").expect("move the engine's clock");
+    let three = project.run_json(&["snapshot", "save", "three", "--json"]);
+    assert_eq!(
+        unchanged_tables(&three),
+        Vec::<&str>::new(),
+        "the mark's record was trimmed: the table is read whole: {three}"
+    );
+    assert_eq!(three["manifest"]["counts"]["items"], 1, "{three}");
+    let diff = project.run_json(&["snapshot", "diff", "two", "three", "--json"]);
+    assert_eq!(diff["same"], true, "{diff}");
+}
