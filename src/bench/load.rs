@@ -136,6 +136,11 @@ async fn closed_worker(plan: &StepPlan, deadline: Option<Instant>, sent: &Atomic
         if deadline.is_some_and(|d| Instant::now() >= d) || !take_one(&plan.limit, sent) {
             break;
         }
+        // As wrk does, answers that arrived together are all timed before any next request is
+        // written: a write wakes the server, which can take this core from the thread while the
+        // other answers wait, and that wait is the tool's, not the server's. Measured at 8
+        // connections, uncorrected p99: 0.59 ms with the yield, 1.05 ms without (wrk 0.65-0.89 ms).
+        tokio::task::yield_now().await;
         let sent_at = Instant::now();
         exchange(plan, &mut connection, &mut recorder, sent_at, None).await;
     }
