@@ -183,6 +183,7 @@ pub async fn save(
         ));
         tables_unchanged = saved.unchanged;
         tables_exported = saved.exported;
+        notes.extend(saved.notes);
         resources.tables = saved.tables;
         parts.extend(saved.parts);
         saved_services.push(Service::Dynamodb);

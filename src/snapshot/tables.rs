@@ -35,6 +35,8 @@ pub struct SavedTables {
     pub unchanged: Vec<String>,
     /// Tables read through the engine's export instead of `Scan`.
     pub exported: Vec<String>,
+    /// What the manifest should say: why a table was scanned after all.
+    pub notes: Vec<String>,
 }
 
 /// How the tables are read.
@@ -113,6 +115,7 @@ pub async fn save(
         parts: BTreeMap::new(),
         unchanged: Vec::new(),
         exported: Vec::new(),
+        notes: Vec::new(),
     };
     for name in names {
         if !name
@@ -183,9 +186,15 @@ pub async fn save(
             // A failed export (a table written during it, say) costs only the time it took: the
             // table is then scanned, as on any engine.
             (Some(bucket), Some(arn)) => {
-                export::read_table(clients, bucket, &name, arn, &key_names)
-                    .await
-                    .ok()
+                match export::read_table(clients, bucket, &name, arn, &key_names).await {
+                    Ok(items) => Some(items),
+                    Err(e) => {
+                        saved
+                            .notes
+                            .push(format!("{e:#}; the table was read by Scan instead"));
+                        None
+                    }
+                }
             }
             _ => None,
         };
