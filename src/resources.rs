@@ -244,6 +244,24 @@ async fn add_stream(clients: &AwsClients, name: &str) {
         .await;
 }
 
+/// A `CreateBucket` of `name` in `region`: outside us-east-1 it names the region as its location
+/// constraint (which us-east-1 refuses).
+pub fn create_bucket_request(
+    clients: &AwsClients,
+    name: &str,
+    region: &str,
+) -> aws_sdk_s3::operation::create_bucket::builders::CreateBucketFluentBuilder {
+    let request = clients.s3.create_bucket().bucket(name);
+    if region == "us-east-1" {
+        return request;
+    }
+    request.create_bucket_configuration(
+        CreateBucketConfiguration::builder()
+            .location_constraint(BucketLocationConstraint::from(region))
+            .build(),
+    )
+}
+
 /// Creates a bucket (versioning and CORS as declared) unless it exists.
 pub async fn ensure_bucket(
     clients: &AwsClients,
@@ -251,15 +269,10 @@ pub async fn ensure_bucket(
     vars: &NameVars<'_>,
 ) -> Result<Ensured> {
     let name = vars.expand(&decl.name);
-    let mut request = clients.s3.create_bucket().bucket(&name);
-    if vars.region != "us-east-1" {
-        request = request.create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(vars.region))
-                .build(),
-        );
-    }
-    let created = match request.send().await {
+    let created = match create_bucket_request(clients, &name, vars.region)
+        .send()
+        .await
+    {
         Ok(_) => true,
         Err(e) if error_code(&e).as_deref() == Some("BucketAlreadyOwnedByYou") => false,
         Err(e) => return Err(anyhow!("bucket {name}: {}", describe_error(&e))),

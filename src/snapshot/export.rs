@@ -6,8 +6,8 @@
 //!
 //! The export needs a bucket, and moto serves every request as the one account inframock gives it
 //! (`MOTO_ACCOUNT_ID`), so the bucket is the user's for the time of the save: one bucket per save,
-//! named `inframock-export-<pid>-<nanos>`, left out of the snapshot by its exact name and removed
-//! when the tables are read. Point-in-time recovery, which an export needs, is switched on for
+//! named `inframock-export-<pid>-<nanos>`, created at the save's first export, left out of the
+//! snapshot by its exact name and removed when the tables are read. Point-in-time recovery, which an export needs, is switched on for
 //! the export and off again if it was off. What an export gives is checked against the item count
 //! it reports; anything amiss is an error, and the table is then scanned.
 
@@ -17,7 +17,6 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_dynamodb::types::PointInTimeRecoveryStatus;
 use aws_sdk_dynamodb::types::{ExportFormat, ExportStatus, PointInTimeRecoverySpecification};
-use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use serde_json::Value;
 
 use super::tables::keyed_item;
@@ -27,40 +26,60 @@ use crate::data::dynamo_json::{typed_to_attribute, Item};
 /// The longest wait for one export (moto exports in a thread of its own).
 const EXPORT_DEADLINE: Duration = Duration::from_secs(300);
 
-/// The bucket a save's exports are written to.
+/// The bucket a save's exports are written to, named when the save starts (so the S3 part can
+/// leave it out) and created when the first table is exported: a save that exports nothing, as a
+/// save under `persist` whose tables are all proven unchanged, creates no bucket.
 pub struct ExportBucket {
     pub name: String,
+    /// Whether it was created (the reason when it could not be), once asked.
+    created: tokio::sync::OnceCell<Result<(), String>>,
 }
 
 impl ExportBucket {
-    /// Creates this save's export bucket.
-    pub async fn create(clients: &AwsClients) -> Result<ExportBucket> {
+    /// This save's export bucket, not created yet.
+    pub fn for_this_save() -> ExportBucket {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let name = format!("inframock-export-{}-{nanos}", std::process::id());
-        let mut request = clients.s3.create_bucket().bucket(&name);
-        if let Some(region) = clients.s3.config().region().map(|r| r.as_ref()) {
-            if region != "us-east-1" {
-                request = request.create_bucket_configuration(
-                    CreateBucketConfiguration::builder()
-                        .location_constraint(BucketLocationConstraint::from(region))
-                        .build(),
-                );
-            }
+        ExportBucket {
+            name: format!("inframock-export-{}-{nanos}", std::process::id()),
+            created: tokio::sync::OnceCell::new(),
         }
-        request
-            .send()
-            .await
-            .map_err(|e| anyhow!("creating export bucket {name}: {}", describe_error(&e)))?;
-        Ok(ExportBucket { name })
     }
 
-    /// Deletes the bucket and whatever is still in it (best effort: a bucket left behind by a
-    /// failed deletion is the user's to see, never data lost).
+    /// Creates the bucket the first time it is needed; every later call gives the same answer.
+    async fn ensure(&self, clients: &AwsClients) -> Result<()> {
+        let created = self
+            .created
+            .get_or_init(|| async {
+                let region = clients
+                    .s3
+                    .config()
+                    .region()
+                    .map_or("us-east-1", |r| r.as_ref());
+                crate::resources::create_bucket_request(clients, &self.name, region)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        format!(
+                            "creating export bucket {}: {}",
+                            self.name,
+                            describe_error(&e)
+                        )
+                    })
+            })
+            .await;
+        created.clone().map_err(|why| anyhow!(why))
+    }
+
+    /// Deletes the bucket, if it was created, and whatever is still in it (best effort: a bucket
+    /// left behind by a failed deletion is the user's to see, never data lost).
     pub async fn remove(self, clients: &AwsClients) {
-        delete_keys(clients, &self.name, "").await;
-        let _ = clients.s3.delete_bucket().bucket(&self.name).send().await;
+        if self.created.get().is_some_and(Result::is_ok) {
+            delete_keys(clients, &self.name, "").await;
+            let _ = clients.s3.delete_bucket().bucket(&self.name).send().await;
+        }
     }
 }
 
@@ -73,6 +92,7 @@ pub async fn read_table(
     table_arn: &str,
     key_names: &[String],
 ) -> Result<Vec<(String, Value)>> {
+    bucket.ensure(clients).await?;
     let recovery_was_on = recovery_on(clients, table).await?;
     if !recovery_was_on {
         set_recovery(clients, table, true).await?;
@@ -221,27 +241,23 @@ fn parse_export_file(gzipped: &[u8], key_names: &[String]) -> Result<Vec<(String
 
 async fn all_keys(clients: &AwsClients, bucket: &str, prefix: &str) -> Result<Vec<String>> {
     let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let page = clients
-            .s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(|e| anyhow!("listing export bucket {bucket}: {}", describe_error(&e)))?;
+    let mut pages = clients
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|e| anyhow!("listing export bucket {bucket}: {}", describe_error(&e)))?;
         keys.extend(
             page.contents()
                 .iter()
                 .filter_map(|o| o.key().map(String::from)),
         );
-        match page.next_continuation_token() {
-            Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
-            _ => return Ok(keys),
-        }
     }
+    Ok(keys)
 }
 
 /// Deletes the keys under `prefix` (best effort).

@@ -205,11 +205,10 @@ pub fn verify(dir: &Path, manifest: &Manifest) -> Result<Vec<ObjectRecord>, Corr
     let versions: Vec<super::records::VersionRecord> =
         read_lines(dir, manifest, super::records::VERSIONS_FILE)?;
     let mut checked = std::collections::HashSet::new();
-    let older = versions
+    for object in objects
         .iter()
-        .filter(|v| !v.delete_marker)
-        .map(|v| &v.object);
-    for object in objects.iter().chain(older) {
+        .chain(super::records::older_objects(&versions))
+    {
         if !checked.insert(object.hash.as_str()) {
             continue;
         }

@@ -222,6 +222,15 @@ pub struct VersionRecord {
     pub object: ObjectRecord,
 }
 
+/// The older versions among `versions`, as the objects whose contents the snapshot stores (a
+/// delete marker has none).
+pub fn older_objects(versions: &[VersionRecord]) -> impl Iterator<Item = &ObjectRecord> {
+    versions
+        .iter()
+        .filter(|v| !v.delete_marker)
+        .map(|v| &v.object)
+}
+
 impl ObjectRecord {
     /// Where the content lives inside the snapshot folder.
     pub fn content_path(&self) -> String {

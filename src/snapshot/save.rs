@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::manifest::{self, Counts, Manifest, PartWriter, FORMAT};
 use super::records::{
-    Resources, OBJECTS_FILE, QUEUES_FILE, REDIS_FILE, RESOURCES_FILE, VERSIONS_FILE,
+    self, Resources, OBJECTS_FILE, QUEUES_FILE, REDIS_FILE, RESOURCES_FILE, VERSIONS_FILE,
 };
 use super::store::{self, Staging};
 use super::{export, objects, queues, redis_keys, tables, Service};
@@ -84,13 +84,8 @@ pub async fn save(
         TableReads::ParallelScan => tables::PARALLEL_SEGMENTS,
         TableReads::Export => 1,
     };
-    // Without its bucket (it could not be created), tables are scanned.
-    let export_bucket = match table_reads {
-        TableReads::Export if wants(Service::Dynamodb) => {
-            export::ExportBucket::create(&clients).await.ok()
-        }
-        _ => None,
-    };
+    let export_bucket = (table_reads == TableReads::Export && wants(Service::Dynamodb))
+        .then(export::ExportBucket::for_this_save);
     let table_reading = tables::TableReading {
         segments,
         export: export_bucket.as_ref(),
@@ -150,9 +145,12 @@ pub async fn save(
         counts.objects = saved.objects.len() as u64;
         counts.object_bytes = saved.objects.iter().map(|o| o.size).sum();
         counts.versions = saved.versions.len() as u64;
-        let older = saved.versions.iter().filter(|v| !v.delete_marker);
-        let contents =
-            manifest::content_paths(saved.objects.iter().chain(older.map(|v| &v.object)));
+        let contents = manifest::content_paths(
+            saved
+                .objects
+                .iter()
+                .chain(records::older_objects(&saved.versions)),
+        );
         counts.contents = contents.len() as u64;
         said.push(format!(
             "{} objects in {} buckets ({} fetched, {} unchanged since an earlier save){}",
