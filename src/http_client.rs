@@ -15,15 +15,18 @@ use serde_json::Value;
 async fn exchange(
     method: http::Method,
     url: &str,
+    headers: &[(&str, &str)],
     body: Bytes,
 ) -> Result<(http::StatusCode, Bytes)> {
     let uri: http::Uri = url
         .parse()
         .with_context(|| format!("{url:?} is not a URL"))?;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let request = http::Request::builder()
-        .method(method)
-        .uri(uri)
+    let mut request = http::Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
         .body(Full::new(body))
         .with_context(|| format!("cannot build a request to {url}"))?;
     let response = client.request(request).await.map_err(|e| {
@@ -49,7 +52,18 @@ async fn exchange_within(
     url: &str,
     body: Bytes,
 ) -> Result<(http::StatusCode, Bytes)> {
-    tokio::time::timeout(timeout, exchange(method, url, body))
+    exchange_with_headers_within(timeout, method, url, &[], body).await
+}
+
+/// `exchange` with extra request headers, within `timeout`.
+async fn exchange_with_headers_within(
+    timeout: Duration,
+    method: http::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<(http::StatusCode, Bytes)> {
+    tokio::time::timeout(timeout, exchange(method, url, headers, body))
         .await
         .with_context(|| format!("{url} did not answer within {} s", timeout.as_secs()))?
 }
@@ -61,7 +75,7 @@ pub async fn get_json(base: &str, hint: &str, path_and_query: &str) -> Result<Va
         bail!("--url {base:?} is not a URL");
     }
     let url = format!("{base}{path_and_query}");
-    let (status, body) = exchange(http::Method::GET, &url, Bytes::new())
+    let (status, body) = exchange(http::Method::GET, &url, &[], Bytes::new())
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}; {hint}"))?;
     let value: Value = serde_json::from_slice(&body).with_context(|| {
@@ -94,6 +108,16 @@ pub async fn post_bytes(
     timeout: Duration,
 ) -> Result<(http::StatusCode, Bytes)> {
     exchange_within(timeout, http::Method::POST, url, body).await
+}
+
+/// `POST url` with `headers` and `body`; the answer's status and body, within `timeout`.
+pub async fn post_with_headers(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    timeout: Duration,
+) -> Result<(http::StatusCode, Bytes)> {
+    exchange_with_headers_within(timeout, http::Method::POST, url, headers, body).await
 }
 
 /// Any request with `body`: the answer's status and body, within `timeout`.

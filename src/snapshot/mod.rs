@@ -22,7 +22,9 @@
 pub mod archive;
 pub mod changes;
 pub mod diff;
+pub mod earlier;
 pub mod export;
+pub mod history;
 pub mod manifest;
 pub mod objects;
 pub mod persist;

@@ -19,7 +19,9 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::records::{content_path, BucketRecord, ObjectRecord, VersionRecord};
+use super::earlier::EarlierSnapshot;
+use super::history;
+use super::records::{content_path, BucketRecord, HistoryMark, ObjectRecord, VersionRecord};
 use super::store::link_or_copy;
 use crate::aws::{describe_error, AwsClients};
 use crate::data::discover::{Action, ObjectAttributes, PlannedTarget};
@@ -75,7 +77,22 @@ pub struct SavedObjects {
     pub versions: Vec<VersionRecord>,
     /// Objects fetched from the endpoint (the others were proven unchanged and linked).
     pub fetched: u64,
+    /// Versioned buckets whose history was proven unchanged since an earlier snapshot and taken
+    /// from it instead of listed again.
+    pub histories_reused: Vec<String>,
     pub notes: Vec<String>,
+}
+
+/// How the S3 part reads the endpoint.
+#[derive(Clone, Copy)]
+pub struct ObjectReading<'a> {
+    /// This save's own bucket for table exports (`export::ExportBucket`), which is not the user's
+    /// state and is left out.
+    pub export_bucket: Option<&'a str>,
+    /// On an engine whose histories are checked against marks (`BucketHistory::CheckedAgainstMark`):
+    /// the earlier snapshots, newest first, whose history of a bucket an unchanged one reuses.
+    /// `None`: every versioned bucket's history is listed.
+    pub history_marks: Option<&'a [EarlierSnapshot]>,
 }
 
 /// Saves every bucket's objects into `into` (a staging folder); `stored` are the contents earlier
@@ -86,8 +103,12 @@ pub async fn save(
     snapshots_root: &Path,
     into: &Path,
     stored: &HashMap<String, PathBuf>,
-    export_bucket: Option<&str>,
+    reading: ObjectReading<'_>,
 ) -> Result<SavedObjects> {
+    let ObjectReading {
+        export_bucket,
+        history_marks,
+    } = reading;
     let index_path = snapshots_root.join(INDEX_FILE);
     let index: Index = read_record(&index_path);
     let buckets = clients.s3.list_buckets().send().await.map_err(|e| {
@@ -97,17 +118,23 @@ pub async fn save(
             describe_error(&e)
         )
     })?;
-    let names: Vec<String> = buckets
+    let names: Vec<(String, Option<String>)> = buckets
         .buckets()
         .iter()
-        .filter_map(|b| b.name().map(str::to_string))
-        .filter(|name| Some(name.as_str()) != export_bucket)
+        .filter_map(|b| {
+            Some((
+                b.name()?.to_string(),
+                b.creation_date().map(|t| t.to_string()),
+            ))
+        })
+        .filter(|(name, _)| Some(name.as_str()) != export_bucket)
         .collect();
     let mut bucket_records = Vec::new();
     let mut listed = Vec::new();
-    let mut delete_markers = Vec::new();
+    let mut history_records = Vec::new();
+    let mut histories_reused = Vec::new();
     let mut notes = Vec::new();
-    for name in names {
+    for (name, created) in names {
         let versioned = match crate::inventory::versioning_enabled(clients, &name).await {
             Ok(versioned) => versioned,
             Err(why) => {
@@ -117,14 +144,21 @@ pub async fn save(
                 false
             }
         };
+        let mut history_mark = None;
         if versioned {
-            let (older, markers) = list_history(clients, &name).await?;
-            listed.extend(older);
-            delete_markers.extend(markers);
+            let history =
+                read_history(clients, &name, created, history_marks, stored, into).await?;
+            listed.extend(history.older);
+            history_records.extend(history.records);
+            if history.reused {
+                histories_reused.push(name.clone());
+            }
+            history_mark = history.mark;
         }
         bucket_records.push(BucketRecord {
             name: name.clone(),
             versioned,
+            history_mark,
         });
         let mut pages = clients
             .s3
@@ -231,7 +265,7 @@ pub async fn save(
             }
         })
         .collect();
-    versions.extend(delete_markers);
+    versions.extend(history_records);
     objects.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
     versions.sort_by(|a, b| {
         (&a.object.bucket, &a.object.key, a.position).cmp(&(
@@ -240,23 +274,93 @@ pub async fn save(
             b.position,
         ))
     });
-    // The index keeps what this save saw (objects since deleted are forgotten).
-    write_record(&index_path, &learnt.into_inner().unwrap_or_default());
+    // The index keeps what this save saw (objects since deleted are forgotten); the versions of a
+    // history proven unchanged were not listed, so what the index knew of them stays.
+    let mut learnt = learnt.into_inner().unwrap_or_default();
+    for bucket in &histories_reused {
+        let prefix = index_key(&clients.url, bucket, "");
+        learnt.extend(
+            index
+                .iter()
+                .filter(|(key, _)| key.starts_with(&prefix) && key.contains('\0'))
+                .map(|(key, known)| (key.clone(), known.clone())),
+        );
+    }
+    write_record(&index_path, &learnt);
     Ok(SavedObjects {
         buckets: bucket_records,
         objects,
         versions,
         fetched: fetched.into_inner(),
+        histories_reused,
         notes,
     })
 }
 
-/// A versioned bucket's history: its older versions (to fetch) and its delete markers, each
-/// placed in its key's history (oldest first). A key's current object is not in it.
-async fn list_history(
+/// A versioned bucket's history as this save reads it.
+struct ReadHistory {
+    /// Older versions listed, to fetch or link.
+    older: Vec<Listed>,
+    /// Delete markers listed, or the whole history taken from an earlier snapshot.
+    records: Vec<VersionRecord>,
+    /// The mark a later save checks the history against.
+    mark: Option<HistoryMark>,
+    /// Taken from an earlier snapshot whose mark proved it unchanged.
+    reused: bool,
+}
+
+/// A versioned bucket's history: taken from the earlier snapshot whose mark proves it unchanged
+/// (`history_marks`, on an engine that can check one), with its contents linked; else listed.
+async fn read_history(
     clients: &AwsClients,
     bucket: &str,
-) -> Result<(Vec<Listed>, Vec<VersionRecord>)> {
+    created: Option<String>,
+    history_marks: Option<&[EarlierSnapshot]>,
+    stored: &HashMap<String, PathBuf>,
+    into: &Path,
+) -> Result<ReadHistory> {
+    // Counted before anything is read: a key name added after the count raises the next one.
+    let key_names = match history_marks {
+        Some(_) => history::key_names(clients, bucket).await,
+        None => None,
+    };
+    let earlier = history_marks
+        .and_then(|earlier| history::earlier_mark(earlier, bucket, created.as_deref()));
+    if let (Some(count), Some((snapshot, mark))) = (key_names, earlier) {
+        if history::unchanged_since(clients, bucket, mark, count).await {
+            if let Some(records) = history::earlier_history(snapshot, bucket) {
+                let mut linked = true;
+                for older in super::records::older_objects(&records) {
+                    linked = linked && link_stored(stored, into, &older.hash)?;
+                }
+                if linked {
+                    return Ok(ReadHistory {
+                        older: Vec::new(),
+                        records,
+                        mark: Some(mark.clone()),
+                        reused: true,
+                    });
+                }
+            }
+        }
+    }
+    let listing = list_versions(clients, bucket).await?.unwrap_or_default();
+    let mark = key_names.map(|count| history::mark_of(created, count, &listing));
+    let (older, records) = history_of_listing(bucket, listing);
+    Ok(ReadHistory {
+        older,
+        records,
+        mark,
+        reused: false,
+    })
+}
+
+/// A versioned bucket's history from its listing: its older versions (to fetch) and its delete
+/// markers, each placed in its key's history (oldest first). A key's current object is not in it.
+fn history_of_listing(
+    bucket: &str,
+    listing: Vec<ListedVersion>,
+) -> (Vec<Listed>, Vec<VersionRecord>) {
     struct Entry {
         key: String,
         modified: Option<aws_smithy_types::DateTime>,
@@ -264,7 +368,6 @@ async fn list_history(
         listed_at: usize,
         older: Option<Listed>,
     }
-    let listing = list_versions(clients, bucket).await?.unwrap_or_default();
     let mut entries = Vec::new();
     for (listed_at, version) in listing.into_iter().enumerate() {
         // A key's current object is saved as an object, not as history.
@@ -341,7 +444,7 @@ async fn list_history(
         }
         position += 1;
     }
-    Ok((older, markers))
+    (older, markers)
 }
 
 /// Puts a content an earlier snapshot stores into the snapshot being written (a hard link);

@@ -37,6 +37,24 @@ pub struct BucketRecord {
     /// Versioning was enabled: its older versions and delete markers are in `versions.jsonl`.
     #[serde(default)]
     pub versioned: bool,
+    /// What the save knew of the bucket's history before it read it, on an engine that can prove
+    /// a history unchanged without listing it (moto): a later save that finds the same reuses
+    /// this snapshot's history of the bucket instead of listing every version again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_mark: Option<HistoryMark>,
+}
+
+/// A versioned bucket's history as a later save can check it cheaply, one `HEAD` per entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryMark {
+    /// When the bucket was created (`ListBuckets`): a bucket deleted and created again under the
+    /// same name is another bucket.
+    pub bucket_created: Option<String>,
+    /// How many key names the bucket held, hidden ones (whose newest entry is a delete marker)
+    /// included, counted by the engine before the history was listed.
+    pub key_names: u64,
+    /// Each key's version and delete-marker ids: its newest first, then the others in id order.
+    pub keys: BTreeMap<String, Vec<String>>,
 }
 
 /// A table's key schema and global secondary indexes, as the engine described them.

@@ -11,11 +11,11 @@ use super::records::{
     self, Resources, OBJECTS_FILE, QUEUES_FILE, REDIS_FILE, RESOURCES_FILE, VERSIONS_FILE,
 };
 use super::store::{self, Staging};
-use super::{export, objects, queues, redis_keys, tables, Service};
+use super::{earlier, export, objects, queues, redis_keys, tables, Service};
 use crate::aws::Endpoint;
 use crate::config::Settings;
 use crate::output::Reporter;
-use crate::stack::catalog::TableReads;
+use crate::stack::catalog::{BucketHistory, TableReads};
 use crate::stack::state::StackState;
 use crate::stack::ServiceName;
 
@@ -31,6 +31,9 @@ pub struct Saved {
     /// Tables whose stream proved them unchanged since an earlier save: their files were linked
     /// from it, not read again.
     pub tables_unchanged: Vec<String>,
+    /// Versioned buckets whose history (older versions, delete markers) was proven unchanged since
+    /// an earlier save and taken from it instead of listed again (`snapshot::history`).
+    pub histories_unchanged: Vec<String>,
     /// Tables read through the engine's export (`ExportTableToPointInTime`) instead of `Scan`.
     pub tables_exported: Vec<String>,
     pub elapsed_ms: u64,
@@ -58,7 +61,12 @@ pub async fn save(
     let endpoint = Endpoint::resolve(settings, Some(stack))?;
     let clients = endpoint.clients().await;
     let redis_url = stack.service(&ServiceName::Redis).map(|r| r.url.clone());
-    let (engine, engine_version, table_reads) = engine_of(settings, stack).await;
+    let Engine {
+        name: engine,
+        version: engine_version,
+        table_reads,
+        bucket_history,
+    } = engine_of(settings, stack).await;
     let wants = |service| services.contains(&service);
     let redis_url = match (&redis_url, wants(Service::Redis)) {
         (None, true) if explicit => bail!("--services redis: this stack runs no Redis"),
@@ -74,9 +82,12 @@ pub async fn save(
         .collect();
     let step = reporter.step(format!("saving {}", listing.join(", ")));
     let stored = store::stored_contents(&state_dir);
+    // Marks prove something only on an engine this stack runs: on an external endpoint an empty
+    // stream page does not mean the stream's end.
     let use_streams = stack.service(&ServiceName::Aws).is_some();
-    let earlier = if use_streams && wants(Service::Dynamodb) {
-        tables::earlier_tables(&root)
+    let check_histories = bucket_history == BucketHistory::CheckedAgainstMark && wants(Service::S3);
+    let earlier = if use_streams && (wants(Service::Dynamodb) || check_histories) {
+        earlier::earlier_snapshots(&root)
     } else {
         Vec::new()
     };
@@ -98,7 +109,10 @@ pub async fn save(
             &root,
             &staging.dir,
             &stored,
-            export_bucket.as_ref().map(|b| b.name.as_str())
+            objects::ObjectReading {
+                export_bucket: export_bucket.as_ref().map(|b| b.name.as_str()),
+                history_marks: (use_streams && check_histories).then_some(earlier.as_slice()),
+            }
         ))),
         timed(wants(Service::Dynamodb).then(|| tables::save(
             &clients,
@@ -133,6 +147,7 @@ pub async fn save(
     let mut notes = Vec::new();
     let mut objects_fetched = 0;
     let mut tables_unchanged = Vec::new();
+    let mut histories_unchanged = Vec::new();
     let mut tables_exported = Vec::new();
     let mut elapsed_ms_by_service = std::collections::BTreeMap::new();
     let mut said = Vec::new();
@@ -165,6 +180,7 @@ pub async fn save(
             }
         ));
         objects_fetched = saved.fetched;
+        histories_unchanged = saved.histories_reused;
         resources.buckets = saved.buckets;
         notes.extend(saved.notes);
         saved_services.push(Service::S3);
@@ -243,6 +259,7 @@ pub async fn save(
         manifest,
         objects_fetched,
         tables_unchanged,
+        histories_unchanged,
         tables_exported,
         elapsed_ms: started.elapsed().as_millis() as u64,
         elapsed_ms_by_service,
@@ -262,12 +279,22 @@ async fn timed<T>(
 }
 
 /// The AWS engine's kind, version, and how its tables are read whole.
-async fn engine_of(
-    settings: &Settings,
-    stack: &StackState,
-) -> (String, Option<String>, TableReads) {
+/// The AWS engine a save reads, and how it reads it.
+struct Engine {
+    name: String,
+    version: Option<String>,
+    table_reads: TableReads,
+    bucket_history: BucketHistory,
+}
+
+async fn engine_of(settings: &Settings, stack: &StackState) -> Engine {
     let Some(record) = stack.service(&ServiceName::Aws) else {
-        return ("external".into(), None, TableReads::ParallelScan);
+        return Engine {
+            name: "external".into(),
+            version: None,
+            table_reads: TableReads::ParallelScan,
+            bucket_history: BucketHistory::Listing,
+        };
     };
     let kind = crate::stack::lifecycle::kind_of(settings, record);
     let version = crate::stack::version::of_service(settings, record, &kind).await;
@@ -275,5 +302,10 @@ async fn engine_of(
         .kind
         .clone()
         .unwrap_or_else(|| record.runtime.to_string());
-    (name, version, kind.table_reads)
+    Engine {
+        name,
+        version,
+        table_reads: kind.table_reads,
+        bucket_history: kind.bucket_history,
+    }
 }

@@ -11,9 +11,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use super::changes;
+use super::earlier::EarlierSnapshot;
 use super::export::{self, ExportBucket};
 use super::manifest::{PartRecord, PartWriter};
-use super::records::{IndexSchema, Resources, TableSchema, RESOURCES_FILE};
+use super::records::{IndexSchema, TableSchema};
 use crate::aws::{describe_error, AwsClients};
 use crate::data::discover::{Action, PlannedTarget};
 use crate::data::dynamo_json::{item_to_typed, key_of, Item};
@@ -49,47 +50,8 @@ pub struct TableReading<'a> {
     /// Whether a table's stream can prove it unchanged: on an engine this stack runs, not on an
     /// external endpoint, where an empty stream page does not mean the stream's end.
     pub use_streams: bool,
-    /// Tables of earlier snapshots, newest first, whose files a table proven unchanged reuses.
-    pub earlier: &'a [EarlierTables],
-}
-
-/// The tables of one earlier snapshot, with their stream marks and files.
-pub struct EarlierTables {
-    pub dir: PathBuf,
-    pub tables: Vec<TableSchema>,
-    pub parts: BTreeMap<String, PartRecord>,
-}
-
-/// The tables of every readable snapshot under `root` that recorded a stream mark, newest first.
-pub fn earlier_tables(root: &Path) -> Vec<EarlierTables> {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return Vec::new();
-    };
-    let mut found: Vec<(u64, EarlierTables)> = entries
-        .flatten()
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .filter_map(|e| {
-            let dir = e.path();
-            let manifest = super::manifest::read(&dir).ok()?;
-            let resources: Resources =
-                super::manifest::read_json(&dir, &manifest, RESOURCES_FILE).ok()?;
-            let tables: Vec<TableSchema> = resources
-                .tables
-                .into_iter()
-                .filter(|t| t.stream_mark.is_some())
-                .collect();
-            (!tables.is_empty()).then_some((
-                manifest.created_at,
-                EarlierTables {
-                    dir,
-                    tables,
-                    parts: manifest.parts,
-                },
-            ))
-        })
-        .collect();
-    found.sort_by_key(|(created_at, _)| std::cmp::Reverse(*created_at));
-    found.into_iter().map(|(_, earlier)| earlier).collect()
+    /// Earlier snapshots, newest first, whose files a table proven unchanged reuses.
+    pub earlier: &'a [EarlierSnapshot],
 }
 
 /// Saves every table of the endpoint into `into`.
@@ -152,7 +114,7 @@ pub async fn save(
                     .earlier
                     .iter()
                     .filter_map(|e| {
-                        let table = e.tables.iter().find(|t| t.name == name)?;
+                        let table = e.resources.tables.iter().find(|t| t.name == name)?;
                         let mark = table.stream_mark.as_ref()?;
                         (mark.stream_arn == stream_arn && mark.table_created_ms == created)
                             .then_some((e, table, changes::progress(mark)))
@@ -233,7 +195,7 @@ fn enabled_stream(description: &TableDescription) -> Option<&str> {
 /// the size and hash that snapshot's manifest records; `None` (read the table again) when the
 /// earlier table had another shape or a file is missing or damaged.
 async fn link_files(
-    snapshot: &EarlierTables,
+    snapshot: &EarlierSnapshot,
     table: &TableSchema,
     now: &TableSchema,
     into: &Path,

@@ -960,6 +960,122 @@ fn a_versioned_buckets_history_survives_save_and_load() {
     assert_eq!(diff["same"], true, "{resaved} {diff}");
 }
 
+/// Buckets whose history a save took from an earlier snapshot instead of listing it.
+fn unchanged_histories(saved: &Value) -> Vec<&str> {
+    saved["histories_unchanged"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no histories_unchanged: {saved}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+#[test]
+fn a_versioned_buckets_history_is_listed_again_only_when_it_changed() {
+    let project = project("");
+    project.start(&["--no-populate"]);
+    // moto checks a history against the earlier save's mark; the others list it every time.
+    let checked = project.service("aws")["kind"] == "moto";
+    let rt = runtime();
+    let clients = clients(&rt, &project.endpoint());
+    let put = |key: &str, body: &str| -> String {
+        rt.block_on(
+            clients
+                .s3
+                .put_object()
+                .bucket("history")
+                .key(key)
+                .body(body.as_bytes().to_vec().into())
+                .send(),
+        )
+        .expect("put")
+        .version_id()
+        .expect("version id")
+        .to_string()
+    };
+    let delete = |key: &str, version: Option<&str>| -> String {
+        rt.block_on(
+            clients
+                .s3
+                .delete_object()
+                .bucket("history")
+                .key(key)
+                .set_version_id(version.map(str::to_string))
+                .send(),
+        )
+        .expect("delete")
+        .version_id()
+        .unwrap_or_default()
+        .to_string()
+    };
+    let first_doc = put("doc.txt", "one");
+    put("doc.txt", "two");
+    put("hidden.txt", "h");
+    let marker = delete("hidden.txt", None);
+
+    let mut number = 0;
+    let mut save = |expect_reused: bool, what: &str| -> Value {
+        number += 1;
+        let name = format!("s{number}");
+        let saved = project.run_json(&["snapshot", "save", &name, "--json"]);
+        let reused = checked && expect_reused;
+        assert_eq!(
+            unchanged_histories(&saved),
+            if reused { vec!["history"] } else { vec![] },
+            "{what}: {saved}"
+        );
+        // Reused or listed, the snapshot holds the history the engine lists now.
+        assert_eq!(
+            saved["manifest"]["counts"]["versions"],
+            versions_now(&rt, &clients),
+            "{what}: {saved}"
+        );
+        saved
+    };
+    save(false, "a first save lists the history");
+    save(true, "nothing changed");
+
+    // A key written and deleted since: only the count of key names shows it.
+    put("brief.txt", "b");
+    delete("brief.txt", None);
+    save(false, "a key written and deleted");
+    save(true, "nothing changed since");
+
+    // An older version deleted for good: the key's newest entry is the same.
+    delete("doc.txt", Some(&first_doc));
+    save(false, "an older version deleted");
+
+    // A delete marker removed: the hidden key is back.
+    delete("hidden.txt", Some(&marker));
+    save(false, "a delete marker removed");
+
+    // A new version of a key.
+    put("doc.txt", "three");
+    let last = save(false, "a new version");
+    let again = save(true, "nothing changed since");
+    let name = |saved: &Value| saved["name"].as_str().expect("name").to_string();
+    let diff = project.run_json(&["snapshot", "diff", &name(&last), &name(&again), "--json"]);
+    assert_eq!(diff["same"], true, "{diff}");
+    assert_eq!(
+        history_of(&rt, &clients, "doc.txt"),
+        [Some("two".to_string()), Some("three".into())]
+    );
+}
+
+/// How many older versions and delete markers the bucket `history` holds (each key's newest
+/// object is not history).
+fn versions_now(rt: &tokio::runtime::Runtime, clients: &Clients) -> Value {
+    let listed = rt
+        .block_on(clients.s3.list_object_versions().bucket("history").send())
+        .expect("list versions");
+    let older = listed
+        .versions()
+        .iter()
+        .filter(|v| v.is_latest() != Some(true))
+        .count();
+    serde_json::json!(older + listed.delete_markers().len())
+}
+
 /// Debian's libfaketime (`.ci/run` installs it).
 fn libfaketime() -> String {
     let found = std::fs::read_dir("/usr/lib")
