@@ -30,6 +30,27 @@ def fresh_stack(project, data, engine):
                "--redis-port", "0", "--data", data], project)
 
 
+def engine_items(project):
+    """Items the stack's tables hold, counted by the engine itself (paginated Scan, Select=COUNT): what a
+    save should find, checked independently of inframock's own reading."""
+    import boto3
+    _, status = inframock(["status", "--json"], project)
+    stack = data_of(status.stdout)
+    aws = [s for s in stack["services"] if s["service"] == "aws"][0]
+    dynamodb = boto3.client("dynamodb", endpoint_url=aws["url"], region_name=stack["region"],
+                            aws_access_key_id="test", aws_secret_access_key="test")
+    total = 0
+    for table in dynamodb.list_tables()["TableNames"]:
+        page = {}
+        while True:
+            answer = dynamodb.scan(TableName=table, Select="COUNT", **page)
+            total += answer["Count"]
+            if "LastEvaluatedKey" not in answer:
+                break
+            page = {"ExclusiveStartKey": answer["LastEvaluatedKey"]}
+    return total
+
+
 def measured(args, project):
     """Runs inframock; (seconds, JSON data, peak RSS in MiB)."""
     elapsed, stdout, peak_mib = run_measuring_rss(args, project)
@@ -76,10 +97,12 @@ def bench_snapshot(runs, experiments, rds_mib, engine, persist=False):
             elapsed, done = inframock(["reload-data", "--json", "--data", data], project)
             assert data_of(done.stdout)["total"]["failed"] == 0
             result["first_load_s"].append(elapsed)
+            result.setdefault("engine_items_after_load", []).append(engine_items(project))
             elapsed, saved, rss = measured(["snapshot", "save", "bench", "--json"], project)
             result["save_s"].append(elapsed)
             result["save_peak_rss_mib"].append(rss)
             result["counts"] = saved["manifest"]["counts"]
+            result.setdefault("saved_items", []).append(saved["manifest"]["counts"]["items"])
             result["save_ms_by_service"].append(saved["elapsed_ms_by_service"])
             result.setdefault("save_tables_exported", []).append(len(saved.get("tables_exported", [])))
             elapsed, again, _ = measured(["snapshot", "save", "again", "--json"], project)
@@ -95,6 +118,7 @@ def bench_snapshot(runs, experiments, rds_mib, engine, persist=False):
             assert loaded["objects_written"] == result["counts"]["objects"], loaded
             result["load_s"].append(elapsed)
             result["load_peak_rss_mib"].append(rss)
+            result.setdefault("engine_items_after_snapshot_load", []).append(engine_items(project))
     finally:
         inframock(["stop", "--no-save"], project, check=False)
         shutil.rmtree(project, ignore_errors=True)
@@ -118,4 +142,7 @@ def report_snapshot(result):
             f"- per service, milliseconds (save; second save): {result['save_ms_by_service']}; "
             f"{result['second_save_ms_by_service']}",
             f"- `snapshot load` into a fresh engine: {fmt(result['load_s'])}; {load / first:.2f}x the first load "
-            f"(target <= 1.2x); peak RSS {max(result['load_peak_rss_mib'])} MiB (target < 150)", ""]
+            f"(target <= 1.2x); peak RSS {max(result['load_peak_rss_mib'])} MiB (target < 150)",
+            f"- items per round, counted by the engine (Scan) after the first load / saved / counted by the engine "
+            f"after the snapshot load: {result.get('engine_items_after_load')} / {result.get('saved_items')} / "
+            f"{result.get('engine_items_after_snapshot_load')}", ""]
