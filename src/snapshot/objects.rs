@@ -325,7 +325,8 @@ async fn read_history(
         None => None,
     };
     let earlier = history_marks
-        .and_then(|earlier| history::earlier_mark(earlier, bucket, created.as_deref()));
+        .and_then(|earlier| history::earlier_mark(earlier, bucket, created.as_deref()))
+        .filter(|(_, mark)| history::checking_is_cheaper(mark));
     if let (Some(count), Some((snapshot, mark))) = (key_names, earlier) {
         if history::unchanged_since(clients, bucket, mark, count).await {
             if let Some(records) = history::earlier_history(snapshot, bucket) {

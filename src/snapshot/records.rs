@@ -53,6 +53,10 @@ pub struct HistoryMark {
     /// How many key names the bucket held, hidden ones (whose newest entry is a delete marker)
     /// included, counted by the engine before the history was listed.
     pub key_names: u64,
+    /// The bytes of every version listed (current ones included): what the engine's listing
+    /// copies, which decides whether checking the mark is the cheaper way.
+    #[serde(default)]
+    pub bytes: u64,
     /// Each key's version and delete-marker ids: its newest first, then the others in id order.
     pub keys: BTreeMap<String, Vec<String>>,
 }
