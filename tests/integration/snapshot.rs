@@ -885,23 +885,36 @@ fn history_of(rt: &tokio::runtime::Runtime, clients: &Clients, key: &str) -> Vec
     entries.into_iter().map(|(_, _, _, body)| body).collect()
 }
 
+/// Writes `body` under `key` in the versioned bucket `history`; the id of the version written.
+fn put_history(
+    rt: &tokio::runtime::Runtime,
+    clients: &Clients,
+    key: &str,
+    body: Vec<u8>,
+) -> String {
+    rt.block_on(
+        clients
+            .s3
+            .put_object()
+            .bucket("history")
+            .key(key)
+            .body(body.into())
+            .send(),
+    )
+    .expect("put")
+    .version_id()
+    .expect("a versioned bucket names each version")
+    .to_string()
+}
+
 #[test]
 fn a_versioned_buckets_history_survives_save_and_load() {
     let project = project("");
     project.start(&["--no-populate"]);
     let rt = runtime();
+    // Versions written within one second must still come back in their order.
     let put = |clients: &Clients, key: &str, body: &str| {
-        rt.block_on(
-            clients
-                .s3
-                .put_object()
-                .bucket("history")
-                .key(key)
-                .body(body.as_bytes().to_vec().into())
-                .send(),
-        )
-        .expect("put");
-        // Versions written within one second must still come back in their order.
+        put_history(&rt, clients, key, body.as_bytes().to_vec());
     };
     let clients = clients(&rt, &project.endpoint());
     for body in ["one", "two", "three"] {
@@ -979,21 +992,8 @@ fn a_versioned_buckets_history_is_listed_again_only_when_it_changed() {
     let checked = project.service("aws")["kind"] == "moto";
     let rt = runtime();
     let clients = clients(&rt, &project.endpoint());
-    let put = |key: &str, label: &str| -> String {
-        rt.block_on(
-            clients
-                .s3
-                .put_object()
-                .bucket("history")
-                .key(key)
-                .body(large_body(label).into_bytes().into())
-                .send(),
-        )
-        .expect("put")
-        .version_id()
-        .expect("version id")
-        .to_string()
-    };
+    let put =
+        |key: &str, label: &str| put_history(&rt, &clients, key, large_body(label).into_bytes());
     let delete = |key: &str, version: Option<&str>| -> String {
         rt.block_on(
             clients
