@@ -9,6 +9,8 @@
 //!
 //! A versioned bucket's older versions and delete markers are kept too (`versions.jsonl`), their
 //! contents in the same store; a version never changes, so one an earlier save fetched is linked.
+//! On an engine whose listing of versions is costly (moto), a history an earlier save's mark proves
+//! unchanged is taken from that snapshot instead of listed (`snapshot::history`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -79,7 +81,7 @@ pub struct SavedObjects {
     pub fetched: u64,
     /// Versioned buckets whose history was proven unchanged since an earlier snapshot and taken
     /// from it instead of listed again.
-    pub histories_reused: Vec<String>,
+    pub histories_unchanged: Vec<String>,
     pub notes: Vec<String>,
 }
 
@@ -96,8 +98,8 @@ pub struct ObjectReading<'a> {
 }
 
 /// Saves every bucket's objects into `into` (a staging folder); `stored` are the contents earlier
-/// snapshots hold (hash → file). `export_bucket` is this save's own bucket for table exports
-/// (`export::ExportBucket`), which is not the user's state and is left out.
+/// snapshots hold (hash → file); `reading` says which bucket to leave out and whether a versioned
+/// bucket's history may be checked against an earlier save's mark instead of listed.
 pub async fn save(
     clients: &AwsClients,
     snapshots_root: &Path,
@@ -132,7 +134,7 @@ pub async fn save(
     let mut bucket_records = Vec::new();
     let mut listed = Vec::new();
     let mut history_records = Vec::new();
-    let mut histories_reused = Vec::new();
+    let mut histories_unchanged = Vec::new();
     let mut notes = Vec::new();
     for (name, created) in names {
         let versioned = match crate::inventory::versioning_enabled(clients, &name).await {
@@ -151,7 +153,7 @@ pub async fn save(
             listed.extend(history.older);
             history_records.extend(history.records);
             if history.reused {
-                histories_reused.push(name.clone());
+                histories_unchanged.push(name.clone());
             }
             history_mark = history.mark;
         }
@@ -277,7 +279,7 @@ pub async fn save(
     // The index keeps what this save saw (objects since deleted are forgotten); the versions of a
     // history proven unchanged were not listed, so what the index knew of them stays.
     let mut learnt = learnt.into_inner().unwrap_or_default();
-    for bucket in &histories_reused {
+    for bucket in &histories_unchanged {
         let prefix = index_key(&clients.url, bucket, "");
         learnt.extend(
             index
@@ -292,7 +294,7 @@ pub async fn save(
         objects,
         versions,
         fetched: fetched.into_inner(),
-        histories_reused,
+        histories_unchanged,
         notes,
     })
 }

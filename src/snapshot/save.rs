@@ -84,9 +84,9 @@ pub async fn save(
     let stored = store::stored_contents(&state_dir);
     // Marks prove something only on an engine this stack runs: on an external endpoint an empty
     // stream page does not mean the stream's end.
-    let use_streams = stack.service(&ServiceName::Aws).is_some();
+    let engine_is_ours = stack.service(&ServiceName::Aws).is_some();
     let check_histories = bucket_history == BucketHistory::CheckedAgainstMark && wants(Service::S3);
-    let earlier = if use_streams && (wants(Service::Dynamodb) || check_histories) {
+    let earlier = if engine_is_ours && (wants(Service::Dynamodb) || check_histories) {
         earlier::earlier_snapshots(&root)
     } else {
         Vec::new()
@@ -100,7 +100,7 @@ pub async fn save(
     let table_reading = tables::TableReading {
         segments,
         export: export_bucket.as_ref(),
-        use_streams,
+        use_streams: engine_is_ours,
         earlier: &earlier,
     };
     let (s3, dynamodb, sqs, redis) = tokio::join!(
@@ -111,7 +111,7 @@ pub async fn save(
             &stored,
             objects::ObjectReading {
                 export_bucket: export_bucket.as_ref().map(|b| b.name.as_str()),
-                history_marks: (use_streams && check_histories).then_some(earlier.as_slice()),
+                history_marks: (engine_is_ours && check_histories).then_some(earlier.as_slice()),
             }
         ))),
         timed(wants(Service::Dynamodb).then(|| tables::save(
@@ -180,7 +180,7 @@ pub async fn save(
             }
         ));
         objects_fetched = saved.fetched;
-        histories_unchanged = saved.histories_reused;
+        histories_unchanged = saved.histories_unchanged;
         resources.buckets = saved.buckets;
         notes.extend(saved.notes);
         saved_services.push(Service::S3);
