@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::discover::{Action, LoadPlan, PlannedTarget};
 use super::dynamo_json::{key_as_typed_json, key_of, parse_items, Item, JsonFormat};
 use super::fingerprint::{FingerprintCache, LoadedFiles, LoadedRecord, METADATA_KEY};
+use super::partitions::NewPartitions;
 use super::presence::{self, Candidate};
 use super::s3_upload::{upload, UploadLimits, UploadRequest};
 use super::validate::{validate_items, ScalarType, TableKey};
@@ -196,6 +197,7 @@ pub async fn apply(
     let candidates = skip_candidates(plan, &keys, &cache, loaded, options, &clients.url).await;
     let proven = presence::prove(clients, &candidates).await;
     let limits = UploadLimits::default();
+    let partitions = NewPartitions::default();
     let work = plan.experiments.iter().flat_map(|experiment| {
         experiment
             .actions
@@ -208,9 +210,10 @@ pub async fn apply(
             let cache = cache.clone();
             let limits = &limits;
             let proven = &proven;
+            let partitions = &partitions;
             async move {
                 let (result, why) = load_file(
-                    clients, action, keys, &cache, loaded, proven, limits, options,
+                    clients, action, keys, &cache, loaded, proven, limits, partitions, options,
                 )
                 .await;
                 let outcome = FileOutcome {
@@ -296,13 +299,14 @@ async fn load_file(
     loaded: &LoadedFiles,
     proven: &HashSet<std::path::PathBuf>,
     limits: &UploadLimits,
+    partitions: &NewPartitions,
     options: &LoadOptions,
 ) -> (FileResult, String) {
     let outcome = match &action.target {
         PlannedTarget::Table { table } => match keys.get(table) {
             Some(Ok(key)) => {
                 load_items_unless_present(
-                    clients, action, table, key, cache, loaded, proven, options,
+                    clients, action, table, key, cache, loaded, proven, partitions, options,
                 )
                 .await
             }
@@ -380,6 +384,7 @@ async fn load_items_unless_present(
     cache: &Arc<FingerprintCache>,
     loaded: &LoadedFiles,
     proven: &HashSet<std::path::PathBuf>,
+    partitions: &NewPartitions,
     options: &LoadOptions,
 ) -> Result<(FileResult, String), String> {
     // `skip_candidates` already matched the fingerprint against the record (never for --force or a
@@ -410,7 +415,8 @@ async fn load_items_unless_present(
     }
     // Whatever happens next, this file is not proven loaded until it is written whole.
     loaded.forget(&clients.url, table, &action.path);
-    let (result, first_key, last_key) = load_items(clients, &action.path, table, key).await?;
+    let (result, first_key, last_key) =
+        load_items(clients, &action.path, table, key, partitions).await?;
     // An empty file (`{"records": []}`) records null keys: nothing of it has to be found.
     loaded.mark_loaded(
         &clients.url,
@@ -441,12 +447,14 @@ pub(super) async fn source_fingerprint(
 
 /// Parses and validates every item, then writes them; returns the result and the keys of the
 /// first and last stored items (`None` for an empty file). Nothing is written when any item is
-/// invalid.
+/// invalid. A batch that creates a partition key runs alone among the batches of that key
+/// (`NewPartitions`).
 async fn load_items(
     clients: &AwsClients,
     path: &Path,
     table: &str,
     key: &TableKey,
+    partitions: &NewPartitions,
 ) -> Result<
     (
         FileResult,
@@ -467,8 +475,15 @@ async fn load_items(
     while items.peek().is_some() {
         batches.push(items.by_ref().take(BATCH_SIZE).collect());
     }
+    let partition_key = &names[..names.len().min(1)];
     let results: Vec<Result<(), String>> = stream::iter(batches)
-        .map(|batch| write_batch(clients, table, batch))
+        .map(|batch| {
+            let keys = batch
+                .iter()
+                .map(|item| key_of(item, partition_key))
+                .collect();
+            partitions.write(table, keys, write_batch(clients, table, batch))
+        })
         .buffer_unordered(BATCHES_AT_ONCE)
         .collect()
         .await;

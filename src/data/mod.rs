@@ -5,6 +5,7 @@ pub mod discover;
 pub mod dynamo_json;
 pub mod fingerprint;
 pub mod load;
+pub mod partitions;
 pub mod presence;
 pub mod rules;
 pub mod s3_upload;
