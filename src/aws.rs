@@ -176,6 +176,14 @@ pub struct AwsClients {
 }
 
 impl AwsClients {
+    /// The region the clients sign for (us-east-1 when none is set).
+    pub fn region(&self) -> &str {
+        self.s3
+            .config()
+            .region()
+            .map_or("us-east-1", |r| r.as_ref())
+    }
+
     /// Clients for `endpoint`: standard retries, every operation bounded by its timeout.
     pub async fn new(endpoint: &Endpoint) -> AwsClients {
         let retry = RetryConfig::standard().with_max_attempts(5);

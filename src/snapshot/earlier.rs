@@ -1,18 +1,17 @@
 //! The earlier snapshots a save can reuse parts of: each one's resources (with the marks that
-//! prove a table or a bucket's history unchanged since it was saved) and its parts' sizes and
-//! hashes, so a reused file is checked before it is linked.
+//! prove a table or a bucket's history unchanged since it was saved) and its manifest, whose parts'
+//! sizes and hashes check a reused file before it is linked.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::manifest::PartRecord;
+use super::manifest::Manifest;
 use super::records::{Resources, RESOURCES_FILE};
 
 /// One earlier snapshot.
 pub struct EarlierSnapshot {
     pub dir: PathBuf,
     pub resources: Resources,
-    pub parts: BTreeMap<String, PartRecord>,
+    pub manifest: Manifest,
 }
 
 /// Every readable snapshot under `root` that recorded a table's stream mark or a bucket's history
@@ -40,7 +39,7 @@ pub fn earlier_snapshots(root: &Path) -> Vec<EarlierSnapshot> {
                 EarlierSnapshot {
                     dir,
                     resources,
-                    parts: manifest.parts,
+                    manifest,
                 },
             ))
         })

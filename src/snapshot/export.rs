@@ -7,8 +7,8 @@
 //! The export needs a bucket, and moto serves every request as the one account inframock gives it
 //! (`MOTO_ACCOUNT_ID`), so the bucket is the user's for the time of the save: one bucket per save,
 //! named `inframock-export-<pid>-<nanos>`, created at the save's first export, left out of the
-//! snapshot by its exact name and removed when the tables are read. Point-in-time recovery, which an export needs, is switched on for
-//! the export and off again if it was off. What an export gives is checked against the item count
+//! snapshot by its exact name and removed when the tables are read. Point-in-time recovery, which
+//! an export needs, is switched on for the export and off again if it was off. What an export gives is checked against the item count
 //! it reports; anything amiss is an error, and the table is then scanned.
 
 use std::io::{BufRead, BufReader};
@@ -52,12 +52,7 @@ impl ExportBucket {
         let created = self
             .created
             .get_or_init(|| async {
-                let region = clients
-                    .s3
-                    .config()
-                    .region()
-                    .map_or("us-east-1", |r| r.as_ref());
-                crate::resources::create_bucket_request(clients, &self.name, region)
+                crate::resources::create_bucket_request(clients, &self.name, clients.region())
                     .send()
                     .await
                     .map(|_| ())

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 
 use super::earlier::EarlierSnapshot;
-use super::manifest::check_part;
+use super::manifest::{check_part, read_lines};
 use super::objects::ListedVersion;
 use super::records::{HistoryMark, VersionRecord, VERSIONS_FILE};
 use crate::aws::{AwsClients, TEST_ACCESS_KEY};
@@ -61,12 +61,7 @@ const COUNT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many key names `bucket` holds, hidden ones included, as moto's CloudWatch counts them
 /// (`AWS/S3` `NumberOfObjects`); `None` when the engine does not say.
 pub async fn key_names(clients: &AwsClients, bucket: &str) -> Option<u64> {
-    let region = clients
-        .s3
-        .config()
-        .region()
-        .map(|r| r.to_string())
-        .unwrap_or_else(|| "us-east-1".into());
+    let region = clients.region();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
@@ -257,18 +252,16 @@ async fn entry_exists(clients: &AwsClients, bucket: &str, key: &str, id: &str) -
 /// The earlier snapshot's history of `bucket`, its part checked against its manifest first; `None`
 /// when the part is missing, damaged or unreadable.
 pub fn earlier_history(snapshot: &EarlierSnapshot, bucket: &str) -> Option<Vec<VersionRecord>> {
-    let record = snapshot.parts.get(VERSIONS_FILE)?;
-    let path = snapshot.dir.join(VERSIONS_FILE);
-    check_part(&path, record).ok()?;
-    let text = std::fs::read_to_string(&path).ok()?;
-    let mut history = Vec::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        let version: VersionRecord = serde_json::from_str(line).ok()?;
-        if version.object.bucket == bucket {
-            history.push(version);
-        }
-    }
-    Some(history)
+    let record = snapshot.manifest.parts.get(VERSIONS_FILE)?;
+    check_part(&snapshot.dir.join(VERSIONS_FILE), record).ok()?;
+    let history: Vec<VersionRecord> =
+        read_lines(&snapshot.dir, &snapshot.manifest, VERSIONS_FILE).ok()?;
+    Some(
+        history
+            .into_iter()
+            .filter(|version| version.object.bucket == bucket)
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -213,7 +213,7 @@ async fn link_files(
         .files
         .iter()
         .map(|file| {
-            let record = snapshot.parts.get(file)?.clone();
+            let record = snapshot.manifest.parts.get(file)?.clone();
             Some((
                 snapshot.dir.join(file),
                 into.join(file),
