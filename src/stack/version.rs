@@ -1,12 +1,14 @@
 //! The version of a running service, for `status`: read the way its kind says (a health route,
 //! the Python package beside its program, the program's `--version`), or the image tag of its
-//! container.
+//! container. A local process is asked through what it runs (its interpreter, its executable), so
+//! another PATH at the time of asking cannot name another installation's version.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::catalog::{ServiceKind, VersionSpec};
 use super::runtime::docker::split_image;
-use super::runtime::local::find_program;
+use super::runtime::local::{find_program, process_start_time};
 use super::state::ServiceRecord;
 use crate::cli::RuntimeKind;
 use crate::config::Settings;
@@ -56,27 +58,68 @@ async fn read(settings: &Settings, record: &ServiceRecord, kind: &ServiceKind) -
             answer.get(field)?.as_str().map(str::to_string)
         }
         VersionSpec::PythonPackage(package) => {
-            let program = find_program(
-                &record.name,
-                settings.service(&record.name),
-                &settings.project_dir,
-            )
-            .ok()?;
-            let python = program.parent()?.join("python3");
+            let python = match running_interpreter(record) {
+                Some(python) => python,
+                None => find_program(
+                    &record.name,
+                    settings.service(&record.name),
+                    &settings.project_dir,
+                )
+                .ok()?
+                .parent()?
+                .join("python3"),
+            };
             let code = format!("import importlib.metadata as m; print(m.version({package:?}))");
             first_line(&python, &["-c", &code]).await
         }
         VersionSpec::ProgramFlag(flag) => {
-            let program = find_program(
-                &record.name,
-                settings.service(&record.name),
-                &settings.project_dir,
-            )
-            .ok()?;
+            let program = match running_executable(record) {
+                Some(program) => program,
+                None => find_program(
+                    &record.name,
+                    settings.service(&record.name),
+                    &settings.project_dir,
+                )
+                .ok()?,
+            };
             first_line(&program, &[flag.as_str()]).await
         }
         VersionSpec::Unknown => None,
     }
+}
+
+/// The process of a local service, while it is still the one the stack started (not a reused
+/// PID): its version is the version of what it runs, whatever PATH says now.
+fn running_pid(record: &ServiceRecord) -> Option<u32> {
+    let pid = record
+        .pid
+        .filter(|_| record.runtime == RuntimeKind::Local)?;
+    (process_start_time(pid)? == record.started?).then_some(pid)
+}
+
+/// The first word of a running service's command line, when it is a file's absolute path.
+fn running_argv0(record: &ServiceRecord) -> Option<PathBuf> {
+    let pid = running_pid(record)?;
+    let command_line = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let first = command_line.split(|b| *b == 0).next()?;
+    let path = PathBuf::from(String::from_utf8_lossy(first).into_owned());
+    (path.is_absolute() && path.is_file()).then_some(path)
+}
+
+/// The interpreter a running Python service was started with, as it was invoked (a virtual
+/// environment's `bin/python3` reads that environment's packages; the file it links to does not).
+fn running_interpreter(record: &ServiceRecord) -> Option<PathBuf> {
+    running_argv0(record).filter(|path| {
+        path.file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("python"))
+    })
+}
+
+/// The program a running service runs: as it was invoked, else the file the process executes (a
+/// program that renames its process, as redis-server does, leaves only that).
+fn running_executable(record: &ServiceRecord) -> Option<PathBuf> {
+    running_argv0(record)
+        .or_else(|| std::fs::read_link(format!("/proc/{}/exe", running_pid(record)?)).ok())
 }
 
 /// The version number in what a program says of itself: `Redis server v=7.0.15 sha=...` → `7.0.15`,

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::support::{alive, clients, runtime, text, Project};
+use crate::support::{alive, clients, data_of, engine_program, runtime, text, Project};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 
@@ -839,4 +839,40 @@ fn wait_returns_once_an_external_stack_answers_and_its_resources_exist() {
             .contains("no stack recorded"),
         "{report}"
     );
+}
+
+#[test]
+fn status_reports_the_version_the_running_engine_runs_whatever_path_says_now() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = Project::new();
+    project.start(&["--no-populate"]);
+    let real = project.run_json(&["status", "--json"])["services"][0]["version"].clone();
+    // Another installation of the engine, found first after the stack started: its interpreter
+    // names a version no engine has.
+    let other = project.path().join("other-install");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    for name in [engine_program(), "python3"] {
+        let path = other.join(name);
+        std::fs::write(&path, "#!/bin/sh\necho 0.0.1\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let path = format!(
+        "{}:{}",
+        other.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let status = project
+        .command(&["status", "--json"])
+        .env("PATH", &path)
+        .env("INFRAMOCK_MOTO_SERVER", other.join(engine_program()))
+        .output()
+        .expect("status runs");
+    let aws = data_of(&status.stdout)["services"][0].clone();
+    assert_eq!(aws["service"], "aws", "{aws}");
+    assert!(
+        real.as_str()
+            .is_some_and(|v| v.contains('.') && v != "0.0.1"),
+        "{real}"
+    );
+    assert_eq!(aws["version"], real, "{aws}");
 }
