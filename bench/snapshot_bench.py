@@ -138,7 +138,7 @@ def report_snapshot(result):
             f"export instead of Scan {result.get('save_tables_exported')}",
             f"- second save, nothing changed: {fmt(result['second_save_s'])} (target < 1 s); objects fetched "
             f"{result['second_save_fetched']}; contents linked from the first save {result['second_save_linked']}; "
-            f"tables proven unchanged by their stream {result.get('second_save_tables_unchanged')}",
+            f"tables proven unchanged (stream, or on moto the export's text) {result.get('second_save_tables_unchanged')}",
             f"- per service, milliseconds (save; second save): {result['save_ms_by_service']}; "
             f"{result['second_save_ms_by_service']}",
             f"- `snapshot load` into a fresh engine: {fmt(result['load_s'])}; {load / first:.2f}x the first load "

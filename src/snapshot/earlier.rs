@@ -14,8 +14,8 @@ pub struct EarlierSnapshot {
     pub manifest: Manifest,
 }
 
-/// Every readable snapshot under `root` that recorded a table's stream mark or a bucket's history
-/// mark, newest first: by the time its manifest records (whole seconds), then by when its manifest
+/// Every readable snapshot under `root` that recorded a table's stream mark or export hash, or a
+/// bucket's history mark, newest first: by the time its manifest records (whole seconds), then by when its manifest
 /// file was written (saves within one second).
 pub fn earlier_snapshots(root: &Path) -> Vec<EarlierSnapshot> {
     let Ok(entries) = std::fs::read_dir(root) else {
@@ -29,7 +29,10 @@ pub fn earlier_snapshots(root: &Path) -> Vec<EarlierSnapshot> {
             let manifest = super::manifest::read(&dir).ok()?;
             let resources: Resources =
                 super::manifest::read_json(&dir, &manifest, RESOURCES_FILE).ok()?;
-            let marked = resources.tables.iter().any(|t| t.stream_mark.is_some())
+            let marked = resources
+                .tables
+                .iter()
+                .any(|t| t.stream_mark.is_some() || t.export_hash.is_some())
                 || resources.buckets.iter().any(|b| b.history_mark.is_some());
             let written = std::fs::metadata(dir.join(super::manifest::MANIFEST_FILE))
                 .and_then(|m| m.modified())

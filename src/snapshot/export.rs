@@ -8,10 +8,15 @@
 //! (`MOTO_ACCOUNT_ID`), so the bucket is the user's for the time of the save: one bucket per save,
 //! named `inframock-export-<pid>-<nanos>`, created at the save's first export, left out of the
 //! snapshot by its exact name and removed when the tables are read. Point-in-time recovery, which
-//! an export needs, is switched on for the export and off again if it was off. What an export gives is checked against the item count
-//! it reports; anything amiss is an error, and the table is then scanned.
+//! an export needs, is switched on for the export and off again if it was off. What an export
+//! gives is checked against the item count it reports; anything amiss is an error, and the table
+//! is then scanned.
+//!
+//! An export's text, unzipped, is hashed before it is parsed: a table whose export has the same
+//! hash as an earlier save's holds the same items, and that save's files are reused (parsing,
+//! sorting and writing 10,000 items cost about 0.5 s of the 1.5 s an export took).
 
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -78,22 +83,60 @@ impl ExportBucket {
     }
 }
 
-/// Every item of `table` as its key and typed JSON (unsorted), read through an export into
-/// `bucket`.
-pub async fn read_table(
+/// A table's export, downloaded and unzipped but not parsed yet: its hash can show that the table
+/// holds what an earlier save already parsed.
+pub struct Export {
+    table: String,
+    /// Each data file's text, in the order of the files' keys.
+    texts: Vec<(String, Vec<u8>)>,
+    /// The number of items the engine reported exporting.
+    pub reported: u64,
+    /// The BLAKE3 hash of the texts, in order: the same items in the same order give the same
+    /// hash whatever the gzip header says (moto's holds the time of the export).
+    pub hash: String,
+}
+
+impl Export {
+    /// Every exported item as its key and typed JSON (unsorted); an error when the files do not
+    /// hold the number of items the engine reported.
+    pub async fn items(self, key_names: &[String]) -> Result<Vec<(String, Value)>> {
+        let names = key_names.to_vec();
+        let table = self.table.clone();
+        super::blocking(move || {
+            let mut items = Vec::new();
+            for (key, text) in self.texts {
+                let parsed = parse_export_text(&text, &names)
+                    .with_context(|| format!("table {table}: export file {key}"))?;
+                items.extend(parsed);
+            }
+            if items.len() as u64 != self.reported {
+                bail!(
+                    "table {table}: the export reported {} items and holds {}",
+                    self.reported,
+                    items.len()
+                );
+            }
+            Ok(items)
+        })
+        .await
+    }
+}
+
+/// Exports `table` into `bucket` and downloads the export; the export's files are removed from
+/// the bucket whatever happens.
+pub async fn export_table(
     clients: &AwsClients,
     bucket: &ExportBucket,
     table: &str,
     table_arn: &str,
-    key_names: &[String],
-) -> Result<Vec<(String, Value)>> {
+) -> Result<Export> {
     bucket.ensure(clients).await?;
     let recovery_was_on = recovery_on(clients, table).await?;
     if !recovery_was_on {
         set_recovery(clients, table, true).await?;
     }
     let prefix = format!("tables/{table}");
-    let read = export_and_read(clients, table, table_arn, &bucket.name, &prefix, key_names).await;
+    let read = export_and_download(clients, table, table_arn, &bucket.name, &prefix).await;
     delete_keys(clients, &bucket.name, &prefix).await;
     if !recovery_was_on {
         // Best effort: the items are read whatever the table's recovery setting ends as.
@@ -102,14 +145,13 @@ pub async fn read_table(
     read
 }
 
-async fn export_and_read(
+async fn export_and_download(
     clients: &AwsClients,
     table: &str,
     table_arn: &str,
     bucket: &str,
     prefix: &str,
-    key_names: &[String],
-) -> Result<Vec<(String, Value)>> {
+) -> Result<Export> {
     let started = clients
         .dynamodb
         .export_table_to_point_in_time()
@@ -125,9 +167,10 @@ async fn export_and_read(
         .and_then(|d| d.export_arn())
         .ok_or_else(|| anyhow!("table {table}: the export has no ARN"))?
         .to_string();
-    let expected = finished_export(clients, table, &export_arn).await?;
-    let mut items = Vec::new();
-    let keys = all_keys(clients, bucket, prefix).await?;
+    let reported = finished_export(clients, table, &export_arn).await?;
+    let mut keys = all_keys(clients, bucket, prefix).await?;
+    keys.sort();
+    let mut zipped = Vec::new();
     // moto writes one data file; DynamoDB several, beside manifests.
     let data_files = keys
         .into_iter()
@@ -151,20 +194,25 @@ async fn export_and_read(
             .await
             .with_context(|| format!("table {table}: reading export file {key}"))?
             .into_bytes();
-        let names = key_names.to_vec();
-        let parsed = tokio::task::spawn_blocking(move || parse_export_file(&body, &names))
-            .await
-            .map_err(|e| anyhow!("table {table}: parsing the export: {e}"))?
-            .with_context(|| format!("table {table}: export file {key}"))?;
-        items.extend(parsed);
+        zipped.push((key, body));
     }
-    if items.len() as u64 != expected {
-        bail!(
-            "table {table}: the export reported {expected} items and holds {}",
-            items.len()
-        );
-    }
-    Ok(items)
+    let table = table.to_string();
+    super::blocking(move || {
+        let mut hasher = blake3::Hasher::new();
+        let mut texts = Vec::new();
+        for (key, body) in zipped {
+            let text = unzip(&body).with_context(|| format!("table {table}: export file {key}"))?;
+            hasher.update(&text);
+            texts.push((key, text));
+        }
+        Ok(Export {
+            table,
+            texts,
+            reported,
+            hash: hasher.finalize().to_hex().to_string(),
+        })
+    })
+    .await
 }
 
 /// Waits for the export to end; the number of items it reports when it completed.
@@ -205,16 +253,23 @@ async fn finished_export(clients: &AwsClients, table: &str, export_arn: &str) ->
     }
 }
 
-/// One export file (gzip, one `{"Item": {...}}` per line) as keyed items.
-fn parse_export_file(gzipped: &[u8], key_names: &[String]) -> Result<Vec<(String, Value)>> {
-    let lines = BufReader::new(flate2::read::GzDecoder::new(gzipped)).lines();
+/// An export file's gzip unzipped.
+fn unzip(gzipped: &[u8]) -> Result<Vec<u8>> {
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(gzipped)
+        .read_to_end(&mut text)
+        .context("not gzip, or cut short")?;
+    Ok(text)
+}
+
+/// One export file's text (one `{"Item": {...}}` per line) as keyed items.
+fn parse_export_text(text: &[u8], key_names: &[String]) -> Result<Vec<(String, Value)>> {
     let mut items = Vec::new();
-    for (number, line) in lines.enumerate() {
-        let line = line.with_context(|| format!("line {}: not gzip text", number + 1))?;
-        if line.trim().is_empty() {
+    for (number, line) in text.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let record: Value = serde_json::from_str(&line)
+        let record: Value = serde_json::from_slice(line)
             .with_context(|| format!("line {}: not JSON", number + 1))?;
         let Some(Value::Object(attributes)) = record.get("Item") else {
             bail!("line {}: no \"Item\" object", number + 1);
@@ -312,6 +367,10 @@ async fn set_recovery(clients: &AwsClients, table: &str, enabled: bool) -> Resul
 mod tests {
     use super::*;
     use std::io::Write;
+
+    fn parse_export_file(gzipped: &[u8], key_names: &[String]) -> Result<Vec<(String, Value)>> {
+        parse_export_text(&unzip(gzipped)?, key_names)
+    }
 
     fn gzip(text: &str) -> Vec<u8> {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

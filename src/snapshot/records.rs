@@ -81,6 +81,11 @@ pub struct TableSchema {
     /// table again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_mark: Option<StreamMark>,
+    /// The BLAKE3 hash of the table's export as the engine wrote it (the export's text, unzipped),
+    /// when it was read through one: a later save whose export has the same text holds the same
+    /// items, and reuses these files instead of parsing them again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_hash: Option<String>,
 }
 
 /// A position in a table's DynamoDB stream.
@@ -318,6 +323,7 @@ mod tests {
             items: 0,
             files: vec![],
             stream_mark: None,
+            export_hash: None,
         }
     }
 

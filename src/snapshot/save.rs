@@ -28,8 +28,8 @@ pub struct Saved {
     /// Objects fetched from the endpoint; the others were proven unchanged since an earlier save
     /// and linked from it.
     pub objects_fetched: u64,
-    /// Tables whose stream proved them unchanged since an earlier save: their files were linked
-    /// from it, not read again.
+    /// Tables whose stream, or whose export's text (on moto), proved them unchanged since an
+    /// earlier save: their files were linked from it, not read or parsed again.
     pub tables_unchanged: Vec<String>,
     /// Versioned buckets whose history (older versions, delete markers) was proven unchanged since
     /// an earlier save and taken from it instead of listed again (`snapshot::history`).

@@ -31,8 +31,8 @@ pub const PARALLEL_SEGMENTS: i32 = 4;
 pub struct SavedTables {
     pub tables: Vec<TableSchema>,
     pub parts: BTreeMap<String, PartRecord>,
-    /// Tables whose stream proved them unchanged since an earlier snapshot, whose files were
-    /// linked from it instead of read again.
+    /// Tables whose stream or export proved them unchanged since an earlier snapshot, whose files
+    /// were linked from it instead of read (or parsed) again.
     pub unchanged: Vec<String>,
     /// Tables read through the engine's export instead of `Scan`.
     pub exported: Vec<String>,
@@ -132,12 +132,8 @@ pub async fn save(
             {
                 schema.stream_mark = Some(read.mark);
                 if let Some((snapshot, table)) = earlier.filter(|_| read.unchanged_since) {
-                    if let Some(parts) = link_files(snapshot, table, &schema, into).await {
-                        schema.items = table.items;
-                        schema.files = table.files.clone();
-                        saved.parts.extend(parts);
-                        saved.unchanged.push(name);
-                        saved.tables.push(schema);
+                    if let Some((schema, parts)) = reused(snapshot, table, &schema, into).await {
+                        saved.add_unchanged(schema, parts);
                         continue;
                     }
                 }
@@ -148,8 +144,8 @@ pub async fn save(
             // A failed export (a table written during it, say) costs only the time it took: the
             // table is then scanned, as on any engine.
             (Some(bucket), Some(arn)) => {
-                match export::read_table(clients, bucket, &name, arn, &key_names).await {
-                    Ok(items) => Some(items),
+                match export::export_table(clients, bucket, &name, arn).await {
+                    Ok(export) => Some(export),
                     Err(e) => {
                         saved
                             .notes
@@ -160,12 +156,47 @@ pub async fn save(
             }
             _ => None,
         };
-        let items = match exported {
+        if let Some(export) = &exported {
+            schema.export_hash = Some(export.hash.clone());
+            // The same export text as an earlier save's holds the same items: that save's files
+            // are these items, already parsed and sorted.
+            let earlier = reading.earlier.iter().find_map(|e| {
+                let table = e.resources.tables.iter().find(|t| {
+                    t.name == name
+                        && t.items == export.reported
+                        && t.export_hash.as_deref() == Some(export.hash.as_str())
+                })?;
+                Some((e, table))
+            });
+            if let Some((snapshot, table)) = earlier {
+                if let Some((schema, parts)) = reused(snapshot, table, &schema, into).await {
+                    saved.exported.push(name);
+                    saved.add_unchanged(schema, parts);
+                    continue;
+                }
+            }
+        }
+        let parsed = match exported {
+            Some(export) => match export.items(&key_names).await {
+                Ok(items) => Some(items),
+                Err(e) => {
+                    saved
+                        .notes
+                        .push(format!("{e:#}; the table was read by Scan instead"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let items = match parsed {
             Some(items) => {
                 saved.exported.push(name.clone());
                 items
             }
-            None => scan(clients, &name, &key_names, reading.segments.max(1)).await?,
+            None => {
+                schema.export_hash = None;
+                scan(clients, &name, &key_names, reading.segments.max(1)).await?
+            }
         };
         let items = sorted_by_key(items);
         schema.items = items.len() as u64;
@@ -181,6 +212,32 @@ pub async fn save(
         saved.tables.push(schema);
     }
     Ok(saved)
+}
+
+impl SavedTables {
+    /// Adds a table proven unchanged since an earlier snapshot, with the files linked from it.
+    fn add_unchanged(&mut self, schema: TableSchema, parts: BTreeMap<String, PartRecord>) {
+        self.parts.extend(parts);
+        self.unchanged.push(schema.name.clone());
+        self.tables.push(schema);
+    }
+}
+
+/// An unchanged table as this save records it, with its files linked from the earlier snapshot
+/// `table` was saved in; `None` when they cannot be (then the table is read).
+async fn reused(
+    snapshot: &EarlierSnapshot,
+    table: &TableSchema,
+    now: &TableSchema,
+    into: &Path,
+) -> Option<(TableSchema, BTreeMap<String, PartRecord>)> {
+    let parts = link_files(snapshot, table, now, into).await?;
+    let schema = TableSchema {
+        items: table.items,
+        files: table.files.clone(),
+        ..now.clone()
+    };
+    Some((schema, parts))
 }
 
 /// The ARN of the table's stream, when it has one that is enabled.
@@ -204,6 +261,7 @@ async fn link_files(
         items: table.items,
         files: table.files.clone(),
         stream_mark: table.stream_mark.clone(),
+        export_hash: table.export_hash.clone(),
         ..now.clone()
     } == *table;
     if !same_shape {
@@ -295,6 +353,7 @@ fn schema_of(name: &str, description: &TableDescription) -> Result<TableSchema> 
         items: 0,
         files: Vec::new(),
         stream_mark: None,
+        export_hash: None,
     })
 }
 
@@ -518,6 +577,7 @@ mod tests {
             items: 2,
             files: vec!["tables/t/00001.json".into(), "tables/t/00002.json".into()],
             stream_mark: None,
+            export_hash: None,
         };
         let sizes = BTreeMap::from([(
             "tables/t/00001.json".to_string(),
