@@ -60,32 +60,31 @@ async fn read(settings: &Settings, record: &ServiceRecord, kind: &ServiceKind) -
         VersionSpec::PythonPackage(package) => {
             let python = match running_interpreter(record) {
                 Some(python) => python,
-                None => find_program(
-                    &record.name,
-                    settings.service(&record.name),
-                    &settings.project_dir,
-                )
-                .ok()?
-                .parent()?
-                .join("python3"),
+                None => configured_program(settings, record)?
+                    .parent()?
+                    .join("python3"),
             };
             let code = format!("import importlib.metadata as m; print(m.version({package:?}))");
             first_line(&python, &["-c", &code]).await
         }
         VersionSpec::ProgramFlag(flag) => {
-            let program = match running_executable(record) {
-                Some(program) => program,
-                None => find_program(
-                    &record.name,
-                    settings.service(&record.name),
-                    &settings.project_dir,
-                )
-                .ok()?,
-            };
+            let program =
+                running_executable(record).or_else(|| configured_program(settings, record))?;
             first_line(&program, &[flag.as_str()]).await
         }
         VersionSpec::Unknown => None,
     }
+}
+
+/// The program the settings name for a service now: what a service that is not running locally
+/// (or whose process cannot be read) is asked through.
+fn configured_program(settings: &Settings, record: &ServiceRecord) -> Option<PathBuf> {
+    find_program(
+        &record.name,
+        settings.service(&record.name),
+        &settings.project_dir,
+    )
+    .ok()
 }
 
 /// The process of a local service, while it is still the one the stack started (not a reused

@@ -695,6 +695,22 @@ fn with_persist_every_a_killed_engine_loses_nothing_saved_before_it_died() {
     assert_state(&project);
 }
 
+/// Changes item `b` of `things` in place: the table keeps its count and nearly its size.
+fn set_colour(rt: &tokio::runtime::Runtime, clients: &Clients, value: &str) {
+    rt.block_on(
+        clients
+            .dynamodb
+            .update_item()
+            .table_name("things")
+            .key("id", AttributeValue::S("b".into()))
+            .key("n", AttributeValue::N("7".into()))
+            .update_expression("SET colour = :c")
+            .expression_attribute_values(":c", AttributeValue::S(value.into()))
+            .send(),
+    )
+    .expect("update item");
+}
+
 /// The tables a save proved unchanged since an earlier save (their files linked, not read).
 fn unchanged_tables(saved: &Value) -> Vec<&str> {
     let mut names: Vec<&str> = saved["tables_unchanged"]
@@ -750,18 +766,7 @@ fn with_persist_a_save_reads_again_only_the_tables_written_since_the_last() {
     assert_eq!(diff["same"], true, "{diff}");
 
     // An item changed in place (the table's size and count stay the same) is seen.
-    rt.block_on(
-        clients
-            .dynamodb
-            .update_item()
-            .table_name("things")
-            .key("id", AttributeValue::S("b".into()))
-            .key("n", AttributeValue::N("7".into()))
-            .update_expression("SET colour = :c")
-            .expression_attribute_values(":c", AttributeValue::S("red".into()))
-            .send(),
-    )
-    .expect("update item");
+    set_colour(&rt, &clients, "red");
     let third = project.run_json(&["snapshot", "save", "three", "--json"]);
     assert_eq!(unchanged_tables(&third), ["quiet"], "{third}");
     let diff = project.run_json(&["snapshot", "diff", "two", "three", "--json"]);
@@ -852,20 +857,7 @@ fn without_a_stream_moto_proves_a_table_unchanged_by_its_exports_text() {
     write_state(&project);
     let rt = runtime();
     let clients = clients(&rt, &project.endpoint());
-    let colour = |value: &str| {
-        rt.block_on(
-            clients
-                .dynamodb
-                .update_item()
-                .table_name("things")
-                .key("id", AttributeValue::S("b".into()))
-                .key("n", AttributeValue::N("7".into()))
-                .update_expression("SET colour = :c")
-                .expression_attribute_values(":c", AttributeValue::S(value.into()))
-                .send(),
-        )
-        .expect("update item");
-    };
+    let colour = |value: &str| set_colour(&rt, &clients, value);
     colour("blue");
     let on_moto = project.service("aws")["kind"] == "moto";
     // Elsewhere tables are scanned: nothing proves them unchanged without a stream.
