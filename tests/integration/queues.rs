@@ -270,8 +270,10 @@ fn declared_bridge_maps_forwards_and_keeps_what_it_cannot_deliver() {
         2,
         "the messages the mapper cannot map stay in IN"
     );
+    // Read at once (waiting for a fourth message would only time out): what reached OUT in the
+    // same 2 s in which the poison message was retried.
     assert_eq!(
-        recorded(&project, "out", 4).len(),
+        recorded(&project, "out", 0).len(),
         3,
         "nothing else reached OUT"
     );
