@@ -14,7 +14,7 @@ use super::changes;
 use super::earlier::EarlierSnapshot;
 use super::export::{self, ExportBucket};
 use super::manifest::{PartRecord, PartWriter};
-use super::records::{IndexSchema, TableSchema};
+use super::records::{IndexSchema, StreamMark, TableSchema};
 use crate::aws::{describe_error, AwsClients};
 use crate::data::discover::{Action, PlannedTarget};
 use crate::data::dynamo_json::{item_to_typed, key_of, Item};
@@ -102,142 +102,204 @@ pub async fn save(
         let description = described
             .table
             .ok_or_else(|| anyhow!("table {name}: DescribeTable returned no description"))?;
-        let mut schema = schema_of(&name, &description)?;
-        if let Some(stream_arn) = enabled_stream(&description).filter(|_| reading.use_streams) {
-            let created = description
-                .creation_date_time()
-                .and_then(|t| t.to_millis().ok());
-            // Of the earlier saves of this same stream, the one whose mark is furthest along
-            // (saves within one second are not ordered by their time).
-            let earlier =
-                reading
-                    .earlier
-                    .iter()
-                    .filter_map(|e| {
-                        let table = e.resources.tables.iter().find(|t| t.name == name)?;
-                        let mark = table.stream_mark.as_ref()?;
-                        (mark.stream_arn == stream_arn && mark.table_created_ms == created)
-                            .then_some((e, table, changes::progress(mark)))
-                    })
-                    .max_by(|a, b| a.2.cmp(&b.2))
-                    .map(|(e, table, _)| (e, table));
-            // Without a readable stream the table is read whole, as if it had none.
-            if let Ok(read) = changes::read(
-                clients,
-                stream_arn,
-                created,
-                earlier.and_then(|(_, t)| t.stream_mark.as_ref()),
-            )
-            .await
-            {
-                schema.stream_mark = Some(read.mark);
-                if let Some((snapshot, table)) = earlier.filter(|_| read.unchanged_since) {
-                    if let Some((schema, parts)) = reused(snapshot, table, &schema, into).await {
-                        saved.add_unchanged(schema, parts);
-                        continue;
-                    }
-                }
-            }
-        }
-        let key_names: Vec<String> = schema.key().into_iter().map(|(name, _)| name).collect();
-        let exported = match (reading.export, description.table_arn()) {
-            // A failed export (a table written during it, say) costs only the time it took: the
-            // table is then scanned, as on any engine.
-            (Some(bucket), Some(arn)) => {
-                match export::export_table(clients, bucket, &name, arn).await {
-                    Ok(export) => Some(export),
-                    Err(e) => {
-                        saved
-                            .notes
-                            .push(format!("{e:#}; the table was read by Scan instead"));
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
-        if let Some(export) = &exported {
-            schema.export_hash = Some(export.hash.clone());
-            // The same export text as an earlier save's holds the same items: that save's files
-            // are these items, already parsed and sorted.
-            let earlier = reading.earlier.iter().find_map(|e| {
-                let table = e.resources.tables.iter().find(|t| {
-                    t.name == name
-                        && t.items == export.reported
-                        && t.export_hash.as_deref() == Some(export.hash.as_str())
-                })?;
-                Some((e, table))
-            });
-            if let Some((snapshot, table)) = earlier {
-                if let Some((schema, parts)) = reused(snapshot, table, &schema, into).await {
-                    saved.exported.push(name);
-                    saved.add_unchanged(schema, parts);
-                    continue;
-                }
-            }
-        }
-        let parsed = match exported {
-            Some(export) => match export.items(&key_names).await {
-                Ok(items) => Some(items),
-                Err(e) => {
-                    saved
-                        .notes
-                        .push(format!("{e:#}; the table was read by Scan instead"));
-                    None
-                }
-            },
-            None => None,
-        };
-        let items = match parsed {
-            Some(items) => {
-                saved.exported.push(name.clone());
-                items
-            }
-            None => {
-                schema.export_hash = None;
-                scan(clients, &name, &key_names, reading.segments.max(1)).await?
-            }
-        };
-        let items = sorted_by_key(items);
-        schema.items = items.len() as u64;
-        for (number, chunk) in items.chunks(ITEMS_PER_FILE).enumerate() {
-            let file = format!("tables/{name}/{:05}.json", number + 1);
-            let mut part = PartWriter::create(&into.join(&file))
-                .with_context(|| format!("creating {file}"))?;
-            let document = serde_json::json!({ "records": chunk });
-            serde_json::to_writer(&mut part, &document)?;
-            saved.parts.insert(file.clone(), part.finish()?);
-            schema.files.push(file);
-        }
-        saved.tables.push(schema);
+        let table = save_table(clients, into, &reading, &name, &description).await?;
+        saved.add(table);
     }
     Ok(saved)
 }
 
+/// One table as a save wrote it.
+struct SavedTable {
+    schema: TableSchema,
+    parts: BTreeMap<String, PartRecord>,
+    /// Proven unchanged since an earlier snapshot: its files were linked from there.
+    unchanged: bool,
+    /// Read through the engine's export.
+    exported: bool,
+    /// Why it was scanned after all.
+    note: Option<String>,
+}
+
 impl SavedTables {
-    /// Adds a table proven unchanged since an earlier snapshot, with the files linked from it.
-    fn add_unchanged(&mut self, schema: TableSchema, parts: BTreeMap<String, PartRecord>) {
-        self.parts.extend(parts);
-        self.unchanged.push(schema.name.clone());
-        self.tables.push(schema);
+    fn add(&mut self, table: SavedTable) {
+        self.parts.extend(table.parts);
+        if table.unchanged {
+            self.unchanged.push(table.schema.name.clone());
+        }
+        if table.exported {
+            self.exported.push(table.schema.name.clone());
+        }
+        self.notes.extend(table.note);
+        self.tables.push(table.schema);
     }
 }
 
-/// An unchanged table as this save records it, with its files linked from the earlier snapshot
-/// `table` was saved in; `None` when they cannot be (then the table is read).
-async fn reused(
-    snapshot: &EarlierSnapshot,
-    table: &TableSchema,
-    now: &TableSchema,
+/// Saves one table into `into`: linked from an earlier snapshot when its stream, or its export's
+/// text, proves it unchanged since; otherwise read (exported, or scanned) and written.
+async fn save_table(
+    clients: &AwsClients,
     into: &Path,
-) -> Option<(TableSchema, BTreeMap<String, PartRecord>)> {
-    let parts = link_files(snapshot, table, now, into).await?;
+    reading: &TableReading<'_>,
+    name: &str,
+    description: &TableDescription,
+) -> Result<SavedTable> {
+    let mut schema = schema_of(name, description)?;
+    if let Some(stream_arn) = enabled_stream(description).filter(|_| reading.use_streams) {
+        let (mark, same_as) =
+            by_stream(clients, reading.earlier, name, description, stream_arn).await;
+        schema.stream_mark = mark;
+        if let Some(table) = reused(same_as, schema.clone(), into, false).await {
+            return Ok(table);
+        }
+    }
+    let key_names: Vec<String> = schema.key().into_iter().map(|(name, _)| name).collect();
+    let mut note = None;
+    let export = match (reading.export, description.table_arn()) {
+        // A failed export (a table written during it, say) costs only the time it took: the table
+        // is then scanned, as on any engine.
+        (Some(bucket), Some(arn)) => match export::export_table(clients, bucket, name, arn).await {
+            Ok(export) => Some(export),
+            Err(e) => {
+                note = Some(format!("{e:#}; the table was read by Scan instead"));
+                None
+            }
+        },
+        _ => None,
+    };
+    if let Some(export) = &export {
+        schema.export_hash = Some(export.hash.clone());
+        let same_as = by_export(reading.earlier, name, export);
+        if let Some(table) = reused(same_as, schema.clone(), into, true).await {
+            return Ok(table);
+        }
+    }
+    let parsed = match export {
+        Some(export) => match export.items(&key_names).await {
+            Ok(items) => Some(items),
+            Err(e) => {
+                note = Some(format!("{e:#}; the table was read by Scan instead"));
+                None
+            }
+        },
+        None => None,
+    };
+    let exported = parsed.is_some();
+    let items = match parsed {
+        Some(items) => items,
+        None => {
+            schema.export_hash = None;
+            scan(clients, name, &key_names, reading.segments.max(1)).await?
+        }
+    };
+    let parts = write_items(into, &mut schema, items)?;
+    Ok(SavedTable {
+        schema,
+        parts,
+        unchanged: false,
+        exported,
+        note,
+    })
+}
+
+/// Reads the table's stream from the mark of the earlier save of the same stream that is furthest
+/// along: where the stream ends now (`None` when it cannot be read: the table is then read whole,
+/// as if it had none), and that earlier save when no record follows its mark.
+async fn by_stream<'e>(
+    clients: &AwsClients,
+    earlier: &'e [EarlierSnapshot],
+    name: &str,
+    description: &TableDescription,
+    stream_arn: &str,
+) -> (
+    Option<StreamMark>,
+    Option<(&'e EarlierSnapshot, &'e TableSchema)>,
+) {
+    let created = description
+        .creation_date_time()
+        .and_then(|t| t.to_millis().ok());
+    // Saves within one second are not ordered by their time: the mark furthest along decides.
+    let furthest = earlier
+        .iter()
+        .filter_map(|e| {
+            let table = e.resources.tables.iter().find(|t| t.name == name)?;
+            let mark = table.stream_mark.as_ref()?;
+            (mark.stream_arn == stream_arn && mark.table_created_ms == created).then_some((
+                e,
+                table,
+                changes::progress(mark),
+            ))
+        })
+        .max_by(|a, b| a.2.cmp(&b.2))
+        .map(|(e, table, _)| (e, table));
+    let since = furthest.and_then(|(_, t)| t.stream_mark.as_ref());
+    match changes::read(clients, stream_arn, created, since).await {
+        Ok(read) => (Some(read.mark), furthest.filter(|_| read.unchanged_since)),
+        Err(_) => (None, None),
+    }
+}
+
+/// The newest earlier save of the table whose export had this export's text: the same text is
+/// the same items, and that save's files hold them, parsed and sorted.
+fn by_export<'e>(
+    earlier: &'e [EarlierSnapshot],
+    name: &str,
+    export: &export::Export,
+) -> Option<(&'e EarlierSnapshot, &'e TableSchema)> {
+    earlier.iter().find_map(|e| {
+        let table = e.resources.tables.iter().find(|t| {
+            t.name == name
+                && t.items == export.reported
+                && t.export_hash.as_deref() == Some(export.hash.as_str())
+        })?;
+        Some((e, table))
+    })
+}
+
+/// The table as this save records it when `same_as` proves it unchanged, with its files linked
+/// from that earlier snapshot; `None` when there is none or its files cannot be linked (then the
+/// table is read).
+async fn reused(
+    same_as: Option<(&EarlierSnapshot, &TableSchema)>,
+    now: TableSchema,
+    into: &Path,
+    exported: bool,
+) -> Option<SavedTable> {
+    let (snapshot, table) = same_as?;
+    let parts = link_files(snapshot, table, &now, into).await?;
     let schema = TableSchema {
         items: table.items,
         files: table.files.clone(),
-        ..now.clone()
+        ..now
     };
-    Some((schema, parts))
+    Some(SavedTable {
+        schema,
+        parts,
+        unchanged: true,
+        exported,
+        note: None,
+    })
+}
+
+/// Writes a table's items, sorted by key, into files of `ITEMS_PER_FILE`; records their count and
+/// files in `schema`.
+fn write_items(
+    into: &Path,
+    schema: &mut TableSchema,
+    items: Vec<(String, Value)>,
+) -> Result<BTreeMap<String, PartRecord>> {
+    let items = sorted_by_key(items);
+    schema.items = items.len() as u64;
+    let mut parts = BTreeMap::new();
+    for (number, chunk) in items.chunks(ITEMS_PER_FILE).enumerate() {
+        let file = format!("tables/{}/{:05}.json", schema.name, number + 1);
+        let mut part =
+            PartWriter::create(&into.join(&file)).with_context(|| format!("creating {file}"))?;
+        let document = serde_json::json!({ "records": chunk });
+        serde_json::to_writer(&mut part, &document)?;
+        parts.insert(file.clone(), part.finish()?);
+        schema.files.push(file);
+    }
+    Ok(parts)
 }
 
 /// The ARN of the table's stream, when it has one that is enabled.
