@@ -49,7 +49,7 @@ status: build
 
 # The stand-in images (minutes of debootstrap and downloads, once per machine) are built while the
 # crate compiles; the tests wait for both. One profile: the tests reuse the release build.
-# The integration tests mostly wait on servers (a moto run of 104 tests used 37 s of CPU in 110 s on
+# The integration tests mostly wait on servers (a moto run of 104 tests used 38 s of CPU in 110 s on
 # 2 cores): 4 at once took 77 s, 6 at once 81 s. RUST_TEST_THREADS set by the caller wins.
 test: setup ## the whole test suite (unit + integration against real moto_server and MiniStack, redis-server, memcached, postgres, Docker, headless Chromium)
 	@set -e; mkdir -p target; images=; export RUST_TEST_THREADS=$${RUST_TEST_THREADS:-4}; \

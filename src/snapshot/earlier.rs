@@ -15,8 +15,8 @@ pub struct EarlierSnapshot {
 }
 
 /// Every readable snapshot under `root` that recorded a table's stream mark or export hash, or a
-/// bucket's history mark, newest first: by the time its manifest records (whole seconds), then by when its manifest
-/// file was written (saves within one second).
+/// bucket's history mark, newest first: by the time its manifest records (whole seconds), then by
+/// when its manifest file was written (saves within one second).
 pub fn earlier_snapshots(root: &Path) -> Vec<EarlierSnapshot> {
     let Ok(entries) = std::fs::read_dir(root) else {
         return Vec::new();

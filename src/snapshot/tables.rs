@@ -157,13 +157,10 @@ async fn save_table(
     let export = match (reading.export, description.table_arn()) {
         // A failed export (a table written during it, say) costs only the time it took: the table
         // is then scanned, as on any engine.
-        (Some(bucket), Some(arn)) => match export::export_table(clients, bucket, name, arn).await {
-            Ok(export) => Some(export),
-            Err(e) => {
-                note = Some(format!("{e:#}; the table was read by Scan instead"));
-                None
-            }
-        },
+        (Some(bucket), Some(arn)) => scanned_if_failed(
+            export::export_table(clients, bucket, name, arn).await,
+            &mut note,
+        ),
         _ => None,
     };
     if let Some(export) = &export {
@@ -174,13 +171,7 @@ async fn save_table(
         }
     }
     let parsed = match export {
-        Some(export) => match export.items(&key_names).await {
-            Ok(items) => Some(items),
-            Err(e) => {
-                note = Some(format!("{e:#}; the table was read by Scan instead"));
-                None
-            }
-        },
+        Some(export) => scanned_if_failed(export.items(&key_names).await, &mut note),
         None => None,
     };
     let exported = parsed.is_some();
@@ -199,6 +190,13 @@ async fn save_table(
         exported,
         note,
     })
+}
+
+/// What an export step gave; on failure `None`, with why the table is scanned instead in `note`.
+fn scanned_if_failed<T>(result: Result<T>, note: &mut Option<String>) -> Option<T> {
+    result
+        .map_err(|e| *note = Some(format!("{e:#}; the table was read by Scan instead")))
+        .ok()
 }
 
 /// Reads the table's stream from the mark of the earlier save of the same stream that is furthest

@@ -120,16 +120,19 @@ pub fn find_listener(port: u16) -> Option<PortHolder> {
 
 /// The command line of a process, arguments joined by spaces.
 pub fn process_command(pid: u32) -> Option<String> {
+    Some(process_args(pid)?.join(" "))
+}
+
+/// The arguments of a process's command line, the program as it was invoked first; `None` when
+/// it cannot be read or is empty.
+pub fn process_args(pid: u32) -> Option<Vec<String>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let parts: Vec<String> = raw
         .split(|b| *b == 0)
         .filter(|p| !p.is_empty())
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .collect();
-    if parts.is_empty() {
-        return None;
-    }
-    Some(parts.join(" "))
+    (!parts.is_empty()).then_some(parts)
 }
 
 /// Socket inodes in LISTEN state (0A) on `port` in a /proc/net/tcp table.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::catalog::{ServiceKind, VersionSpec};
+use super::ports::process_args;
 use super::runtime::docker::split_image;
 use super::runtime::local::{find_program, process_start_time};
 use super::state::ServiceRecord;
@@ -96,19 +97,17 @@ fn running_pid(record: &ServiceRecord) -> Option<u32> {
     (process_start_time(pid)? == record.started?).then_some(pid)
 }
 
-/// The first word of a running service's command line, when it is a file's absolute path.
-fn running_argv0(record: &ServiceRecord) -> Option<PathBuf> {
-    let pid = running_pid(record)?;
-    let command_line = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let first = command_line.split(|b| *b == 0).next()?;
-    let path = PathBuf::from(String::from_utf8_lossy(first).into_owned());
+/// The program a process was invoked as, when it is a file's absolute path.
+fn invoked_as(pid: u32) -> Option<PathBuf> {
+    let first = process_args(pid)?.into_iter().next()?;
+    let path = PathBuf::from(first);
     (path.is_absolute() && path.is_file()).then_some(path)
 }
 
 /// The interpreter a running Python service was started with, as it was invoked (a virtual
 /// environment's `bin/python3` reads that environment's packages; the file it links to does not).
 fn running_interpreter(record: &ServiceRecord) -> Option<PathBuf> {
-    running_argv0(record).filter(|path| {
+    invoked_as(running_pid(record)?).filter(|path| {
         path.file_name()
             .is_some_and(|name| name.to_string_lossy().starts_with("python"))
     })
@@ -117,8 +116,8 @@ fn running_interpreter(record: &ServiceRecord) -> Option<PathBuf> {
 /// The program a running service runs: as it was invoked, else the file the process executes (a
 /// program that renames its process, as redis-server does, leaves only that).
 fn running_executable(record: &ServiceRecord) -> Option<PathBuf> {
-    running_argv0(record)
-        .or_else(|| std::fs::read_link(format!("/proc/{}/exe", running_pid(record)?)).ok())
+    let pid = running_pid(record)?;
+    invoked_as(pid).or_else(|| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
 }
 
 /// The version number in what a program says of itself: `Redis server v=7.0.15 sha=...` → `7.0.15`,
