@@ -84,37 +84,46 @@ fn load_thread(
         return Recorder::new(corrected);
     };
     let deadline = plan.limit.duration.map(|d| started + d);
+    // The workers are the runtime's own tasks, not a `LocalSet`'s: a `LocalSet` task woken by its
+    // socket wakes the `block_on` future too, which writes to the runtime's eventfd (30,000 extra
+    // `write` calls for 50,000 requests, counted with strace).
     runtime.block_on(async {
-        let local = tokio::task::LocalSet::new();
-        local
-            .run_until(async {
-                let tasks: Vec<_> = (0..workers)
-                    .filter(|index| *index as usize % threads == thread)
-                    .map(|index| {
-                        let (plan, sent) = (plan.clone(), Arc::clone(sent));
-                        tokio::task::spawn_local(async move {
-                            match plan.load {
-                                Load::Concurrency(_) => closed_worker(&plan, deadline, &sent).await,
-                                Load::Rate(rate) => {
-                                    open_worker(
-                                        &plan, rate, index, workers, started, deadline, &sent,
-                                    )
-                                    .await
-                                }
-                            }
-                        })
-                    })
-                    .collect();
-                let mut total = Recorder::new(corrected);
-                for task in tasks {
-                    if let Ok(recorder) = task.await {
-                        total.merge(recorder);
+        let armed = tokio::spawn(keep_a_timer_armed(plan.timeout));
+        let tasks: Vec<_> = (0..workers)
+            .filter(|index| *index as usize % threads == thread)
+            .map(|index| {
+                let (plan, sent) = (plan.clone(), Arc::clone(sent));
+                tokio::spawn(async move {
+                    match plan.load {
+                        Load::Concurrency(_) => closed_worker(&plan, deadline, &sent).await,
+                        Load::Rate(rate) => {
+                            open_worker(&plan, rate, index, workers, started, deadline, &sent).await
+                        }
                     }
-                }
-                total
+                })
             })
-            .await
+            .collect();
+        let mut total = Recorder::new(corrected);
+        for task in tasks {
+            if let Ok(recorder) = task.await {
+                total.merge(recorder);
+            }
+        }
+        armed.abort();
+        total
     })
+}
+
+/// Keeps a timer due within half of `timeout` on this thread's event loop for as long as the step
+/// runs. Each request's timeout is a timer; tokio wakes its event loop (a `write` to an eventfd)
+/// when a timer is set earlier than every timer it last went to sleep with, which is every timer
+/// when there was none: with answers read at once, that was 512 of 800 requests (traced with gdb).
+/// A timer always due sooner than any request's timeout leaves those wake-ups out.
+async fn keep_a_timer_armed(timeout: Duration) {
+    let period = (timeout / 2).clamp(Duration::from_millis(1), Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(period).await;
+    }
 }
 
 /// Takes the next request of the step's budget; false once the budget is spent.
