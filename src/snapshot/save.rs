@@ -278,8 +278,8 @@ async fn timed<T>(
     )
 }
 
-/// The AWS engine's kind, version, and how its tables are read whole.
-/// The AWS engine a save reads, and how it reads it.
+/// The AWS engine a save reads: its kind and version, and how its tables and bucket histories
+/// are read.
 struct Engine {
     name: String,
     version: Option<String>,
@@ -287,6 +287,8 @@ struct Engine {
     bucket_history: BucketHistory,
 }
 
+/// The engine of the stack's AWS service; an endpoint it does not run is `external`, read the
+/// way any engine can be.
 async fn engine_of(settings: &Settings, stack: &StackState) -> Engine {
     let Some(record) = stack.service(&ServiceName::Aws) else {
         return Engine {
