@@ -53,6 +53,16 @@ pub async fn execute(
                 for note in &saved.manifest.notes {
                     outln!("note: {note}");
                 }
+                if !saved.tables_without_stream.is_empty()
+                    && !crate::snapshot::persist::enabled(settings)
+                {
+                    outln!(
+                        "hint: {} had no stream, so this save read {} whole to see whether {} changed; with `[stack] persist = true` in inframock.toml, declared tables get a stream and a save reads again only the tables written since the last",
+                        plural_tables(&saved.tables_without_stream),
+                        if saved.tables_without_stream.len() == 1 { "it" } else { "them" },
+                        if saved.tables_without_stream.len() == 1 { "it" } else { "they" },
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -214,5 +224,13 @@ pub async fn execute(
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// "table a" or "3 tables (a, b, c)".
+fn plural_tables(names: &[String]) -> String {
+    match names {
+        [one] => format!("table {one}"),
+        many => format!("{} tables ({})", many.len(), many.join(", ")),
     }
 }

@@ -36,6 +36,9 @@ pub struct Saved {
     pub histories_unchanged: Vec<String>,
     /// Tables read through the engine's export (`ExportTableToPointInTime`) instead of `Scan`.
     pub tables_exported: Vec<String>,
+    /// Tables without a stream (on an engine this stack runs): every save reads them whole, export
+    /// or scan, to find out whether they changed.
+    pub tables_without_stream: Vec<String>,
     pub elapsed_ms: u64,
     /// Milliseconds each service took to save (a slow engine shows where).
     pub elapsed_ms_by_service: std::collections::BTreeMap<Service, u64>,
@@ -149,6 +152,7 @@ pub async fn save(
     let mut tables_unchanged = Vec::new();
     let mut histories_unchanged = Vec::new();
     let mut tables_exported = Vec::new();
+    let mut tables_without_stream = Vec::new();
     let mut elapsed_ms_by_service = std::collections::BTreeMap::new();
     let mut said = Vec::new();
     if let Some((saved, elapsed_ms)) = s3 {
@@ -197,6 +201,7 @@ pub async fn save(
         ));
         tables_unchanged = saved.unchanged;
         tables_exported = saved.exported;
+        tables_without_stream = saved.without_stream;
         notes.extend(saved.notes);
         resources.tables = saved.tables;
         parts.extend(saved.parts);
@@ -261,6 +266,7 @@ pub async fn save(
         tables_unchanged,
         histories_unchanged,
         tables_exported,
+        tables_without_stream,
         elapsed_ms: started.elapsed().as_millis() as u64,
         elapsed_ms_by_service,
     })

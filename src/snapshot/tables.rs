@@ -36,6 +36,9 @@ pub struct SavedTables {
     pub unchanged: Vec<String>,
     /// Tables read through the engine's export instead of `Scan`.
     pub exported: Vec<String>,
+    /// Tables that had no stream to prove them unchanged (none enabled, or it could not be read),
+    /// on an engine whose streams a save uses: they are read whole at every save.
+    pub without_stream: Vec<String>,
     /// What the manifest should say: why a table was scanned after all.
     pub notes: Vec<String>,
 }
@@ -77,6 +80,7 @@ pub async fn save(
         parts: BTreeMap::new(),
         unchanged: Vec::new(),
         exported: Vec::new(),
+        without_stream: Vec::new(),
         notes: Vec::new(),
     };
     for name in names {
@@ -103,6 +107,9 @@ pub async fn save(
             .table
             .ok_or_else(|| anyhow!("table {name}: DescribeTable returned no description"))?;
         let table = save_table(clients, into, &reading, &name, &description).await?;
+        if reading.use_streams && table.schema.stream_mark.is_none() {
+            saved.without_stream.push(name);
+        }
         saved.add(table);
     }
     Ok(saved)

@@ -475,6 +475,12 @@ fn a_second_save_fetches_nothing_and_replace_leaves_exactly_the_snapshot() {
     );
     let second = project.run_json(&["snapshot", "save", "two", "--json"]);
     assert_eq!(second["objects_fetched"], 0, "{second}");
+    // Without `persist` the declared table has no stream: every save reads it whole.
+    assert_eq!(
+        second["tables_without_stream"],
+        serde_json::json!(["things"]),
+        "{second}"
+    );
     let diff = project.run_json(&["snapshot", "diff", "one", "two", "--json"]);
     assert_eq!(diff["same"], true, "{diff}");
     // The content is linked, not written again.
@@ -569,6 +575,16 @@ fn a_second_save_fetches_nothing_and_replace_leaves_exactly_the_snapshot() {
     assert_eq!(names, ["after", "one", "three", "two"]);
     project.run_json(&["snapshot", "rm", "two", "--json"]);
     assert!(!project.path().join(".inframock/snapshots/two").exists());
+
+    // Saved without --json, the save says what `persist` would spare it.
+    let said = project.run(&["snapshot", "save", "five"]);
+    let stdout = String::from_utf8_lossy(&said.stdout);
+    assert!(said.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("hint: table things had no stream")
+            && stdout.contains("`[stack] persist = true`"),
+        "{stdout}"
+    );
 }
 
 /// The content hash a snapshot recorded for an object of bucket `files`.
@@ -760,6 +776,11 @@ fn with_persist_a_save_reads_again_only_the_tables_written_since_the_last() {
 
     let first = project.run_json(&["snapshot", "save", "one", "--json"]);
     assert_eq!(unchanged_tables(&first), Vec::<&str>::new(), "{first}");
+    assert_eq!(
+        first["tables_without_stream"],
+        serde_json::json!([]),
+        "{first}"
+    );
     let second = project.run_json(&["snapshot", "save", "two", "--json"]);
     assert_eq!(unchanged_tables(&second), ["quiet", "things"], "{second}");
     let diff = project.run_json(&["snapshot", "diff", "one", "two", "--json"]);
