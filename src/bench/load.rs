@@ -117,8 +117,9 @@ fn load_thread(
 /// Keeps a timer due within half of `timeout` on this thread's event loop for as long as the step
 /// runs. Each request's timeout is a timer; tokio wakes its event loop (a `write` to an eventfd)
 /// when a timer is set earlier than every timer it last went to sleep with, which is every timer
-/// when there was none: with answers read at once, that was 512 of 800 requests (traced with gdb).
-/// A timer always due sooner than any request's timeout leaves those wake-ups out.
+/// when there was none (every answer read, its timer gone). strace counted 18,401 such writes for
+/// 50,000 requests at 8 connections, and gdb traced them to the timer. A timer always due sooner
+/// than any request's timeout leaves those wake-ups out (48 writes).
 async fn keep_a_timer_armed(timeout: Duration) {
     let period = (timeout / 2).clamp(Duration::from_millis(1), Duration::from_secs(1));
     loop {
