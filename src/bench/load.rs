@@ -85,8 +85,8 @@ fn load_thread(
     };
     let deadline = plan.limit.duration.map(|d| started + d);
     // The workers are the runtime's own tasks, not a `LocalSet`'s: a `LocalSet` task woken by its
-    // socket wakes the `block_on` future too, which writes to the runtime's eventfd (30,000 extra
-    // `write` calls for 50,000 requests, counted with strace).
+    // socket wakes the `block_on` future too, which writes to the runtime's eventfd (strace, 50,000
+    // requests at 8 connections: 29,647 `write` calls with the `LocalSet`, 18,401 without).
     runtime.block_on(async {
         let armed = tokio::spawn(keep_a_timer_armed(plan.timeout));
         let tasks: Vec<_> = (0..workers)

@@ -56,11 +56,13 @@ pub async fn execute(
                 if !saved.tables_without_stream.is_empty()
                     && !crate::snapshot::persist::enabled(settings)
                 {
+                    let (them, they) = match saved.tables_without_stream.len() {
+                        1 => ("it", "it"),
+                        _ => ("them", "they"),
+                    };
                     outln!(
-                        "hint: {} had no stream, so this save read {} whole to see whether {} changed; with `[stack] persist = true` in inframock.toml, declared tables get a stream and a save reads again only the tables written since the last",
+                        "hint: {} had no stream, so this save read {them} whole to see whether {they} changed; with `[stack] persist = true` in inframock.toml, declared tables get a stream and a save reads again only the tables written since the last",
                         plural_tables(&saved.tables_without_stream),
-                        if saved.tables_without_stream.len() == 1 { "it" } else { "them" },
-                        if saved.tables_without_stream.len() == 1 { "it" } else { "they" },
                     );
                 }
             }
