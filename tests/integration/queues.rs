@@ -516,13 +516,22 @@ fn a_message_that_keeps_failing_goes_to_the_dead_letter_queue_with_its_error() {
         0,
         "it left IN only once dead-lettered"
     );
-    // The log has the error whole once, then short lines, then the move.
-    let log = std::fs::read_to_string(project.path().join(".inframock/logs/queues.log")).unwrap();
-    let events: Vec<Value> = log
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|event| event["bridge"] == "in-dl-to-out-dl" && event["event"] != "forwarded")
-        .collect();
+    // The log has the error whole once, then short lines, then the move. The move is logged just
+    // after the message reached the dead-letter queue, so a loaded machine may show it a moment later.
+    let log_deadline = Instant::now() + Duration::from_secs(10);
+    let events: Vec<Value> = loop {
+        let log =
+            std::fs::read_to_string(project.path().join(".inframock/logs/queues.log")).unwrap();
+        let events: Vec<Value> = log
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|event| event["bridge"] == "in-dl-to-out-dl" && event["event"] != "forwarded")
+            .collect();
+        if events.len() >= 3 || Instant::now() >= log_deadline {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let kinds: Vec<(&str, &str)> = events
         .iter()
         .map(|e| {
