@@ -11,6 +11,13 @@ on the same hello-world server, runs alternated in one session, and the stall ex
    closed loop (wrk, and inframock bench --concurrency 8) counts each stalled worker once per stall
    and reports a small p99; the open loop (inframock bench --rate R) counts every request that was
    due during the stall from when it was due, and its p99 shows the stall.
+3. A server whose own time dwarfs a tool's (`hello_hyper PORT 0 1`: every answer after a 1 ms
+   timer, 1-2 ms): at hello-world latencies (30-60 us) a few microseconds of a tool's own work
+   inside its timed window move p50 by 10%; here both tools should report the server's time.
+
+Each ratio is given two ways: the ratio of the two tools' medians, and the median of the ratios of
+each alternated pair of runs (a run of wrk and the run of inframock bench right after it), which
+leaves out the machine's drift from one pair to the next.
 """
 import json
 import re
@@ -47,21 +54,33 @@ def medians(runs):
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
+def alternated(url, runs, seconds, connections):
+    """`runs` pairs of runs, wrk then inframock bench, and each tool's medians."""
+    pairs = {"wrk": [], "inframock": []}
+    for _ in range(runs):
+        pairs["wrk"].append(wrk_run(url, seconds, connections))
+        pairs["inframock"].append(ours_run(url, seconds, "--concurrency", connections))
+    return {name: {"runs": r, **medians(r)} for name, r in pairs.items()}
+
+
 def bench_load_tool(runs, seconds=5, accuracy_seconds=10):
     subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "hello_hyper"], cwd=ROOT, check=True)
-    result = {"seconds": seconds, "accuracy_seconds": accuracy_seconds, "runs": runs, "accuracy": {}, "stall": {}}
+    result = {"seconds": seconds, "accuracy_seconds": accuracy_seconds, "runs": runs, "accuracy": {}, "stall": {},
+              "delayed_ms": 1, "delayed": {}}
     hello = Server([HELLO, "{port}"])
     try:
         url = hello.url + "/"
         wrk_run(url, 2, 64)  # warm-up
         for connections in (64, 8):
-            pairs = {"wrk": [], "inframock": []}
-            for _ in range(runs):
-                pairs["wrk"].append(wrk_run(url, accuracy_seconds, connections))
-                pairs["inframock"].append(ours_run(url, accuracy_seconds, "--concurrency", connections))
-            result["accuracy"][connections] = {name: {"runs": r, **medians(r)} for name, r in pairs.items()}
+            result["accuracy"][connections] = alternated(url, runs, accuracy_seconds, connections)
     finally:
         hello.stop()
+    delayed = Server([HELLO, "{port}", "0", str(result["delayed_ms"])])
+    try:
+        for connections in (64, 8):
+            result["delayed"][connections] = alternated(delayed.url + "/", runs, seconds, connections)
+    finally:
+        delayed.stop()
     stalled = Server([HELLO, "{port}", "200"])
     try:
         url = stalled.url + "/"
@@ -77,12 +96,18 @@ def bench_load_tool(runs, seconds=5, accuracy_seconds=10):
     return result
 
 
-def report_load_tool(result):
-    lines = [f"## inframock bench against wrk: hello_hyper, closed loop, {result.get('accuracy_seconds', result['seconds'])} s per run, "
-             f"median of {result['runs']} alternated runs (tool and server share the 2 cores)", "",
-             "| connections | tool | answers/s | p50 ms | p99 ms | uncorrected p50 / p99 ms |", "|---|---|---|---|---|---|"]
+def paired(wrk, ours, key):
+    """The ratios of each alternated pair of runs: their median and range."""
+    ratios = sorted(o[key] / w[key] for w, o in zip(wrk["runs"], ours["runs"]))
+    return f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+
+
+def comparison(title, accuracy):
+    """A table of both tools' medians per concurrency, and the ratios to wrk's."""
+    lines = [title, "", "| connections | tool | answers/s | p50 ms | p99 ms | uncorrected p50 / p99 ms |",
+             "|---|---|---|---|---|---|"]
     verdicts = []
-    for connections, pair in result["accuracy"].items():
+    for connections, pair in accuracy.items():
         wrk, ours = pair["wrk"], pair["inframock"]
         for name, r in (("wrk -t2", wrk), ("inframock bench", ours)):
             raw = (f"{r['uncorrected_p50_ms']:.3f} / {r['uncorrected_p99_ms']:.3f}" if "uncorrected_p50_ms" in r
@@ -91,12 +116,25 @@ def report_load_tool(result):
         verdicts.append(f"- {connections} connections: throughput {ours['rps'] / wrk['rps']:.2f}x wrk's (target >= 0.9); "
                         f"p50 {ours['p50_ms'] / wrk['p50_ms']:.2f}x, p99 {ours['p99_ms'] / wrk['p99_ms']:.2f}x "
                         "wrk's (target 0.9-1.1)")
+        verdicts.append(f"  - median of the paired runs' ratios (range): throughput {paired(wrk, ours, 'rps')}, "
+                        f"p50 {paired(wrk, ours, 'p50_ms')}, p99 {paired(wrk, ours, 'p99_ms')}")
         spread = lambda r, key: f"{min(x[key] for x in r['runs']):.3f}-{max(x[key] for x in r['runs']):.3f}"
         verdicts.append(f"  - run to run, p50 ms: wrk {spread(wrk, 'p50_ms')}, inframock bench {spread(ours, 'p50_ms')}; "
                         f"p99 ms: wrk {spread(wrk, 'p99_ms')}, inframock bench {spread(ours, 'p99_ms')}")
+    return lines + [""] + verdicts
+
+
+def report_load_tool(result):
+    lines = comparison(f"## inframock bench against wrk: hello_hyper, closed loop, "
+                       f"{result.get('accuracy_seconds', result['seconds'])} s per run, median of {result['runs']} "
+                       "alternated runs (tool and server share the 2 cores)", result["accuracy"])
+    if result.get("delayed"):
+        lines += [""] + comparison(
+            f"## The same, against a server answering after a {result['delayed_ms']} ms timer (1-2 ms): "
+            f"{result['seconds']} s per run, median of {result['runs']} alternated runs", result["delayed"])
     stall = result["stall"]
     wrk, closed, opened = stall["wrk_c8"], stall["inframock_closed_c8"], stall["inframock_open"]
-    lines += [""] + verdicts + ["",
+    lines += ["",
               f"## Coordinated omission: hello_hyper stalling 200 ms once a second, {result['seconds'] * 2} s per run", "",
               f"- wrk, 8 connections (closed loop): p99 {wrk['p99_ms']:.2f} ms at {wrk['rps']:,.0f} answers/s",
               f"- inframock bench --concurrency 8 (closed loop): p99 from the send {closed['uncorrected_p99_ms']:.2f} ms "
