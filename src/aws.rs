@@ -1,5 +1,9 @@
 //! AWS SDK clients for one endpoint: path-style S3, checksums only when required, static test
 //! credentials for local endpoints.
+//!
+//! The HTTPS client is the SDK's default one (rustls, proxies from the environment) with *ring*
+//! as its cryptography instead of AWS-LC: AWS-LC is a C library that took minutes of every clean
+//! build, for TLS that only an endpoint off this machine uses (a real AWS region, a shared stack).
 
 use std::time::Duration;
 
@@ -8,6 +12,9 @@ use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 /// Dummy credentials local endpoints accept; also what `inframock env` exports.
 pub const TEST_ACCESS_KEY: &str = "test";
@@ -109,6 +116,7 @@ impl Endpoint {
         }
         let config = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(self.region.clone()))
+            .http_client(https_client(&self.url))
             .load()
             .await;
         let Some(provider) = config.credentials_provider() else {
@@ -128,6 +136,35 @@ impl Endpoint {
             ),
         }
     }
+}
+
+/// How rustls words a refused certificate, in the chain of an error's causes.
+pub const UNTRUSTED_CERTIFICATE: &str = "invalid peer certificate";
+
+/// What to do when an endpoint's TLS certificate is refused. The client trusts the system's
+/// authorities, or, when `SSL_CERT_FILE` or `SSL_CERT_DIR` is set, those instead.
+const UNTRUSTED_CERTIFICATE_HINT: &str = " (the endpoint's TLS certificate is not signed by an authority this machine trusts: add that authority to the system's certificates, or set SSL_CERT_FILE to a PEM file of the authorities to trust, used instead of the system's)";
+
+/// The SDK's default HTTP(S) client for `endpoint`, built the way the SDK builds it (its settings
+/// and timers per client), with rustls over *ring*. An endpoint off this machine is reached
+/// through the proxy `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` name, as the SDK does; a loopback one
+/// never is (a corporate proxy cannot reach this machine's 127.0.0.1).
+fn https_client(endpoint: &str) -> SharedHttpClient {
+    let loopback = is_loopback_url(endpoint);
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut connector = aws_smithy_http_client::Connector::builder()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(if loopback {
+            ProxyConfig::disabled()
+        } else {
+            ProxyConfig::from_env()
+        }));
+        connector.build()
+    })
 }
 
 /// Whether a URL's host is this machine (localhost, 127.0.0.0/8, ::1).
@@ -226,6 +263,7 @@ impl AwsClients {
     ) -> AwsClients {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
+            .http_client(https_client(endpoint))
             .endpoint_url(endpoint)
             .retry_config(retry)
             .timeout_config(timeouts)
@@ -313,6 +351,9 @@ where
                     text.push_str(&format!(": {cause}"));
                     source = cause.source();
                 }
+            }
+            if text.contains(UNTRUSTED_CERTIFICATE) {
+                text.push_str(UNTRUSTED_CERTIFICATE_HINT);
             }
             text
         }

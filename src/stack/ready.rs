@@ -30,7 +30,9 @@ impl Probe {
         match self {
             Probe::Aws(endpoint) => {
                 let clients = AwsClients::for_probe(endpoint).await;
-                probe_aws(&clients).await
+                probe_aws(&clients)
+                    .await
+                    .map_err(|why| format!("{}: {why}", endpoint.url))
             }
             Probe::Redis { url } => probe_redis(url).await,
             Probe::Http { url } => probe_http(url).await,
@@ -136,6 +138,9 @@ pub enum NotReady {
     },
     #[error("{0}")]
     Died(String),
+    /// The service answered with a TLS certificate this machine does not trust: no wait mends that.
+    #[error("{service} refused: {last_error}")]
+    Untrusted { service: String, last_error: String },
 }
 
 /// Waits until `probe` succeeds, checking before each probe that the service is still alive
@@ -159,6 +164,12 @@ where
             Ok(()) => return Ok(started.elapsed()),
             Err(e) => e,
         };
+        if last_error.contains(crate::aws::UNTRUSTED_CERTIFICATE) {
+            return Err(NotReady::Untrusted {
+                service: service.to_string(),
+                last_error,
+            });
+        }
         if started.elapsed() >= deadline {
             alive().await.map_err(NotReady::Died)?;
             return Err(NotReady::Deadline {

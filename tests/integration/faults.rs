@@ -140,6 +140,7 @@ fn redis_through_the_proxy_sees_each_fault() {
 fn s3_without_retries(runtime: &tokio::runtime::Runtime, port: u16) -> aws_sdk_s3::Client {
     let shared = runtime.block_on(
         aws_config::defaults(BehaviorVersion::latest())
+            .http_client(crate::support::sdk_http_client())
             .region(aws_config::Region::new("eu-west-1"))
             .endpoint_url(format!("http://127.0.0.1:{port}"))
             .credentials_provider(Credentials::new("test", "test", None, None, "tests"))

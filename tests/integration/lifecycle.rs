@@ -625,3 +625,184 @@ fn an_external_loopback_endpoint_without_credentials_uses_test_keys() {
         "stopping the external project leaves the engine running"
     );
 }
+
+/// A certificate authority and a certificate for `localhost` and 127.0.0.1 signed by it, made
+/// with the openssl command: `(ca.pem, server.pem, server.key)` in `dir`.
+fn tls_certificates(dir: &std::path::Path) -> (String, String, String) {
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            text(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let (ca, ca_key) = (path("ca.pem"), path("ca.key"));
+    let (cert, key, request) = (path("server.pem"), path("server.key"), path("server.csr"));
+    openssl(
+        &[
+            &[
+                "req",
+                "-x509",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=inframock test CA",
+            ][..],
+            &ec,
+            &["-keyout", &ca_key, "-out", &ca],
+            &["-addext", "basicConstraints=critical,CA:TRUE"],
+            &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-subj", "/CN=localhost"][..],
+            &ec,
+            &["-keyout", &key, "-out", &request],
+        ]
+        .concat(),
+    );
+    let extensions = path("server.ext");
+    std::fs::write(
+        &extensions,
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        &request,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-extfile",
+        &extensions,
+    ]);
+    (ca, cert, key)
+}
+
+/// moto_server serving HTTPS on `port` with `cert` and `key`; stopped when dropped.
+struct TlsEngine(Child);
+
+impl TlsEngine {
+    fn start(port: u16, cert: &str, key: &str) -> TlsEngine {
+        let child = Command::new("moto_server")
+            .args([
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-c",
+                cert,
+                "-k",
+                key,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server (make setup puts it in .venv)");
+        let engine = TlsEngine(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        engine
+    }
+}
+
+impl Drop for TlsEngine {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_external_https_endpoint_is_trusted_through_ssl_cert_file_refused_without_it_and_never_proxied(
+) {
+    let certificates = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_certificates(certificates.path());
+    let port = free_port();
+    let _engine = TlsEngine::start(port, &cert, &key);
+    let endpoint = format!("https://localhost:{port}");
+    let project = project_with_records(4);
+    let home = tempfile::tempdir().unwrap();
+    let run = |trust: Option<&str>| {
+        let mut command = project.command(&[
+            "run",
+            "--detach",
+            "--json",
+            "--runtime",
+            "external",
+            "--endpoint-url",
+            &endpoint,
+            "--ready-timeout",
+            "10",
+        ]);
+        // A proxy that cannot be reached: a loopback endpoint must not go through it.
+        command
+            .env("HOME", home.path())
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env_remove("NO_PROXY")
+            .env_remove("SSL_CERT_FILE");
+        if let Some(ca) = trust {
+            command.env("SSL_CERT_FILE", ca);
+        }
+        command.output().unwrap()
+    };
+
+    // A certificate no authority of this machine signed: refused, and the error says so.
+    let refused = run(None);
+    assert!(!refused.status.success(), "{}", text(&refused.stdout));
+    let error = format!("{}{}", text(&refused.stdout), text(&refused.stderr));
+    assert!(error.contains(&endpoint), "{error}");
+    assert!(error.contains("invalid peer certificate"), "{error}");
+    assert!(
+        error.contains("SSL_CERT_FILE"),
+        "says how to trust it: {error}"
+    );
+    assert!(
+        !error.contains("did not answer within"),
+        "refused at once, not after the ready timeout: {error}"
+    );
+
+    // Trusted through SSL_CERT_FILE: the data folder is loaded over TLS, past the dead proxy.
+    let started = run(Some(&ca));
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    let reload = project
+        .command(&["reload-data", "--json"])
+        .env("HOME", home.path())
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    assert!(reload.status.success(), "{}", text(&reload.stderr));
+    let report = crate::support::data_of(&reload.stdout);
+    let samples = file_outcome(&report, "mock_samples.json");
+    assert_eq!(samples["result"], "unchanged", "{samples}");
+    assert!(project.run(&["stop"]).status.success());
+}

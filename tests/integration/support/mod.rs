@@ -333,6 +333,7 @@ pub struct Clients {
 pub fn clients(runtime: &tokio::runtime::Runtime, endpoint: &str) -> Clients {
     let shared = runtime.block_on(
         aws_config::defaults(BehaviorVersion::latest())
+            .http_client(sdk_http_client())
             .region(aws_config::Region::new("eu-west-1"))
             .endpoint_url(endpoint)
             .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
@@ -347,6 +348,15 @@ pub fn clients(runtime: &tokio::runtime::Runtime, endpoint: &str) -> Clients {
         sqs: aws_sdk_sqs::Client::new(&shared),
         sns: aws_sdk_sns::Client::new(&shared),
     }
+}
+
+/// The SDK's HTTP(S) client on rustls over *ring*, the one crypto provider the crate builds (the
+/// SDK's default client needs AWS-LC, which inframock leaves out).
+pub fn sdk_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// A runtime for SDK calls in a synchronous test.
