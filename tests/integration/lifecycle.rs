@@ -4,6 +4,7 @@
 //! a foreground run stopped from another terminal, a broken stack file, a sub-folder, a frozen
 //! endpoint, a FIFO in the data folder, `run --fresh`, and an external loopback endpoint.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -582,6 +583,24 @@ fn run_fresh_on_the_local_runtime_starts_new_processes() {
     assert_eq!(item_count(&rt, &clients, "samples-development"), 1);
 }
 
+/// `run --detach --json` of `project` into the already running `endpoint` (the external runtime),
+/// with `home` as `HOME` so that no credentials of the machine's user are found.
+fn external_run(project: &Project, endpoint: &str, ready_timeout: &str, home: &Path) -> Command {
+    let mut command = project.command(&[
+        "run",
+        "--detach",
+        "--json",
+        "--runtime",
+        "external",
+        "--endpoint-url",
+        endpoint,
+        "--ready-timeout",
+        ready_timeout,
+    ]);
+    command.env("HOME", home);
+    command
+}
+
 #[test]
 fn an_external_loopback_endpoint_without_credentials_uses_test_keys() {
     let engine = project_with_records(1);
@@ -589,19 +608,7 @@ fn an_external_loopback_endpoint_without_credentials_uses_test_keys() {
     let endpoint = engine.endpoint();
     let project = project_with_records(3);
     let home = tempfile::tempdir().unwrap();
-    let report = project
-        .command(&[
-            "run",
-            "--detach",
-            "--json",
-            "--runtime",
-            "external",
-            "--endpoint-url",
-            &endpoint,
-            "--ready-timeout",
-            "20",
-        ])
-        .env("HOME", home.path())
+    let report = external_run(&project, &endpoint, "20", home.path())
         .output()
         .unwrap();
     assert!(report.status.success(), "{}", text(&report.stderr));
@@ -628,7 +635,7 @@ fn an_external_loopback_endpoint_without_credentials_uses_test_keys() {
 
 /// A certificate authority and a certificate for `localhost` and 127.0.0.1 signed by it, made
 /// with the openssl command: `(ca.pem, server.pem, server.key)` in `dir`.
-fn tls_certificates(dir: &std::path::Path) -> (String, String, String) {
+fn tls_certificates(dir: &Path) -> (String, String, String) {
     let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")
@@ -752,20 +759,9 @@ fn an_external_https_endpoint_is_trusted_through_ssl_cert_file_refused_without_i
     let project = project_with_records(4);
     let home = tempfile::tempdir().unwrap();
     let run = |trust: Option<&str>| {
-        let mut command = project.command(&[
-            "run",
-            "--detach",
-            "--json",
-            "--runtime",
-            "external",
-            "--endpoint-url",
-            &endpoint,
-            "--ready-timeout",
-            "10",
-        ]);
+        let mut command = external_run(&project, &endpoint, "10", home.path());
         // A proxy that cannot be reached: a loopback endpoint must not go through it.
         command
-            .env("HOME", home.path())
             .env("HTTPS_PROXY", "http://127.0.0.1:9")
             .env("HTTP_PROXY", "http://127.0.0.1:9")
             .env_remove("NO_PROXY")
