@@ -1223,3 +1223,100 @@ fn a_stream_that_dropped_records_since_the_last_save_proves_nothing() {
     let diff = project.run_json(&["snapshot", "diff", "two", "three", "--json"]);
     assert_eq!(diff["same"], true, "{diff}");
 }
+
+/// On moto a table whose export fails is read by Scan instead, with the reason in the manifest,
+/// and holds what an export gives. The failure is real moto behind `inframock mock`, which answers
+/// the one `ExportTableToPointInTime` with the error DynamoDB gives for a conflicting export and
+/// forwards every other request to moto. The export's bucket and recovery setting are undone.
+#[test]
+fn a_table_whose_export_fails_is_scanned_with_the_reason_in_the_manifest() {
+    let engine = project("");
+    let started = engine
+        .command(&crate::support::start_args(&["--no-populate"]))
+        .env("INFRAMOCK_ENGINE", "moto")
+        .output()
+        .expect("run");
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    write_state(&engine);
+    let upstream = format!("http://127.0.0.1:{}", engine.port_of("aws"));
+    let mock = crate::mock::Mock::start(&["--upstream", &upstream]);
+    let conflict = serde_json::json!({
+        "path": "/",
+        "method": "POST",
+        "request_headers": {"X-Amz-Target": "DynamoDB_20120810.ExportTableToPointInTime"},
+        "status_code": 400,
+        "headers": {"Content-Type": "application/x-amz-json-1.0"},
+        "body": {"__type": "com.amazonaws.dynamodb.v20120810#ExportConflictException",
+                 "message": "another export of this table is in progress"},
+        "repeat_count": 1
+    });
+    let added = crate::support::http::Client::new();
+    runtime().block_on(async {
+        let response = added
+            .post(mock.url("/mocker/expectation"))
+            .json(&conflict)
+            .send()
+            .await
+            .expect("POST /mocker/expectation");
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    });
+
+    let project = project("");
+    let through_mock = project
+        .command(&[
+            "run",
+            "--detach",
+            "--json",
+            "--runtime",
+            "external",
+            "--endpoint-url",
+            &mock.url(""),
+            "--redis-url",
+            &format!("redis://127.0.0.1:{}/", engine.port_of("redis")),
+        ])
+        .env("INFRAMOCK_ENGINE", "moto")
+        .output()
+        .expect("run");
+    assert!(
+        through_mock.status.success(),
+        "{}",
+        text(&through_mock.stderr)
+    );
+    assert_eq!(project.service("aws")["kind"], "moto");
+
+    let scanned = project.run_json(&[
+        "snapshot",
+        "save",
+        "scanned",
+        "--services",
+        "dynamodb",
+        "--json",
+    ]);
+    assert_eq!(
+        scanned["tables_exported"],
+        serde_json::json!([]),
+        "{scanned}"
+    );
+    let notes = scanned["manifest"]["notes"].to_string();
+    assert!(
+        notes.contains("table things")
+            && notes.contains("ExportConflictException")
+            && notes.contains("another export of this table is in progress")
+            && notes.contains("read by Scan instead"),
+        "the reason is recorded: {scanned}"
+    );
+    assert_eq!(scanned["manifest"]["counts"]["items"], 2, "{scanned}");
+
+    // The expectation was used up: this save exports, and leaves no trace either.
+    let exported = project.run_json(&[
+        "snapshot",
+        "save",
+        "exported",
+        "--services",
+        "dynamodb",
+        "--json",
+    ]);
+    check_how_tables_were_read(&project, &exported);
+    let diff = project.run_json(&["snapshot", "diff", "scanned", "exported", "--json"]);
+    assert_eq!(diff["same"], true, "{diff}");
+}
