@@ -66,10 +66,9 @@ pub async fn save(
     let redis_url = stack.service(&ServiceName::Redis).map(|r| r.url.clone());
     let Engine {
         name: engine,
-        version: engine_version,
         table_reads,
         bucket_history,
-    } = engine_of(settings, stack).await;
+    } = engine_of(settings, stack);
     let wants = |service| services.contains(&service);
     let redis_url = match (&redis_url, wants(Service::Redis)) {
         (None, true) if explicit => bail!("--services redis: this stack runs no Redis"),
@@ -106,7 +105,10 @@ pub async fn save(
         use_streams: engine_is_ours,
         earlier: &earlier,
     };
-    let (s3, dynamodb, sqs, redis) = tokio::join!(
+    // The engine's version is read beside the services: it may start a program (Python, for moto
+    // outside a virtual environment).
+    let (engine_version, s3, dynamodb, sqs, redis) = tokio::join!(
+        engine_version(settings, stack),
         timed(wants(Service::S3).then(|| objects::save(
             &clients,
             &root,
@@ -284,36 +286,38 @@ async fn timed<T>(
     )
 }
 
-/// The AWS engine a save reads: its kind and version, and how its tables and bucket histories
-/// are read.
+/// The AWS engine a save reads: its kind, and how its tables and bucket histories are read.
 struct Engine {
     name: String,
-    version: Option<String>,
     table_reads: TableReads,
     bucket_history: BucketHistory,
 }
 
 /// The engine of the stack's AWS service; an endpoint it does not run is `external`, read the
 /// way any engine can be.
-async fn engine_of(settings: &Settings, stack: &StackState) -> Engine {
+fn engine_of(settings: &Settings, stack: &StackState) -> Engine {
     let Some(record) = stack.service(&ServiceName::Aws) else {
         return Engine {
             name: "external".into(),
-            version: None,
             table_reads: TableReads::ParallelScan,
             bucket_history: BucketHistory::Listing,
         };
     };
     let kind = crate::stack::lifecycle::kind_of(settings, record);
-    let version = crate::stack::version::of_service(settings, record, &kind).await;
     let name = record
         .kind
         .clone()
         .unwrap_or_else(|| record.runtime.to_string());
     Engine {
         name,
-        version,
         table_reads: kind.table_reads,
         bucket_history: kind.bucket_history,
     }
+}
+
+/// The version of the stack's AWS engine, when it can be told (none for an external endpoint).
+async fn engine_version(settings: &Settings, stack: &StackState) -> Option<String> {
+    let record = stack.service(&ServiceName::Aws)?;
+    let kind = crate::stack::lifecycle::kind_of(settings, record);
+    crate::stack::version::of_service(settings, record, &kind).await
 }
