@@ -11,6 +11,11 @@ on the same hello-world server, runs alternated in one session, and the stall ex
    closed loop (wrk, and inframock bench --concurrency 8) counts each stalled worker once per stall
    and reports a small p99; the open loop (inframock bench --rate R) counts every request that was
    due during the stall from when it was due, and its p99 shows the stall.
+1b. The same comparison with the server and the tool each on a core of its own (`taskset`, the server on
+   the first CPU, the tool on the last; both tools keep 2 threads): on 2 cores shared three ways, the
+   scheduler decides which of server and tool runs when, and one pair of runs' p50 ratio moved from
+   0.63x to 1.24x between pairs (2026-11-28). Pinned, the two tools meet the same server under the same
+   conditions, as on the two machines wrk's documentation asks for.
 3. A server whose own time dwarfs a tool's (`hello_hyper PORT 0 1`: every answer after a 1 ms
    timer, 1-2 ms): at hello-world latencies (30-60 us) a few microseconds of a tool's own work
    inside its timed window move p50 by 10%; here both tools should report the server's time.
@@ -20,6 +25,7 @@ each alternated pair of runs (a run of wrk and the run of inframock bench right 
 leaves out the machine's drift from one pair to the next.
 """
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -27,8 +33,13 @@ import subprocess
 from mock_bench import BIN, HELLO, ROOT, UNITS, Server
 
 
-def wrk_run(url, seconds, connections):
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+def on_cpu(cpu, argv):
+    """`argv` run on CPU `cpu` alone (`taskset`), or as it is when `cpu` is None."""
+    return argv if cpu is None else ["taskset", "-c", str(cpu)] + argv
+
+
+def wrk_run(url, seconds, connections, cpu=None):
+    out = subprocess.run(on_cpu(cpu, ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]),
                          capture_output=True, text=True, check=True).stdout
 
     def percentile(name):
@@ -39,11 +50,11 @@ def wrk_run(url, seconds, connections):
             "p50_ms": percentile("50"), "p99_ms": percentile("99")}
 
 
-def ours_run(url, seconds, load_flag, value, connections=None):
-    args = [BIN, "bench", url, load_flag, str(value), "--duration", f"{seconds}s", "--json"]
+def ours_run(url, seconds, load_flag, value, connections=None, cpu=None):
+    args = [BIN, "bench", url, load_flag, str(value), "--duration", f"{seconds}s", "--json", "--threads", "2"]
     if connections:
         args += ["--connections", str(connections)]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(on_cpu(cpu, args), capture_output=True, text=True, check=True).stdout
     step = json.loads(out)["data"]["steps"][0]
     corrected, sent = step["corrected_latency_ms"], step["latency_ms"]
     return {"rps": step["throughput"], "p50_ms": corrected["p50"], "p99_ms": corrected["p99"],
@@ -54,12 +65,13 @@ def medians(runs):
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
-def alternated(url, runs, seconds, connections):
-    """`runs` pairs of runs, wrk then inframock bench, and each tool's medians."""
+def alternated(url, runs, seconds, connections, cpu=None):
+    """`runs` pairs of runs, wrk then inframock bench (on CPU `cpu` alone, if given), and each tool's
+    medians."""
     pairs = {"wrk": [], "inframock": []}
     for _ in range(runs):
-        pairs["wrk"].append(wrk_run(url, seconds, connections))
-        pairs["inframock"].append(ours_run(url, seconds, "--concurrency", connections))
+        pairs["wrk"].append(wrk_run(url, seconds, connections, cpu))
+        pairs["inframock"].append(ours_run(url, seconds, "--concurrency", connections, cpu=cpu))
     return {name: {"runs": r, **medians(r)} for name, r in pairs.items()}
 
 
@@ -75,6 +87,17 @@ def bench_load_tool(runs, seconds=5, accuracy_seconds=10):
             result["accuracy"][connections] = alternated(url, runs, accuracy_seconds, connections)
     finally:
         hello.stop()
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:
+        result["pinned_cpus"] = {"server": cpus[0], "tool": cpus[-1]}
+        pinned = Server(on_cpu(cpus[0], [HELLO, "{port}"]))
+        try:
+            url = pinned.url + "/"
+            wrk_run(url, 2, 64, cpus[-1])  # warm-up
+            result["pinned"] = {connections: alternated(url, runs, accuracy_seconds, connections, cpus[-1])
+                                for connections in (64, 8)}
+        finally:
+            pinned.stop()
     delayed = Server([HELLO, "{port}", "0", str(result["delayed_ms"])])
     try:
         for connections in (64, 8):
@@ -128,6 +151,11 @@ def report_load_tool(result):
     lines = comparison(f"## inframock bench against wrk: hello_hyper, closed loop, "
                        f"{result.get('accuracy_seconds', result['seconds'])} s per run, median of {result['runs']} "
                        "alternated runs (tool and server share the 2 cores)", result["accuracy"])
+    if result.get("pinned"):
+        cpus = result["pinned_cpus"]
+        lines += [""] + comparison(
+            f"## The same, the server on CPU {cpus['server']} and the tool on CPU {cpus['tool']} (taskset): "
+            f"{result['accuracy_seconds']} s per run, median of {result['runs']} alternated runs", result["pinned"])
     if result.get("delayed"):
         lines += [""] + comparison(
             f"## The same, against a server answering after a {result['delayed_ms']} ms timer (1-2 ms): "
