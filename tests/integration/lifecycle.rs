@@ -586,18 +586,10 @@ fn run_fresh_on_the_local_runtime_starts_new_processes() {
 /// `run --detach --json` of `project` into the already running `endpoint` (the external runtime),
 /// with `home` as `HOME` so that no credentials of the machine's user are found.
 fn external_run(project: &Project, endpoint: &str, ready_timeout: &str, home: &Path) -> Command {
-    let mut command = project.command(&[
-        "run",
-        "--detach",
-        "--json",
-        "--runtime",
-        "external",
-        "--endpoint-url",
-        endpoint,
-        "--ready-timeout",
-        ready_timeout,
-    ]);
-    command.env("HOME", home);
+    let mut command = crate::support::external_run(project, endpoint);
+    command
+        .args(["--ready-timeout", ready_timeout])
+        .env("HOME", home);
     command
 }
 

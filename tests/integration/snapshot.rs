@@ -44,6 +44,16 @@ fn project(extra: &str) -> Project {
     project
 }
 
+/// `run --detach` of `project` on `engine`, whichever engine the suite tests.
+fn start_on(project: &Project, engine: &str) {
+    let started = project
+        .command(&crate::support::start_args(&["--no-populate"]))
+        .env("INFRAMOCK_ENGINE", engine)
+        .output()
+        .expect("run");
+    assert!(started.status.success(), "{}", text(&started.stderr));
+}
+
 fn redis(project: &Project) -> redis::Connection {
     let port = project.port_of("redis");
     redis::Client::open(format!("redis://127.0.0.1:{port}/"))
@@ -438,12 +448,7 @@ fn a_snapshot_loads_into_the_other_engine_with_an_identical_dump() {
     ]);
 
     let target = project("");
-    let started = target
-        .command(&crate::support::start_args(&["--no-populate"]))
-        .env("INFRAMOCK_ENGINE", other)
-        .output()
-        .expect("run");
-    assert!(started.status.success(), "{}", text(&started.stderr));
+    start_on(&target, other);
     assert_eq!(target.service("aws")["kind"], other);
     target.run_json(&["snapshot", "import", archive.to_str().unwrap(), "--json"]);
     let loaded = target.run_json(&["snapshot", "load", "state", "--json"]);
@@ -1186,12 +1191,7 @@ fn a_stream_that_dropped_records_since_the_last_save_proves_nothing() {
             clock.display().to_string()
         ),
     );
-    let started = project
-        .command(&crate::support::start_args(&["--no-populate"]))
-        .env("INFRAMOCK_ENGINE", "ministack")
-        .output()
-        .expect("run");
-    assert!(started.status.success(), "{}", text(&started.stderr));
+    start_on(&project, "ministack");
     let rt = runtime();
     let clients = clients(&rt, &project.endpoint());
     rt.block_on(
@@ -1231,12 +1231,7 @@ fn a_stream_that_dropped_records_since_the_last_save_proves_nothing() {
 #[test]
 fn a_table_whose_export_fails_is_scanned_with_the_reason_in_the_manifest() {
     let engine = project("");
-    let started = engine
-        .command(&crate::support::start_args(&["--no-populate"]))
-        .env("INFRAMOCK_ENGINE", "moto")
-        .output()
-        .expect("run");
-    assert!(started.status.success(), "{}", text(&started.stderr));
+    start_on(&engine, "moto");
     write_state(&engine);
     let upstream = format!("http://127.0.0.1:{}", engine.port_of("aws"));
     let mock = crate::mock::Mock::start(&["--upstream", &upstream]);
@@ -1262,15 +1257,8 @@ fn a_table_whose_export_fails_is_scanned_with_the_reason_in_the_manifest() {
     });
 
     let project = project("");
-    let through_mock = project
-        .command(&[
-            "run",
-            "--detach",
-            "--json",
-            "--runtime",
-            "external",
-            "--endpoint-url",
-            &mock.url(""),
+    let through_mock = crate::support::external_run(&project, &mock.url(""))
+        .args([
             "--redis-url",
             &format!("redis://127.0.0.1:{}/", engine.port_of("redis")),
         ])

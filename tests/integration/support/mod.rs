@@ -240,6 +240,19 @@ pub fn start_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// `run --detach --json` of `project` into the already running `endpoint` (the external runtime).
+pub fn external_run(project: &Project, endpoint: &str) -> Command {
+    project.command(&[
+        "run",
+        "--detach",
+        "--json",
+        "--runtime",
+        "external",
+        "--endpoint-url",
+        endpoint,
+    ])
+}
+
 /// The repository's own `inframock.toml` and `data/` in a new project, with the mock server, a
 /// fault proxy in front of Redis and the dashboard on, plus `extra` lines of stack file.
 pub fn repository_project(extra: &str) -> Project {
