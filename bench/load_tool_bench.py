@@ -144,7 +144,16 @@ def comparison(title, accuracy):
         spread = lambda r, key: f"{min(x[key] for x in r['runs']):.3f}-{max(x[key] for x in r['runs']):.3f}"
         verdicts.append(f"  - run to run, p50 ms: wrk {spread(wrk, 'p50_ms')}, inframock bench {spread(ours, 'p50_ms')}; "
                         f"p99 ms: wrk {spread(wrk, 'p99_ms')}, inframock bench {spread(ours, 'p99_ms')}")
+        verdicts.append(f"  - wrk against itself (the control): its highest p50 of these runs is {own(wrk, 'p50_ms'):.2f}x its "
+                        f"lowest, p99 {own(wrk, 'p99_ms'):.2f}x, throughput {own(wrk, 'rps'):.2f}x")
     return lines + [""] + verdicts
+
+
+def own(runs, key):
+    """How far one tool's runs are from each other: the highest value over the lowest. Where wrk's own
+    runs are more than 1.1x apart, a 0.9-1.1x window between two tools is within the machine's noise."""
+    values = [r[key] for r in runs["runs"]]
+    return max(values) / min(values)
 
 
 def report_load_tool(result):
