@@ -721,14 +721,7 @@ impl TlsEngine {
             .spawn()
             .expect("moto_server (make setup puts it in .venv)");
         let engine = TlsEngine(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::support::wait_for_listener(port, Duration::from_secs(30), "moto_server");
         engine
     }
 }

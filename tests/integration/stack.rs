@@ -459,11 +459,7 @@ fn interrupting_a_run_while_it_starts_stops_what_was_starting() {
         .spawn()
         .unwrap();
     // Wait until redis answers (it starts alongside the never-ready aws).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "redis never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    crate::support::wait_for_listener(redis_port, std::time::Duration::from_secs(30), "redis");
     // SAFETY: interrupting the child this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let output = child.wait_with_output().unwrap();

@@ -240,6 +240,19 @@ pub fn start_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`; fails the test with
+/// "`what` did not listen on `port`" after `within`.
+pub fn wait_for_listener(port: u16, within: std::time::Duration, what: &str) {
+    let deadline = std::time::Instant::now() + within;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not listen on {port} within {within:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// `run --detach --json` of `project` into the already running `endpoint` (the external runtime).
 pub fn external_run(project: &Project, endpoint: &str) -> Command {
     project.command(&[
