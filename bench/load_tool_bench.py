@@ -7,15 +7,15 @@ on the same hello-world server, runs alternated in one session, and the stall ex
    omission after the run (stats_correct with the mean interval per connection); inframock bench's
    leading percentiles are corrected the same way, and those are compared. Targets: throughput
    >= 0.9x wrk's, p50 and p99 within 10% of wrk's at the same concurrency.
+1b. The same comparison with the server and the tool each on a core of its own (`taskset`, the server on
+   the first CPU, the tool on the last; both tools keep 2 threads): on 2 cores shared three ways, the
+   scheduler decides which of server and tool runs when: single pairs of runs' p50 ratios ranged
+   0.73-1.24x at 8 connections (2026-11-28, 5 pairs). Pinned, the two tools meet the same server under the same
+   conditions, as on the two machines wrk's documentation asks for.
 2. Coordinated omission: a server that stalls 200 ms once a second (`hello_hyper PORT 200`). The
    closed loop (wrk, and inframock bench --concurrency 8) counts each stalled worker once per stall
    and reports a small p99; the open loop (inframock bench --rate R) counts every request that was
    due during the stall from when it was due, and its p99 shows the stall.
-1b. The same comparison with the server and the tool each on a core of its own (`taskset`, the server on
-   the first CPU, the tool on the last; both tools keep 2 threads): on 2 cores shared three ways, the
-   scheduler decides which of server and tool runs when, and one pair of runs' p50 ratio moved from
-   0.63x to 1.24x between pairs (2026-11-28). Pinned, the two tools meet the same server under the same
-   conditions, as on the two machines wrk's documentation asks for.
 3. A server whose own time dwarfs a tool's (`hello_hyper PORT 0 1`: every answer after a 1 ms
    timer, 1-2 ms): at hello-world latencies (30-60 us) a few microseconds of a tool's own work
    inside its timed window move p50 by 10%; here both tools should report the server's time.
