@@ -23,7 +23,9 @@ use tokio::io::AsyncWriteExt;
 
 use super::earlier::EarlierSnapshot;
 use super::history;
-use super::records::{content_path, BucketRecord, HistoryMark, ObjectRecord, VersionRecord};
+use super::records::{
+    content_path, BucketRecord, HistoryMark, ListedStamp, ObjectRecord, VersionRecord,
+};
 use super::store::link_or_copy;
 use crate::aws::{describe_error, AwsClients};
 use crate::data::discover::{Action, ObjectAttributes, PlannedTarget};
@@ -146,10 +148,21 @@ pub async fn save(
                 false
             }
         };
+        // Counted before anything is read: a key name added after the count raises the next one.
+        let taken = match (versioned, history_marks) {
+            (true, Some(_)) => history::Taken::now(clients, &name).await,
+            _ => None,
+        };
+        let current = list_current(clients, &name).await?;
         let mut history_mark = None;
         if versioned {
-            let history =
-                read_history(clients, &name, created, history_marks, stored, into).await?;
+            let reading = HistoryReading {
+                created,
+                taken,
+                history_marks,
+                current: &current,
+            };
+            let history = read_history(clients, &name, reading, stored, into).await?;
             listed.extend(history.older);
             history_records.extend(history.records);
             if history.reused {
@@ -162,35 +175,7 @@ pub async fn save(
             versioned,
             history_mark,
         });
-        let mut pages = clients
-            .s3
-            .list_objects_v2()
-            .bucket(&name)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                anyhow!(
-                    "listing bucket {name} (ListObjectsV2 at {}): {}",
-                    clients.url,
-                    describe_error(&e)
-                )
-            })?;
-            for object in page.contents() {
-                let Some(key) = object.key() else { continue };
-                listed.push(Listed {
-                    bucket: name.clone(),
-                    key: key.to_string(),
-                    etag: object.e_tag().unwrap_or_default().to_string(),
-                    size: u64::try_from(object.size().unwrap_or(0)).unwrap_or(0),
-                    modified: object
-                        .last_modified()
-                        .map(|t| t.to_string())
-                        .unwrap_or_default(),
-                    version: None,
-                });
-            }
-        }
+        listed.extend(current);
     }
     // The same content under another listing (the object was written again with the same bytes,
     // e.g. by a load after a restart): its ETag and size name it.
@@ -311,26 +296,85 @@ struct ReadHistory {
     reused: bool,
 }
 
+/// The current objects of `bucket`, as `ListObjectsV2` lists them.
+async fn list_current(clients: &AwsClients, bucket: &str) -> Result<Vec<Listed>> {
+    let mut listed = Vec::new();
+    let mut pages = clients
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            anyhow!(
+                "listing bucket {bucket} (ListObjectsV2 at {}): {}",
+                clients.url,
+                describe_error(&e)
+            )
+        })?;
+        for object in page.contents() {
+            let Some(key) = object.key() else { continue };
+            listed.push(Listed {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                etag: object.e_tag().unwrap_or_default().to_string(),
+                size: u64::try_from(object.size().unwrap_or(0)).unwrap_or(0),
+                modified: object
+                    .last_modified()
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+                version: None,
+            });
+        }
+    }
+    Ok(listed)
+}
+
+/// What reading a versioned bucket's history goes by.
+struct HistoryReading<'a> {
+    /// When the bucket was created (`ListBuckets`).
+    created: Option<String>,
+    /// The engine's count of key names and the time, read before anything was listed (`None` on an
+    /// engine that does not count, or when histories are not checked against marks).
+    taken: Option<history::Taken>,
+    /// The earlier snapshots whose marks a history may be checked against.
+    history_marks: Option<&'a [EarlierSnapshot]>,
+    /// The bucket's current objects, listed after the count.
+    current: &'a [Listed],
+}
+
 /// A versioned bucket's history: taken from the earlier snapshot whose mark proves it unchanged
 /// (`history_marks`, on an engine that can check one), with its contents linked; else listed.
 async fn read_history(
     clients: &AwsClients,
     bucket: &str,
-    created: Option<String>,
-    history_marks: Option<&[EarlierSnapshot]>,
+    reading: HistoryReading<'_>,
     stored: &HashMap<String, PathBuf>,
     into: &Path,
 ) -> Result<ReadHistory> {
-    // Counted before anything is read: a key name added after the count raises the next one.
-    let key_names = match history_marks {
-        Some(_) => history::key_names(clients, bucket).await,
-        None => None,
-    };
+    let HistoryReading {
+        created,
+        taken,
+        history_marks,
+        current,
+    } = reading;
     let earlier = history_marks
         .and_then(|earlier| history::earlier_mark(earlier, bucket, created.as_deref()))
         .filter(|(_, mark)| history::checking_is_cheaper(mark));
-    if let (Some(count), Some((snapshot, mark))) = (key_names, earlier) {
-        if history::unchanged_since(clients, bucket, mark, count).await {
+    if let (Some(taken), Some((snapshot, mark))) = (taken, earlier) {
+        let current: HashMap<String, ListedStamp> = current
+            .iter()
+            .map(|object| {
+                let stamp = ListedStamp {
+                    etag: object.etag.clone(),
+                    size: object.size,
+                    modified: object.modified.clone(),
+                };
+                (object.key.clone(), stamp)
+            })
+            .collect();
+        if history::unchanged_since(clients, bucket, mark, taken.key_names, &current).await {
             if let Some(records) = history::earlier_history(snapshot, bucket) {
                 let mut linked = true;
                 for older in super::records::older_objects(&records) {
@@ -348,7 +392,7 @@ async fn read_history(
         }
     }
     let listing = list_versions(clients, bucket).await?.unwrap_or_default();
-    let mark = key_names.map(|count| history::mark_of(created, count, &listing));
+    let mark = taken.map(|taken| history::mark_of(created, taken, &listing));
     let (older, records) = history_of_listing(bucket, listing);
     Ok(ReadHistory {
         older,

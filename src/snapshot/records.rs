@@ -59,6 +59,21 @@ pub struct HistoryMark {
     pub bytes: u64,
     /// Each key's version and delete-marker ids: its newest first, then the others in id order.
     pub keys: BTreeMap<String, Vec<String>>,
+    /// Keys whose one entry is an object written in a second at least two before the mark was
+    /// taken, as listed then. Any later write or delete of such a key changes what `ListObjectsV2`
+    /// shows of it (its modification time, or its presence), so a listing that shows it the same
+    /// proves it unchanged without a `HEAD` (`history::entries_to_check`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settled: BTreeMap<String, ListedStamp>,
+}
+
+/// An object as a listing shows it: what a write of the key changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedStamp {
+    pub etag: String,
+    pub size: u64,
+    /// The modification time as the listing gives it (whole seconds on moto).
+    pub modified: String,
 }
 
 /// A table's key schema and global secondary indexes, as the engine described them.

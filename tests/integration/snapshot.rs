@@ -1142,6 +1142,59 @@ fn a_versioned_buckets_history_is_listed_again_only_when_it_changed() {
     );
 }
 
+#[test]
+fn a_settled_key_is_proven_unchanged_by_its_listing_and_a_rewrite_with_the_same_bytes_is_seen() {
+    let project = project("");
+    project.start(&["--no-populate"]);
+    let checked = project.service("aws")["kind"] == "moto";
+    let rt = runtime();
+    let clients = clients(&rt, &project.endpoint());
+    let put = |key: &str| put_history(&rt, &clients, key, large_body("same").into_bytes());
+    put("same.txt");
+    put("twice.txt");
+    put("twice.txt");
+    // Settled: written in a second at least two before the save's mark.
+    std::thread::sleep(std::time::Duration::from_millis(3_100));
+    let engine_log = project.path().join(".inframock/logs/aws.log");
+    let heads_of = |key: &str| {
+        std::fs::read_to_string(&engine_log)
+            .map(|log| log.matches(&format!("\"HEAD /history/{key}")).count())
+            .unwrap_or(0)
+    };
+    let save = |name: &str| project.run_json(&["snapshot", "save", name, "--json"]);
+    save("s1");
+    let heads_before = (heads_of("same.txt"), heads_of("twice.txt"));
+    let again = save("s2");
+    assert_eq!(
+        unchanged_histories(&again),
+        if checked { vec!["history"] } else { vec![] },
+        "{again}"
+    );
+    if checked {
+        // The key with one entry is proven by the listing; the one with an older version by HEADs.
+        assert_eq!(heads_of("same.txt"), heads_before.0, "{again}");
+        assert!(heads_of("twice.txt") > heads_before.1, "{again}");
+    }
+
+    // The same bytes again: the same ETag and size, a new version and a later time.
+    put("same.txt");
+    let rewritten = save("s3");
+    assert_eq!(
+        unchanged_histories(&rewritten),
+        Vec::<&str>::new(),
+        "{rewritten}"
+    );
+    assert_eq!(
+        rewritten["manifest"]["counts"]["versions"], 2,
+        "{rewritten}"
+    );
+    assert_eq!(
+        rewritten["manifest"]["counts"]["versions"],
+        versions_now(&rt, &clients),
+        "{rewritten}"
+    );
+}
+
 /// A body of 4 MiB that starts with `label`.
 fn large_body(label: &str) -> String {
     format!("{label}\n{}", "x".repeat(4 << 20))
