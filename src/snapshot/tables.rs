@@ -26,6 +26,11 @@ pub const ITEMS_PER_FILE: usize = 200;
 /// Scan segments read at once per table, where the engine gains from them
 /// (`TableReads::ParallelScan`).
 pub const PARALLEL_SEGMENTS: i32 = 4;
+/// Tables read at once: the largest, and the others one after another beside it. On moto, whose
+/// export of the largest table leaves it idle between requests, a second save of the benchmark's
+/// state took 0.66-0.89 s this way against 0.85-1.11 s one table at a time (6 alternated pairs).
+/// Two tables' items may be in memory at once.
+const TABLES_AT_ONCE: usize = 2;
 
 /// What the DynamoDB part saved: the tables and their item files (path → size and hash).
 pub struct SavedTables {
@@ -83,6 +88,7 @@ pub async fn save(
         without_stream: Vec::new(),
         notes: Vec::new(),
     };
+    let mut described = Vec::new();
     for name in names {
         if !name
             .chars()
@@ -90,7 +96,7 @@ pub async fn save(
         {
             bail!("table `{name}`: its name is not one DynamoDB allows; it cannot be saved");
         }
-        let described = clients
+        let description = clients
             .dynamodb
             .describe_table()
             .table_name(&name)
@@ -102,13 +108,31 @@ pub async fn save(
                     clients.url,
                     describe_error(&e)
                 )
-            })?;
-        let description = described
+            })?
             .table
             .ok_or_else(|| anyhow!("table {name}: DescribeTable returned no description"))?;
-        let table = save_table(clients, into, &reading, &name, &description).await?;
+        described.push((name, description));
+    }
+    // The largest table first, the others one at a time beside it: its read is the longest, and
+    // the engine answers the others while it exports.
+    let mut order: Vec<usize> = (0..described.len()).collect();
+    order.sort_by_key(|&at| std::cmp::Reverse(described[at].1.item_count().unwrap_or(0)));
+    let reading = &reading;
+    let mut read: Vec<(usize, SavedTable)> = stream::iter(order)
+        .map(|at| {
+            let (name, description) = &described[at];
+            async move {
+                let table = save_table(clients, into, reading, name, description).await?;
+                Ok::<_, anyhow::Error>((at, table))
+            }
+        })
+        .buffer_unordered(TABLES_AT_ONCE)
+        .try_collect()
+        .await?;
+    read.sort_by_key(|(at, _)| *at);
+    for (_, table) in read {
         if reading.use_streams && table.schema.stream_mark.is_none() {
-            saved.without_stream.push(name);
+            saved.without_stream.push(table.schema.name.clone());
         }
         saved.add(table);
     }
