@@ -118,19 +118,24 @@ pub async fn save(
     let mut order: Vec<usize> = (0..described.len()).collect();
     order.sort_by_key(|&at| std::cmp::Reverse(described[at].1.item_count().unwrap_or(0)));
     let reading = &reading;
-    let mut read: Vec<(usize, SavedTable)> = stream::iter(order)
+    // Every table's read runs to its end, even after another failed: a read stopped halfway would
+    // leave its table with point-in-time recovery switched on for its export.
+    let mut read: Vec<(usize, Result<SavedTable>)> = stream::iter(order)
         .map(|at| {
             let (name, description) = &described[at];
             async move {
-                let table = save_table(clients, into, reading, name, description).await?;
-                Ok::<_, anyhow::Error>((at, table))
+                (
+                    at,
+                    save_table(clients, into, reading, name, description).await,
+                )
             }
         })
         .buffer_unordered(TABLES_AT_ONCE)
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
     read.sort_by_key(|(at, _)| *at);
     for (_, table) in read {
+        let table = table?;
         if reading.use_streams && table.schema.stream_mark.is_none() {
             saved.without_stream.push(table.schema.name.clone());
         }

@@ -1361,3 +1361,145 @@ fn a_table_whose_export_fails_is_scanned_with_the_reason_in_the_manifest() {
     let diff = project.run_json(&["snapshot", "diff", "scanned", "exported", "--json"]);
     assert_eq!(diff["same"], true, "{diff}");
 }
+
+#[test]
+fn a_table_that_cannot_be_read_fails_the_save_and_every_other_table_is_left_as_it_was() {
+    let broken_table = "\n[[tables]]\nname = \"broken\"\nhash_key = \"id\"\n";
+    let engine = project(broken_table);
+    start_on(&engine, "moto");
+    let rt = runtime();
+    let direct = clients(&rt, &engine.endpoint());
+    // `things` is the largest table: its read starts first, and its export is still under way
+    // when `broken` fails beside it.
+    let broken_arn = rt.block_on(async {
+        for chunk in (0..3_000).collect::<Vec<u32>>().chunks(25) {
+            let writes = chunk.iter().map(|n| {
+                let item = aws_sdk_dynamodb::types::PutRequest::builder()
+                    .item("id", AttributeValue::S(format!("item-{n}")))
+                    .item("n", AttributeValue::N(n.to_string()))
+                    .item("text", AttributeValue::S("x".repeat(200)))
+                    .build()
+                    .expect("put request");
+                aws_sdk_dynamodb::types::WriteRequest::builder()
+                    .put_request(item)
+                    .build()
+            });
+            direct
+                .dynamodb
+                .batch_write_item()
+                .request_items("things", writes.collect())
+                .send()
+                .await
+                .expect("BatchWriteItem");
+        }
+        direct
+            .dynamodb
+            .put_item()
+            .table_name("broken")
+            .item("id", AttributeValue::S("only".into()))
+            .send()
+            .await
+            .expect("put item");
+        direct
+            .dynamodb
+            .describe_table()
+            .table_name("broken")
+            .send()
+            .await
+            .expect("DescribeTable")
+            .table()
+            .and_then(|t| t.table_arn())
+            .expect("an ARN")
+            .to_string()
+    });
+    let upstream = format!("http://127.0.0.1:{}", engine.port_of("aws"));
+    let mock = crate::mock::Mock::start(&["--upstream", &upstream]);
+    let refusals = [
+        serde_json::json!({
+            "path": "/",
+            "method": "POST",
+            "request_headers": {"X-Amz-Target": "DynamoDB_20120810.ExportTableToPointInTime"},
+            "json_body": {"TableArn": broken_arn},
+            "status_code": 400,
+            "headers": {"Content-Type": "application/x-amz-json-1.0"},
+            "body": {"__type": "com.amazonaws.dynamodb.v20120810#ExportConflictException",
+                     "message": "another export of this table is in progress"}
+        }),
+        serde_json::json!({
+            "path": "/",
+            "method": "POST",
+            "request_headers": {"X-Amz-Target": "DynamoDB_20120810.Scan"},
+            "json_body": {"TableName": "broken"},
+            "status_code": 400,
+            "headers": {"Content-Type": "application/x-amz-json-1.0"},
+            "body": {"__type": "com.amazon.coral.validate#ValidationException",
+                     "message": "this table cannot be scanned"}
+        }),
+    ];
+    let added = crate::support::http::Client::new();
+    rt.block_on(async {
+        for refusal in &refusals {
+            let response = added
+                .post(mock.url("/mocker/expectation"))
+                .json(refusal)
+                .send()
+                .await
+                .expect("POST /mocker/expectation");
+            assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        }
+    });
+    let project = project(broken_table);
+    let through_mock = crate::support::external_run(&project, &mock.url(""))
+        .env("INFRAMOCK_ENGINE", "moto")
+        .output()
+        .expect("run");
+    assert!(
+        through_mock.status.success(),
+        "{}",
+        text(&through_mock.stderr)
+    );
+
+    let failed = project
+        .command(&["snapshot", "save", "s", "--services", "dynamodb"])
+        .output()
+        .expect("snapshot save");
+    let said = format!("{}{}", text(&failed.stdout), text(&failed.stderr));
+    assert!(!failed.status.success(), "{said}");
+    assert!(
+        said.contains("table broken") && said.contains("this table cannot be scanned"),
+        "the error names the table and the engine's reason: {said}"
+    );
+    let listed = project.run_json(&["snapshot", "list", "--json"]);
+    assert!(
+        !listed.to_string().contains("\"s\""),
+        "no snapshot written: {listed}"
+    );
+    rt.block_on(async {
+        for table in ["things", "broken"] {
+            let backups = direct
+                .dynamodb
+                .describe_continuous_backups()
+                .table_name(table)
+                .send()
+                .await
+                .expect("DescribeContinuousBackups");
+            let status = backups
+                .continuous_backups_description()
+                .and_then(|d| d.point_in_time_recovery_description())
+                .and_then(|d| d.point_in_time_recovery_status())
+                .map(|s| s.as_str().to_string());
+            assert_eq!(
+                status.as_deref(),
+                Some("DISABLED"),
+                "table {table}: recovery is off again"
+            );
+        }
+        let buckets = direct.s3.list_buckets().send().await.expect("ListBuckets");
+        let names: BTreeSet<&str> = buckets.buckets().iter().filter_map(|b| b.name()).collect();
+        assert_eq!(
+            names,
+            BTreeSet::from(["files", "history"]),
+            "the save's export bucket is gone"
+        );
+    });
+}
