@@ -33,6 +33,7 @@ pub async fn execute(
                 &chosen,
                 services.is_some(),
                 reporter,
+                crate::signals::stop_requested(),
             )
             .await?;
             if settings.json {

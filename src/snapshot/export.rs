@@ -16,6 +16,7 @@
 //! hash as an earlier save's holds the same items, and that save's files are reused (parsing,
 //! sorting and writing 10,000 items cost about 0.5 s of the 1.5 s an export took).
 
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::time::Duration;
 
@@ -25,11 +26,14 @@ use aws_sdk_dynamodb::types::{ExportFormat, ExportStatus, PointInTimeRecoverySpe
 use serde_json::Value;
 
 use super::tables::keyed_item;
-use crate::aws::{describe_error, AwsClients};
+use crate::aws::{describe_error, error_code, AwsClients};
 use crate::data::dynamo_json::{typed_to_attribute, Item};
 
 /// The longest wait for one export (moto exports in a thread of its own).
 const EXPORT_DEADLINE: Duration = Duration::from_secs(300);
+/// Times the export bucket is emptied and deleted while an export still writes into it (200 ms
+/// apart).
+const BUCKET_DELETE_ATTEMPTS: usize = 25;
 
 /// The bucket a save's exports are written to, named when the save starts (so the S3 part can
 /// leave it out) and created when the first table is exported: a save that exports nothing, as a
@@ -38,6 +42,9 @@ pub struct ExportBucket {
     pub name: String,
     /// Whether it was created (the reason when it could not be), once asked.
     created: tokio::sync::OnceCell<Result<(), String>>,
+    /// Tables whose point-in-time recovery this save switched on for an export and has not
+    /// switched off again yet: [`ExportBucket::remove`] switches it off on a save stopped halfway.
+    recovery_switched_on: std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl ExportBucket {
@@ -49,6 +56,19 @@ impl ExportBucket {
         ExportBucket {
             name: format!("inframock-export-{}-{nanos}", std::process::id()),
             created: tokio::sync::OnceCell::new(),
+            recovery_switched_on: std::sync::Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Records whether `table`'s recovery is switched on by this save (before it is switched on,
+    /// after it is switched off again).
+    fn note_recovery(&self, table: &str, switched_on: bool) {
+        if let Ok(mut tables) = self.recovery_switched_on.lock() {
+            if switched_on {
+                tables.insert(table.to_string());
+            } else {
+                tables.remove(table);
+            }
         }
     }
 
@@ -73,12 +93,29 @@ impl ExportBucket {
         created.clone().map_err(|why| anyhow!(why))
     }
 
-    /// Deletes the bucket, if it was created, and whatever is still in it (best effort: a bucket
-    /// left behind by a failed deletion is the user's to see, never data lost).
+    /// Puts back what the exports changed: recovery off again on the tables a save stopped halfway
+    /// left it on for, then the bucket deleted with whatever is in it. An export the engine is
+    /// still writing can put a file in the bucket while it is emptied: it is emptied again. Best
+    /// effort: a bucket left behind by a failed deletion is the user's to see, never data lost.
     pub async fn remove(self, clients: &AwsClients) {
+        let tables = self
+            .recovery_switched_on
+            .lock()
+            .map(|mut tables| std::mem::take(&mut *tables))
+            .unwrap_or_default();
+        for table in tables {
+            let _ = set_recovery(clients, &table, false).await;
+        }
         if self.created.get().is_some_and(Result::is_ok) {
-            delete_keys(clients, &self.name, "").await;
-            let _ = clients.s3.delete_bucket().bucket(&self.name).send().await;
+            for _ in 0..BUCKET_DELETE_ATTEMPTS {
+                delete_keys(clients, &self.name, "").await;
+                match clients.s3.delete_bucket().bucket(&self.name).send().await {
+                    Err(e) if error_code(&e).as_deref() == Some("BucketNotEmpty") => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    _ => break,
+                }
+            }
         }
     }
 }
@@ -133,14 +170,15 @@ pub async fn export_table(
     bucket.ensure(clients).await?;
     let recovery_was_on = recovery_on(clients, table).await?;
     if !recovery_was_on {
+        bucket.note_recovery(table, true);
         set_recovery(clients, table, true).await?;
     }
     let prefix = format!("tables/{table}");
     let read = export_and_download(clients, table, table_arn, &bucket.name, &prefix).await;
     delete_keys(clients, &bucket.name, &prefix).await;
-    if !recovery_was_on {
-        // Best effort: the items are read whatever the table's recovery setting ends as.
-        let _ = set_recovery(clients, table, false).await;
+    // Best effort: the items are read whatever the table's recovery setting ends as.
+    if !recovery_was_on && set_recovery(clients, table, false).await.is_ok() {
+        bucket.note_recovery(table, false);
     }
     read
 }

@@ -25,6 +25,7 @@ pub mod diff;
 pub mod earlier;
 pub mod export;
 pub mod history;
+pub mod interrupt;
 pub mod manifest;
 pub mod objects;
 pub mod persist;

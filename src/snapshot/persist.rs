@@ -38,6 +38,8 @@ pub async fn save_now(
         &Service::ALL,
         false,
         reporter,
+        // A save before a stop, or by the persist helper, runs to its end.
+        std::future::pending(),
     )
     .await
 }

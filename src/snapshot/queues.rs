@@ -13,6 +13,7 @@ use aws_sdk_sqs::types::{
 };
 use base64::Engine;
 
+use super::interrupt::Interrupt;
 use super::records::{MessageAttribute, MessageRecord, QueueRecord};
 use crate::aws::{describe_error, AwsClients};
 use crate::inventory::{message_counts, queue_attributes};
@@ -36,8 +37,9 @@ pub fn name_of(url: &str) -> &str {
     url.rsplit('/').next().unwrap_or(url)
 }
 
-/// Saves every queue's waiting messages.
-pub async fn save(clients: &AwsClients) -> Result<SavedQueues> {
+/// Saves every queue's waiting messages. A stop asked (`interrupt`) ends the reading of a queue
+/// before its next receive, and the messages held are made visible again as always.
+pub async fn save(clients: &AwsClients, interrupt: &Interrupt) -> Result<SavedQueues> {
     let mut urls = Vec::new();
     let mut pages = clients.sqs.list_queues().into_paginator().send();
     while let Some(page) = pages.next().await {
@@ -62,7 +64,7 @@ pub async fn save(clients: &AwsClients) -> Result<SavedQueues> {
             .await
             .map_err(|e| anyhow!("queue {name} (GetQueueAttributes): {e}"))?;
         let (_, in_flight) = message_counts(&attributes);
-        let messages = read_all(clients, &url, &name).await?;
+        let messages = read_all(clients, &url, &name, interrupt).await?;
         if in_flight > 0 {
             saved.notes.push(format!(
                 "queue {name}: {in_flight} message(s) in flight (received by a consumer, not yet deleted) were not saved"
@@ -84,9 +86,14 @@ pub async fn save(clients: &AwsClients) -> Result<SavedQueues> {
 
 /// Receives every visible message of one queue, then makes them all visible again (also when
 /// reading failed half-way).
-async fn read_all(clients: &AwsClients, url: &str, name: &str) -> Result<Vec<MessageRecord>> {
+async fn read_all(
+    clients: &AwsClients,
+    url: &str,
+    name: &str,
+    interrupt: &Interrupt,
+) -> Result<Vec<MessageRecord>> {
     let mut held: Vec<String> = Vec::new();
-    let read = read_holding(clients, url, name, &mut held).await;
+    let read = read_holding(clients, url, name, &mut held, interrupt).await;
     let released = release(clients, url, &held).await;
     let messages = read?;
     released.map_err(|e| anyhow!("queue {name}: the saved messages could not be made visible again at once ({e}); they come back after {HOLD_SECONDS} s"))?;
@@ -98,11 +105,15 @@ async fn read_holding(
     url: &str,
     name: &str,
     held: &mut Vec<String>,
+    interrupt: &Interrupt,
 ) -> Result<Vec<MessageRecord>> {
     let started = Instant::now();
     let mut seen = HashSet::new();
     let mut messages = Vec::new();
     loop {
+        if interrupt.is_requested() {
+            bail!("queue {name}: interrupted");
+        }
         if started.elapsed() > READ_LIMIT {
             bail!(
                 "queue {name}: reading its {} messages took longer than {} s; save it with fewer messages waiting",

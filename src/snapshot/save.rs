@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use super::interrupt::Interrupt;
 use super::manifest::{self, Counts, Manifest, PartWriter, FORMAT};
 use super::records::{
     self, Resources, OBJECTS_FILE, QUEUES_FILE, REDIS_FILE, RESOURCES_FILE, VERSIONS_FILE,
@@ -46,7 +47,8 @@ pub struct Saved {
 
 /// Saves `services` of the running `stack` as snapshot `name` (replacing one of that name).
 /// `explicit`: the services were named on the command line (a missing one is then an error,
-/// not a note).
+/// not a note). When `interrupted` ends first (Ctrl-C), the reading stops, what it had changed on
+/// the engine is put back, and nothing is written.
 pub async fn save(
     settings: &Settings,
     stack: &StackState,
@@ -54,6 +56,7 @@ pub async fn save(
     services: &[Service],
     explicit: bool,
     reporter: &Reporter,
+    interrupted: impl std::future::Future<Output = ()>,
 ) -> Result<Saved> {
     let started = Instant::now();
     let state_dir = settings.state_dir();
@@ -105,28 +108,58 @@ pub async fn save(
         use_streams: engine_is_ours,
         earlier: &earlier,
     };
+    // Asked to stop (Ctrl-C), the parts that only read, and the tables (whose exports' changes
+    // the export bucket puts back), are dropped where they are; the queues stop before their next
+    // receive and make the messages they hold visible again.
+    let interrupt = Interrupt::default();
+    let watch = async {
+        interrupted.await;
+        interrupt.request();
+        std::future::pending::<std::convert::Infallible>().await
+    };
     // The engine's version is read beside the services: it may start a program (Python, for moto
     // outside a virtual environment).
-    let (engine_version, s3, dynamodb, sqs, redis) = tokio::join!(
-        engine_version(settings, stack),
-        timed(wants(Service::S3).then(|| objects::save(
-            &clients,
-            &root,
-            &staging.dir,
-            &stored,
-            objects::ObjectReading {
-                export_bucket: export_bucket.as_ref().map(|b| b.name.as_str()),
-                history_marks: (engine_is_ours && check_histories).then_some(earlier.as_slice()),
-            }
-        ))),
-        timed(wants(Service::Dynamodb).then(|| tables::save(
-            &clients,
-            &staging.dir,
-            table_reading
-        ))),
-        timed(wants(Service::Sqs).then(|| queues::save(&clients))),
-        timed(redis_url.as_deref().map(redis_keys::save)),
-    );
+    let reads = async {
+        tokio::join!(
+            interrupt.unless_requested(engine_version(settings, stack)),
+            interrupt.unless_requested(timed(wants(Service::S3).then(|| objects::save(
+                &clients,
+                &root,
+                &staging.dir,
+                &stored,
+                objects::ObjectReading {
+                    export_bucket: export_bucket.as_ref().map(|b| b.name.as_str()),
+                    history_marks:
+                        (engine_is_ours && check_histories).then_some(earlier.as_slice()),
+                }
+            )))),
+            interrupt.unless_requested(timed(wants(Service::Dynamodb).then(|| tables::save(
+                &clients,
+                &staging.dir,
+                table_reading
+            )))),
+            timed(wants(Service::Sqs).then(|| queues::save(&clients, &interrupt))),
+            interrupt.unless_requested(timed(redis_url.as_deref().map(redis_keys::save))),
+        )
+    };
+    let (engine_version, s3, dynamodb, sqs, redis) = tokio::select! {
+        read = reads => read,
+        never = watch => match never {},
+    };
+    if interrupt.is_requested() {
+        step.fail("interrupted; putting back what the save changed on the engine");
+        if let Some(bucket) = export_bucket {
+            bucket.remove(&clients).await;
+        }
+        bail!(
+            "interrupted: snapshot {name} was not written (one saved earlier under that name is as it was); the engine is as the save found it (messages held while a queue was read are visible again, point-in-time recovery is off again where the save had switched it on)"
+        );
+    }
+    let (Some(engine_version), Some(s3), Some(dynamodb), Some(redis)) =
+        (engine_version, s3, dynamodb, redis)
+    else {
+        bail!("a part of the save stopped without a stop asked (a bug: please report it)");
+    };
     if let Some(bucket) = export_bucket {
         bucket.remove(&clients).await;
     }

@@ -1503,3 +1503,157 @@ fn a_table_that_cannot_be_read_fails_the_save_and_every_other_table_is_left_as_i
         );
     });
 }
+
+#[test]
+fn an_interrupted_save_writes_nothing_and_leaves_the_engine_as_it_found_it() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let project = project("");
+    // Tables are exported (point-in-time recovery switched on for it) on moto.
+    start_on(&project, "moto");
+    let rt = runtime();
+    let direct = clients(&rt, &project.endpoint());
+    let jobs = queue_url(&rt, &direct, "jobs");
+    rt.block_on(async {
+        for batch in 0..100 {
+            let entries = (0..10).map(|n| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(n.to_string())
+                    .message_body(format!("job {batch}-{n}"))
+                    .build()
+                    .expect("entry")
+            });
+            direct
+                .sqs
+                .send_message_batch()
+                .queue_url(&jobs)
+                .set_entries(Some(entries.collect()))
+                .send()
+                .await
+                .expect("SendMessageBatch");
+        }
+        for chunk in (0..10_000).collect::<Vec<u32>>().chunks(25) {
+            let writes = chunk.iter().map(|n| {
+                let item = aws_sdk_dynamodb::types::PutRequest::builder()
+                    .item("id", AttributeValue::S(format!("item-{n}")))
+                    .item("n", AttributeValue::N(n.to_string()))
+                    .build()
+                    .expect("put request");
+                aws_sdk_dynamodb::types::WriteRequest::builder()
+                    .put_request(item)
+                    .build()
+            });
+            direct
+                .dynamodb
+                .batch_write_item()
+                .request_items("things", writes.collect())
+                .send()
+                .await
+                .expect("BatchWriteItem");
+        }
+    });
+    let queue_counts = || -> (u64, u64) {
+        let attributes = rt
+            .block_on(
+                direct
+                    .sqs
+                    .get_queue_attributes()
+                    .queue_url(&jobs)
+                    .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                    .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                    .send(),
+            )
+            .expect("GetQueueAttributes")
+            .attributes
+            .unwrap_or_default();
+        let count = |name| {
+            attributes
+                .get(&name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (
+            count(QueueAttributeName::ApproximateNumberOfMessages),
+            count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    };
+    let recovery = || -> String {
+        rt.block_on(
+            direct
+                .dynamodb
+                .describe_continuous_backups()
+                .table_name("things")
+                .send(),
+        )
+        .expect("DescribeContinuousBackups")
+        .continuous_backups_description()
+        .and_then(|d| d.point_in_time_recovery_description())
+        .and_then(|d| d.point_in_time_recovery_status())
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default()
+    };
+    // A save of `services`, interrupted (SIGINT, as Ctrl-C sends) once `under_way` holds.
+    let interrupted_save = |services: &str, under_way: &dyn Fn() -> bool| -> String {
+        let mut child = project
+            .command(&["snapshot", "save", "s", "--services", services])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("snapshot save");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !under_way() {
+            assert!(
+                child.try_wait().expect("try_wait").is_none(),
+                "the save ended before it could be interrupted"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the save never got under way"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: sends SIGINT to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let output = child.wait_with_output().expect("wait");
+        let said = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert_eq!(output.status.code(), Some(1), "{said}");
+        assert!(said.contains("interrupted"), "{said}");
+        said
+    };
+
+    // While the queue's messages are held invisible.
+    let said = interrupted_save("sqs", &|| queue_counts().1 > 0);
+    assert_eq!(
+        queue_counts(),
+        (1_000, 0),
+        "every message visible again: {said}"
+    );
+
+    // While the table is exported, its point-in-time recovery switched on for it.
+    let said = interrupted_save("dynamodb", &|| recovery() == "ENABLED");
+    assert_eq!(recovery(), "DISABLED", "recovery off again: {said}");
+    let buckets = rt
+        .block_on(direct.s3.list_buckets().send())
+        .expect("ListBuckets");
+    let names: BTreeSet<&str> = buckets.buckets().iter().filter_map(|b| b.name()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["files", "history"]),
+        "the save's export bucket is gone: {said}"
+    );
+
+    let snapshots = project.path().join(".inframock/snapshots");
+    let left: Vec<String> = std::fs::read_dir(&snapshots)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !name.starts_with(".objects-index"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "nothing written, nothing staged"
+    );
+}
