@@ -397,28 +397,12 @@ fn check_how_tables_were_read(project: &Project, saved: &Value) {
     assert_eq!(exported, &serde_json::json!(["things"]), "{saved}");
     let rt = runtime();
     let clients = clients(&rt, &project.endpoint());
-    rt.block_on(async {
-        let buckets = clients.s3.list_buckets().send().await.expect("ListBuckets");
-        let names: BTreeSet<&str> = buckets.buckets().iter().filter_map(|b| b.name()).collect();
-        assert_eq!(
-            names,
-            BTreeSet::from(["files", "history"]),
-            "the save's export bucket is gone"
-        );
-        let backups = clients
-            .dynamodb
-            .describe_continuous_backups()
-            .table_name("things")
-            .send()
-            .await
-            .expect("DescribeContinuousBackups");
-        let status = backups
-            .continuous_backups_description()
-            .and_then(|d| d.point_in_time_recovery_description())
-            .and_then(|d| d.point_in_time_recovery_status())
-            .map(|s| s.as_str().to_string());
-        assert_eq!(status.as_deref(), Some("DISABLED"), "recovery is off again");
-    });
+    assert_only_declared_buckets(&rt, &clients, &saved.to_string());
+    assert_eq!(
+        recovery_status(&rt, &clients, "things"),
+        "DISABLED",
+        "recovery is off again"
+    );
 }
 
 #[test]
@@ -1371,27 +1355,8 @@ fn a_table_that_cannot_be_read_fails_the_save_and_every_other_table_is_left_as_i
     let direct = clients(&rt, &engine.endpoint());
     // `things` is the largest table: its read starts first, and its export is still under way
     // when `broken` fails beside it.
+    fill_things(&rt, &direct, 3_000);
     let broken_arn = rt.block_on(async {
-        for chunk in (0..3_000).collect::<Vec<u32>>().chunks(25) {
-            let writes = chunk.iter().map(|n| {
-                let item = aws_sdk_dynamodb::types::PutRequest::builder()
-                    .item("id", AttributeValue::S(format!("item-{n}")))
-                    .item("n", AttributeValue::N(n.to_string()))
-                    .item("text", AttributeValue::S("x".repeat(200)))
-                    .build()
-                    .expect("put request");
-                aws_sdk_dynamodb::types::WriteRequest::builder()
-                    .put_request(item)
-                    .build()
-            });
-            direct
-                .dynamodb
-                .batch_write_item()
-                .request_items("things", writes.collect())
-                .send()
-                .await
-                .expect("BatchWriteItem");
-        }
         direct
             .dynamodb
             .put_item()
@@ -1474,34 +1439,14 @@ fn a_table_that_cannot_be_read_fails_the_save_and_every_other_table_is_left_as_i
         !listed.to_string().contains("\"s\""),
         "no snapshot written: {listed}"
     );
-    rt.block_on(async {
-        for table in ["things", "broken"] {
-            let backups = direct
-                .dynamodb
-                .describe_continuous_backups()
-                .table_name(table)
-                .send()
-                .await
-                .expect("DescribeContinuousBackups");
-            let status = backups
-                .continuous_backups_description()
-                .and_then(|d| d.point_in_time_recovery_description())
-                .and_then(|d| d.point_in_time_recovery_status())
-                .map(|s| s.as_str().to_string());
-            assert_eq!(
-                status.as_deref(),
-                Some("DISABLED"),
-                "table {table}: recovery is off again"
-            );
-        }
-        let buckets = direct.s3.list_buckets().send().await.expect("ListBuckets");
-        let names: BTreeSet<&str> = buckets.buckets().iter().filter_map(|b| b.name()).collect();
+    for table in ["things", "broken"] {
         assert_eq!(
-            names,
-            BTreeSet::from(["files", "history"]),
-            "the save's export bucket is gone"
+            recovery_status(&rt, &direct, table),
+            "DISABLED",
+            "table {table}: recovery is off again"
         );
-    });
+    }
+    assert_only_declared_buckets(&rt, &direct, &said);
 }
 
 #[test]
@@ -1531,26 +1476,8 @@ fn an_interrupted_save_writes_nothing_and_leaves_the_engine_as_it_found_it() {
                 .await
                 .expect("SendMessageBatch");
         }
-        for chunk in (0..10_000).collect::<Vec<u32>>().chunks(25) {
-            let writes = chunk.iter().map(|n| {
-                let item = aws_sdk_dynamodb::types::PutRequest::builder()
-                    .item("id", AttributeValue::S(format!("item-{n}")))
-                    .item("n", AttributeValue::N(n.to_string()))
-                    .build()
-                    .expect("put request");
-                aws_sdk_dynamodb::types::WriteRequest::builder()
-                    .put_request(item)
-                    .build()
-            });
-            direct
-                .dynamodb
-                .batch_write_item()
-                .request_items("things", writes.collect())
-                .send()
-                .await
-                .expect("BatchWriteItem");
-        }
     });
+    fill_things(&rt, &direct, 10_000);
     let queue_counts = || -> (u64, u64) {
         let attributes = rt
             .block_on(
@@ -1576,21 +1503,7 @@ fn an_interrupted_save_writes_nothing_and_leaves_the_engine_as_it_found_it() {
             count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
         )
     };
-    let recovery = || -> String {
-        rt.block_on(
-            direct
-                .dynamodb
-                .describe_continuous_backups()
-                .table_name("things")
-                .send(),
-        )
-        .expect("DescribeContinuousBackups")
-        .continuous_backups_description()
-        .and_then(|d| d.point_in_time_recovery_description())
-        .and_then(|d| d.point_in_time_recovery_status())
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_default()
-    };
+    let recovery = || recovery_status(&rt, &direct, "things");
     // A save of `services`, interrupted (SIGINT, as Ctrl-C sends) once `under_way` holds.
     let interrupted_save = |services: &str, under_way: &dyn Fn() -> bool| -> String {
         let mut child = project
@@ -1631,15 +1544,7 @@ fn an_interrupted_save_writes_nothing_and_leaves_the_engine_as_it_found_it() {
     // While the table is exported, its point-in-time recovery switched on for it.
     let said = interrupted_save("dynamodb", &|| recovery() == "ENABLED");
     assert_eq!(recovery(), "DISABLED", "recovery off again: {said}");
-    let buckets = rt
-        .block_on(direct.s3.list_buckets().send())
-        .expect("ListBuckets");
-    let names: BTreeSet<&str> = buckets.buckets().iter().filter_map(|b| b.name()).collect();
-    assert_eq!(
-        names,
-        BTreeSet::from(["files", "history"]),
-        "the save's export bucket is gone: {said}"
-    );
+    assert_only_declared_buckets(&rt, &direct, &said);
 
     let snapshots = project.path().join(".inframock/snapshots");
     let left: Vec<String> = std::fs::read_dir(&snapshots)
@@ -1655,5 +1560,61 @@ fn an_interrupted_save_writes_nothing_and_leaves_the_engine_as_it_found_it() {
         left,
         Vec::<String>::new(),
         "nothing written, nothing staged"
+    );
+}
+
+/// Writes `count` items into table `things` (each with 200 bytes of text), 25 at a time.
+fn fill_things(rt: &tokio::runtime::Runtime, clients: &Clients, count: u32) {
+    rt.block_on(async {
+        for chunk in (0..count).collect::<Vec<u32>>().chunks(25) {
+            let writes = chunk.iter().map(|n| {
+                let item = aws_sdk_dynamodb::types::PutRequest::builder()
+                    .item("id", AttributeValue::S(format!("item-{n}")))
+                    .item("n", AttributeValue::N(n.to_string()))
+                    .item("text", AttributeValue::S("x".repeat(200)))
+                    .build()
+                    .expect("put request");
+                aws_sdk_dynamodb::types::WriteRequest::builder()
+                    .put_request(item)
+                    .build()
+            });
+            clients
+                .dynamodb
+                .batch_write_item()
+                .request_items("things", writes.collect())
+                .send()
+                .await
+                .expect("BatchWriteItem");
+        }
+    });
+}
+
+/// A table's point-in-time recovery status (`ENABLED`, `DISABLED`), as the engine reports it.
+fn recovery_status(rt: &tokio::runtime::Runtime, clients: &Clients, table: &str) -> String {
+    rt.block_on(
+        clients
+            .dynamodb
+            .describe_continuous_backups()
+            .table_name(table)
+            .send(),
+    )
+    .expect("DescribeContinuousBackups")
+    .continuous_backups_description()
+    .and_then(|d| d.point_in_time_recovery_description())
+    .and_then(|d| d.point_in_time_recovery_status())
+    .map(|s| s.as_str().to_string())
+    .unwrap_or_default()
+}
+
+/// Asserts the engine holds only the stack's declared buckets (a save's export bucket is gone).
+fn assert_only_declared_buckets(rt: &tokio::runtime::Runtime, clients: &Clients, what: &str) {
+    let buckets = rt
+        .block_on(clients.s3.list_buckets().send())
+        .expect("ListBuckets");
+    let names: BTreeSet<&str> = buckets.buckets().iter().filter_map(|b| b.name()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["files", "history"]),
+        "the save's export bucket is gone: {what}"
     );
 }
