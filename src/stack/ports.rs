@@ -41,14 +41,56 @@ fn holder_text(holder: &Option<PortHolder>) -> String {
 static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 
-/// Asks the kernel for a free port on 127.0.0.1, never one this process handed out before.
+/// The lowest port a free port is picked from.
+const PICK_FROM: u16 = 10_000;
+
+/// Where free ports are picked: from [`PICK_FROM`] up to the kernel's ephemeral range, whose ports
+/// outgoing connections take as their own. A port the kernel hands out for `bind(0)` comes from
+/// that range, so between the check and the service binding it a connection could take it (a test
+/// run saw moto refuse such a port: "Address already in use"). `None` when the range starts too
+/// low to leave room.
+fn pick_range() -> Option<(u16, u16)> {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    (ephemeral_start > PICK_FROM + 1_000).then_some((PICK_FROM, ephemeral_start))
+}
+
+/// A pseudo-random number, different in each process and at each call.
+fn scatter(call: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x =
+        nanos ^ (u64::from(std::process::id()) << 32) ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // splitmix64's finalizer.
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// A free port on 127.0.0.1, never one this process handed out before: one that binds, at random
+/// below the ephemeral range ([`pick_range`]), else the kernel's choice.
 pub fn pick_free_port() -> std::io::Result<u16> {
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((low, high)) = pick_range() {
+        for call in 0..256u64 {
+            let port = low + (scatter(call) % u64::from(high - low)) as u16;
+            if handed_out.contains(&port) {
+                continue;
+            }
+            if TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_ok() {
+                handed_out.insert(port);
+                return Ok(port);
+            }
+        }
+    }
     for _ in 0..256 {
         let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
         let port = listener.local_addr()?.port();
-        let mut handed_out = HANDED_OUT
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if handed_out.insert(port) {
             return Ok(port);
         }
@@ -187,6 +229,17 @@ mod tests {
         let picked: Vec<u16> = (0..300).map(|_| pick_free_port().unwrap()).collect();
         let distinct: std::collections::BTreeSet<&u16> = picked.iter().collect();
         assert_eq!(distinct.len(), picked.len());
+    }
+
+    #[test]
+    fn picked_ports_lie_below_the_ephemeral_range() {
+        let Some((low, high)) = pick_range() else {
+            return;
+        };
+        for _ in 0..50 {
+            let port = pick_free_port().unwrap();
+            assert!((low..high).contains(&port), "{port} not in {low}..{high}");
+        }
     }
 
     #[test]
