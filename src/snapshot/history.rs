@@ -66,13 +66,10 @@ const HEADS_AT_ONCE: usize = 16;
 const COUNT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many key names `bucket` holds, hidden ones included, as moto's CloudWatch counts them
-/// (`AWS/S3` `NumberOfObjects`); `None` when the engine does not say.
-pub async fn key_names(clients: &AwsClients, bucket: &str) -> Option<u64> {
+/// (`AWS/S3` `NumberOfObjects`); `None` when the engine does not say. `now` (seconds since the
+/// epoch) sets the window asked about.
+pub async fn key_names(clients: &AwsClients, bucket: &str, now: u64) -> Option<u64> {
     let region = clients.region();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
     // moto dates the datapoint at today's midnight (UTC).
     let body = serde_json::json!({
         "Namespace": "AWS/S3",
@@ -140,13 +137,10 @@ pub struct Taken {
 impl Taken {
     /// Counts `bucket`'s key names now; `None` when the engine does not say.
     pub async fn now(clients: &AwsClients, bucket: &str) -> Option<Taken> {
-        let at_s = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_secs();
+        let now = crate::stack::up::now_seconds();
         Some(Taken {
-            key_names: key_names(clients, bucket).await?,
-            at_s: i64::try_from(at_s).ok()?,
+            key_names: key_names(clients, bucket, now).await?,
+            at_s: i64::try_from(now).ok()?,
         })
     }
 }
