@@ -1270,8 +1270,6 @@ fn a_table_whose_export_fails_is_scanned_with_the_reason_in_the_manifest() {
     let engine = project("");
     start_on(&engine, "moto");
     write_state(&engine);
-    let upstream = format!("http://127.0.0.1:{}", engine.port_of("aws"));
-    let mock = crate::mock::Mock::start(&["--upstream", &upstream]);
     let conflict = serde_json::json!({
         "path": "/",
         "method": "POST",
@@ -1282,31 +1280,7 @@ fn a_table_whose_export_fails_is_scanned_with_the_reason_in_the_manifest() {
                  "message": "another export of this table is in progress"},
         "repeat_count": 1
     });
-    let added = crate::support::http::Client::new();
-    runtime().block_on(async {
-        let response = added
-            .post(mock.url("/mocker/expectation"))
-            .json(&conflict)
-            .send()
-            .await
-            .expect("POST /mocker/expectation");
-        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
-    });
-
-    let project = project("");
-    let through_mock = crate::support::external_run(&project, &mock.url(""))
-        .args([
-            "--redis-url",
-            &format!("redis://127.0.0.1:{}/", engine.port_of("redis")),
-        ])
-        .env("INFRAMOCK_ENGINE", "moto")
-        .output()
-        .expect("run");
-    assert!(
-        through_mock.status.success(),
-        "{}",
-        text(&through_mock.stderr)
-    );
+    let (_mock, project) = behind_mock(&engine, "", &[conflict]);
     assert_eq!(project.service("aws")["kind"], "moto");
 
     let scanned = project.run_json(&[
@@ -1377,8 +1351,6 @@ fn a_table_that_cannot_be_read_fails_the_save_and_every_other_table_is_left_as_i
             .expect("an ARN")
             .to_string()
     });
-    let upstream = format!("http://127.0.0.1:{}", engine.port_of("aws"));
-    let mock = crate::mock::Mock::start(&["--upstream", &upstream]);
     let refusals = [
         serde_json::json!({
             "path": "/",
@@ -1401,28 +1373,7 @@ fn a_table_that_cannot_be_read_fails_the_save_and_every_other_table_is_left_as_i
                      "message": "this table cannot be scanned"}
         }),
     ];
-    let added = crate::support::http::Client::new();
-    rt.block_on(async {
-        for refusal in &refusals {
-            let response = added
-                .post(mock.url("/mocker/expectation"))
-                .json(refusal)
-                .send()
-                .await
-                .expect("POST /mocker/expectation");
-            assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
-        }
-    });
-    let project = project(broken_table);
-    let through_mock = crate::support::external_run(&project, &mock.url(""))
-        .env("INFRAMOCK_ENGINE", "moto")
-        .output()
-        .expect("run");
-    assert!(
-        through_mock.status.success(),
-        "{}",
-        text(&through_mock.stderr)
-    );
+    let (_mock, project) = behind_mock(&engine, broken_table, &refusals);
 
     let failed = project
         .command(&["snapshot", "save", "s", "--services", "dynamodb"])
@@ -1617,4 +1568,40 @@ fn assert_only_declared_buckets(rt: &tokio::runtime::Runtime, clients: &Clients,
         BTreeSet::from(["files", "history"]),
         "the save's export bucket is gone: {what}"
     );
+}
+
+/// A project run `--runtime external` on engine moto through `inframock mock --upstream` in front
+/// of `engine`'s AWS endpoint (and on `engine`'s Redis), the mock holding `expectations` (every
+/// other request is forwarded); the mock is stopped when dropped.
+fn behind_mock(
+    engine: &Project,
+    stack_extra: &str,
+    expectations: &[Value],
+) -> (crate::mock::Mock, Project) {
+    let upstream = format!("http://127.0.0.1:{}", engine.port_of("aws"));
+    let mock = crate::mock::Mock::start(&["--upstream", &upstream]);
+    let added = crate::support::http::Client::new();
+    runtime().block_on(async {
+        for expectation in expectations {
+            let response = added
+                .post(mock.url("/mocker/expectation"))
+                .json(expectation)
+                .send()
+                .await
+                .expect("POST /mocker/expectation");
+            assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        }
+    });
+    let project = project(stack_extra);
+    let started = crate::support::external_run(&project, &mock.url(""))
+        .args([
+            "--redis-url",
+            &format!("redis://127.0.0.1:{}/", engine.port_of("redis")),
+        ])
+        .env("INFRAMOCK_ENGINE", "moto")
+        .output()
+        .expect("run");
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    assert_eq!(project.service("aws")["kind"], "moto");
+    (mock, project)
 }
