@@ -390,7 +390,9 @@ pub enum InitExample {
 /// `inframock bench URL ...`
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// URL to load: http:// on 127.0.0.1, ::1 or localhost.
+    /// URL to load: http:// on 127.0.0.1, ::1 or localhost; or, on the running stack's AWS
+    /// endpoint, s3://BUCKET/KEY (a signed GetObject) or dynamodb://TABLE?KEY=VALUE[&SORTKEY=VALUE]
+    /// (a signed GetItem).
     pub url: String,
     /// HTTP method of every request.
     #[arg(long, short = 'm', default_value = "GET")]

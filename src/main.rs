@@ -78,7 +78,9 @@ async fn run(
     // These need no stack (bench loads a URL, completions print a script, init writes a project):
     // a broken or missing inframock.toml must not stop them.
     match &cli.command {
-        Command::Bench(args) => return commands::bench::execute(args, cli.global.json).await,
+        Command::Bench(args) if bench::aws_target::AwsUrl::parse(&args.url).is_none() => {
+            return commands::bench::execute(args, cli.global.json, None).await
+        }
         Command::Completions { shell } => return Ok(commands::completions::execute(*shell)),
         // A new project: here, or in --project-dir (no search upward for an existing one).
         Command::Init(args) => {
@@ -128,7 +130,9 @@ async fn run(
         Command::Mock(args) => commands::mock::execute(&settings, args, &reporter).await,
         Command::Faults(args) => commands::faults::execute(&settings, args, &reporter).await,
         Command::Queue(args) => commands::queue::execute(&settings, args, &reporter).await,
-        Command::Bench(args) => commands::bench::execute(args, settings.json).await,
+        Command::Bench(args) => {
+            commands::bench::execute(args, settings.json, Some(&settings)).await
+        }
         Command::Completions { shell } => Ok(commands::completions::execute(*shell)),
         Command::Init(args) => commands::init::execute(&settings.project_dir, args, settings.json),
         Command::Config => Ok(commands::config::execute(&settings)),

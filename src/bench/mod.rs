@@ -7,6 +7,7 @@
 //! Parsing the steps is pure (`steps`, `duration`); `run` does the I/O and tells an observer about
 //! each step, so the command decides how progress looks.
 
+pub mod aws_target;
 pub mod load;
 pub mod plot;
 pub mod report;

@@ -12,24 +12,38 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use crate::aws::{AwsClients, Endpoint};
+use crate::bench::aws_target::AwsUrl;
 use crate::bench::stats::{Load, StepResult};
 use crate::bench::{self, Report, RunPlan, StepLimit, StepObserver, StepSpec, Target};
 use crate::cli::BenchArgs;
+use crate::config::Settings;
+use crate::stack::state;
 
 /// Largest request body (`--body @FILE`) sent by every request.
 const MAX_BODY: u64 = 64 << 20;
 /// Default length of a step.
 const DEFAULT_STEP: Duration = Duration::from_secs(5);
 
-/// Runs `inframock bench`.
-pub async fn execute(args: &BenchArgs, json: bool) -> Result<ExitCode> {
+/// Runs `inframock bench`. `settings` (the project's) are needed for an `s3://` or `dynamodb://`
+/// target, which is read on the running stack's AWS endpoint.
+pub async fn execute(
+    args: &BenchArgs,
+    json: bool,
+    settings: Option<&Settings>,
+) -> Result<ExitCode> {
     let report_kind = args.out.as_deref().map(report_kind).transpose()?;
-    let body = match &args.body {
-        Some(text) => read_body(text)?,
-        None => Bytes::new(),
+    let target = match AwsUrl::parse(&args.url) {
+        Some(aws_url) => aws_target(args, aws_url.map_err(anyhow::Error::msg)?, settings).await?,
+        None => {
+            let body = match &args.body {
+                Some(text) => read_body(text)?,
+                None => Bytes::new(),
+            };
+            Target::parse(&args.url, &args.method, &args.headers, body)
+                .map_err(anyhow::Error::msg)?
+        }
     };
-    let target =
-        Target::parse(&args.url, &args.method, &args.headers, body).map_err(anyhow::Error::msg)?;
     let loads = bench::steps(&StepSpec {
         concurrency: args.concurrency.as_deref(),
         ramp: args.ramp.as_deref(),
@@ -158,6 +172,38 @@ fn read_earlier(path: &Path) -> Result<Report> {
 }
 
 /// Refuses to start a run against a port nothing listens on (every request would be an error).
+/// The signed request that reads an `s3://` object or a `dynamodb://` item on the running stack.
+async fn aws_target(
+    args: &BenchArgs,
+    aws_url: AwsUrl,
+    settings: Option<&Settings>,
+) -> Result<Target> {
+    let conflicting = [
+        (args.body.is_some(), "--body"),
+        (!args.method.eq_ignore_ascii_case("GET"), "--method"),
+        (args.scenario.is_some(), "--scenario"),
+    ];
+    if let Some((_, flag)) = conflicting.iter().find(|(given, _)| *given) {
+        bail!(
+            "{}: an s3:// or dynamodb:// target is read with the request an SDK sends (GetObject, GetItem); drop {flag}",
+            args.url
+        );
+    }
+    let settings = settings.context("an s3:// or dynamodb:// target needs the project's stack")?;
+    let recorded = state::read(&settings.state_dir())?;
+    let endpoint = Endpoint::resolve(settings, recorded.as_ref())?;
+    endpoint.check_credentials().await?;
+    // One attempt each: the signed request is taken from the SDK before it is sent.
+    let clients = AwsClients::for_probe(&endpoint).await;
+    let signed = aws_url.signed_request(&clients, &args.url).await?;
+    let mut headers = signed.headers;
+    headers.extend(args.headers.iter().cloned());
+    let mut target = Target::parse(&signed.url, &signed.method, &headers, signed.body)
+        .map_err(|e| anyhow::anyhow!("{}: the stack's AWS endpoint {e}", args.url))?;
+    target.url.clone_from(&args.url);
+    Ok(target)
+}
+
 async fn answers_at_all(target: &Target) -> Result<()> {
     let connect = tokio::net::TcpStream::connect(target.address);
     match tokio::time::timeout(Duration::from_secs(3), connect).await {

@@ -222,3 +222,146 @@ fn bench_refuses_what_it_cannot_measure_before_sending_anything() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+/// moto_server on a free port whose authentication can be switched on (`/moto-api/reset-auth`):
+/// then it checks every request's SigV4 signature against its IAM keys. Stopped when dropped.
+struct VerifyingMoto {
+    child: std::process::Child,
+    url: String,
+}
+
+impl VerifyingMoto {
+    fn start() -> VerifyingMoto {
+        let port = crate::support::free_port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server (make setup puts it in .venv)");
+        let moto = VerifyingMoto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        crate::support::wait_for_listener(port, std::time::Duration::from_secs(30), "moto_server");
+        moto
+    }
+
+    /// Creates an IAM user allowed everything, a bucket with one object and a table with one
+    /// item (with moto's own keys, in eu-west-1: the region of a project with the built-in stack),
+    /// then switches authentication on; the user's key and secret.
+    fn prepare_and_verify_from_now_on(&self) -> (String, String) {
+        let script = r#"
+import sys, boto3
+url = sys.argv[1]
+kw = dict(endpoint_url=url, region_name="eu-west-1", aws_access_key_id="test", aws_secret_access_key="test")
+iam = boto3.client("iam", **kw)
+iam.create_user(UserName="bench")
+iam.put_user_policy(UserName="bench", PolicyName="all",
+    PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}')
+key = iam.create_access_key(UserName="bench")["AccessKey"]
+s3 = boto3.client("s3", **kw)
+s3.create_bucket(Bucket="files", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+s3.put_object(Bucket="files", Key="dir/a b.txt", Body=b"hello")
+ddb = boto3.client("dynamodb", **kw)
+ddb.create_table(TableName="things", BillingMode="PAY_PER_REQUEST",
+    KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}, {"AttributeName": "n", "KeyType": "RANGE"}],
+    AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}, {"AttributeName": "n", "AttributeType": "N"}])
+ddb.put_item(TableName="things", Item={"id": {"S": "a"}, "n": {"N": "2"}, "v": {"S": "x"}})
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#;
+        let output = std::process::Command::new("python3")
+            .args(["-c", script, &self.url])
+            .output()
+            .expect("python3 (make setup puts boto3 in .venv)");
+        assert!(
+            output.status.success(),
+            "{}",
+            crate::support::text(&output.stderr)
+        );
+        let printed = crate::support::text(&output.stdout);
+        let (key, secret) = printed.trim().split_once(' ').expect("key and secret");
+        let rt = runtime();
+        let client = crate::support::http::Client::new();
+        let switched = rt.block_on(async {
+            let response = client
+                .post(format!("{}/moto-api/reset-auth", self.url))
+                .body("0")
+                .send()
+                .await
+                .expect("reset-auth");
+            response.status()
+        });
+        assert_eq!(switched, 200, "authentication switched on");
+        (key.to_string(), secret.to_string())
+    }
+}
+
+impl Drop for VerifyingMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn s3_and_dynamodb_targets_send_the_signed_requests_an_engine_that_checks_signatures_accepts() {
+    let moto = VerifyingMoto::start();
+    let (key, secret) = moto.prepare_and_verify_from_now_on();
+    let project = crate::support::Project::new();
+    let bench_with = |secret: &str, target: &str| {
+        project
+            .command(&[
+                "--json",
+                "--runtime",
+                "external",
+                "--endpoint-url",
+                &moto.url,
+                "bench",
+                target,
+                "--concurrency",
+                "2",
+                "--requests",
+                "40",
+            ])
+            .env("AWS_ACCESS_KEY_ID", &key)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .output()
+            .expect("inframock bench runs")
+    };
+    for target in ["s3://files/dir/a%20b.txt", "dynamodb://things?id=a&n=2"] {
+        let data = report(&bench_with(&secret, target));
+        assert_eq!(data["url"], target);
+        let step = &data["steps"][0];
+        assert_eq!(step["requests"], 40, "{target}: {step}");
+        assert_eq!(step["statuses"], json!({"200": 40}), "{target}: {step}");
+        assert_eq!(step["errors"], json!({}), "{target}: {step}");
+    }
+    // The same with a wrong secret: the engine refuses the signature, before any load is sent.
+    let refused = bench_with("not-the-secret", "s3://files/dir/a%20b.txt");
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = crate::support::text(&refused.stderr);
+    assert!(
+        stderr.contains("s3://files/dir/a%20b.txt: cannot read it"),
+        "{stderr}"
+    );
+    // Refusals that name what to fix.
+    let cases = [
+        ("dynamodb://things?id=a&n=3", "has no item with that key"),
+        (
+            "dynamodb://things?id=a",
+            "needs n too (dynamodb://things?id=VALUE&n=VALUE)",
+        ),
+        ("dynamodb://things?id=a&n=two", "n is a number"),
+        ("dynamodb://things?id=&n=2", "id has no value"),
+        ("dynamodb://things?v=x&id=a&n=2", "v is not a key attribute"),
+        ("s3://files/missing", "no such object"),
+        ("s3://files", "s3://BUCKET/KEY"),
+    ];
+    for (target, expected) in cases {
+        let output = bench_with(&secret, target);
+        assert_eq!(output.status.code(), Some(1), "{target}");
+        let stderr = crate::support::text(&output.stderr);
+        assert!(stderr.contains(expected), "{target}: {stderr}");
+    }
+}
