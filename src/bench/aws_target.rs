@@ -85,7 +85,8 @@ impl AwsUrl {
     /// gave it, for errors.
     pub async fn signed_request(&self, clients: &AwsClients, shown: &str) -> Result<SignedRequest> {
         let capture = Capture::default();
-        match self {
+        // The capture stops the request with an error; any other error says why nothing was taken.
+        let stopped = match self {
             AwsUrl::S3Object { bucket, key } => {
                 let head = clients
                     .s3
@@ -109,7 +110,7 @@ impl AwsUrl {
                         }
                     );
                 }
-                let _ = clients
+                clients
                     .s3
                     .get_object()
                     .bucket(bucket)
@@ -117,7 +118,9 @@ impl AwsUrl {
                     .customize()
                     .interceptor(capture.clone())
                     .send()
-                    .await;
+                    .await
+                    .err()
+                    .map(|e| describe_error(&e))
             }
             AwsUrl::DynamodbItem { table, key } => {
                 let key = typed_key(clients, table, key, shown).await?;
@@ -140,7 +143,7 @@ impl AwsUrl {
                         "{shown}: table {table} has no item with that key; give the key of an item it holds"
                     );
                 }
-                let _ = clients
+                clients
                     .dynamodb
                     .get_item()
                     .table_name(table)
@@ -148,10 +151,17 @@ impl AwsUrl {
                     .customize()
                     .interceptor(capture.clone())
                     .send()
-                    .await;
+                    .await
+                    .err()
+                    .map(|e| describe_error(&e))
             }
-        }
-        capture.taken()
+        };
+        capture.taken().with_context(|| {
+            format!(
+                "{shown}: the SDK stopped before its request was signed ({})",
+                stopped.unwrap_or_default()
+            )
+        })
     }
 }
 
