@@ -171,7 +171,6 @@ fn read_earlier(path: &Path) -> Result<Report> {
     Report::from_json(&text).map_err(|e| anyhow::anyhow!("--compare {}: {e}", path.display()))
 }
 
-/// Refuses to start a run against a port nothing listens on (every request would be an error).
 /// The signed request that reads an `s3://` object or a `dynamodb://` item on the running stack.
 async fn aws_target(
     args: &BenchArgs,
@@ -204,6 +203,7 @@ async fn aws_target(
     Ok(target)
 }
 
+/// Refuses to start a run against a port nothing listens on (every request would be an error).
 async fn answers_at_all(target: &Target) -> Result<()> {
     let connect = tokio::net::TcpStream::connect(target.address);
     match tokio::time::timeout(Duration::from_secs(3), connect).await {
