@@ -255,28 +255,11 @@ async fn typed_key(
     Ok(key)
 }
 
-/// `%XX` sequences decoded (an invalid one is left as it is).
+/// `%XX` sequences decoded (an invalid one is left as it is; `+` stays `+`, as in an S3 key).
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let hex = bytes
-            .get(at + 1..at + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[at], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                at += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                at += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Takes the signed request just before it would be sent, and stops it there.
@@ -358,5 +341,6 @@ mod tests {
         let no_key = AwsUrl::parse("dynamodb://things").unwrap().unwrap_err();
         assert!(no_key.contains("dynamodb://TABLE?KEY=VALUE"), "{no_key}");
         assert_eq!(percent_decode("%zz%41"), "%zzA");
+        assert_eq!(percent_decode("a+b%2Bc"), "a+b+c");
     }
 }
