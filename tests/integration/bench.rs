@@ -226,25 +226,17 @@ fn bench_refuses_what_it_cannot_measure_before_sending_anything() {
 /// moto_server on a free port whose authentication can be switched on (`/moto-api/reset-auth`):
 /// then it checks every request's SigV4 signature against its IAM keys. Stopped when dropped.
 struct VerifyingMoto {
-    child: std::process::Child,
+    _process: crate::support::MotoProcess,
     url: String,
 }
 
 impl VerifyingMoto {
     fn start() -> VerifyingMoto {
         let port = crate::support::free_port();
-        let child = std::process::Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("moto_server (make setup puts it in .venv)");
-        let moto = VerifyingMoto {
-            child,
+        VerifyingMoto {
+            _process: crate::support::MotoProcess::start(port, &[]),
             url: format!("http://127.0.0.1:{port}"),
-        };
-        crate::support::wait_for_listener(port, std::time::Duration::from_secs(30), "moto_server");
-        moto
+        }
     }
 
     /// Creates an IAM user allowed everything, a bucket with one object and a table with one
@@ -294,13 +286,6 @@ print(key["AccessKeyId"], key["SecretAccessKey"])
         });
         assert_eq!(switched, 200, "authentication switched on");
         (key.to_string(), secret.to_string())
-    }
-}
-
-impl Drop for VerifyingMoto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{alive, clients, free_port, runtime, text, Clients, Project};
+use crate::support::{alive, clients, free_port, runtime, text, Clients, MotoProcess, Project};
 
 const EXPERIMENT: &str = "e1";
 
@@ -700,46 +700,14 @@ fn tls_certificates(dir: &Path) -> (String, String, String) {
     (ca, cert, key)
 }
 
-/// moto_server serving HTTPS on `port` with `cert` and `key`; stopped when dropped.
-struct TlsEngine(Child);
-
-impl TlsEngine {
-    fn start(port: u16, cert: &str, key: &str) -> TlsEngine {
-        let child = Command::new("moto_server")
-            .args([
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-c",
-                cert,
-                "-k",
-                key,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server (make setup puts it in .venv)");
-        let engine = TlsEngine(child);
-        crate::support::wait_for_listener(port, Duration::from_secs(30), "moto_server");
-        engine
-    }
-}
-
-impl Drop for TlsEngine {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn an_external_https_endpoint_is_trusted_through_ssl_cert_file_refused_without_it_and_never_proxied(
 ) {
     let certificates = tempfile::tempdir().unwrap();
     let (ca, cert, key) = tls_certificates(certificates.path());
     let port = free_port();
-    let _engine = TlsEngine::start(port, &cert, &key);
+    // moto serving HTTPS with the test's certificate.
+    let _engine = MotoProcess::start(port, &["-c", &cert, "-k", &key]);
     let endpoint = format!("https://localhost:{port}");
     let project = project_with_records(4);
     let home = tempfile::tempdir().unwrap();

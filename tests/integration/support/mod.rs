@@ -321,6 +321,32 @@ impl Drop for Project {
     }
 }
 
+/// A moto_server of a test's own on 127.0.0.1:`port` (`extra` arguments, e.g. TLS files), once it
+/// listens; stopped when dropped.
+pub struct MotoProcess(std::process::Child);
+
+impl MotoProcess {
+    pub fn start(port: u16, extra: &[&str]) -> MotoProcess {
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server (make setup puts it in .venv)");
+        let moto = MotoProcess(child);
+        wait_for_listener(port, std::time::Duration::from_secs(30), "moto_server");
+        moto
+    }
+}
+
+impl Drop for MotoProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A port nothing listens on (the kernel's pick, released at once).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
