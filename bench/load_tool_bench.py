@@ -28,6 +28,11 @@ each connection's next request in turn, after every answer read (tried in the te
 shares of 0.87-0.95 at 64 connections and 0.54-0.66 at 8, and a p50 1.2-2.9x wrk's at about the same
 throughput.
 
+Each run also records the share of the machine's CPU time that the hypervisor gave to other guests
+meanwhile (/proc/stat steal; `steal.py`): on a shared host a neighbour's load moves one tool's runs as
+much as the tools differ. The paired ratios are given again for the pairs in which neither run lost
+over 1% of it.
+
 Each ratio is given two ways: the ratio of the two tools' medians, and the median of the ratios of
 each alternated pair of runs (a run of wrk and the run of inframock bench right after it), which
 leaves out the machine's drift from one pair to the next.
@@ -39,6 +44,7 @@ import statistics
 import subprocess
 
 from mock_bench import BIN, HELLO, ROOT, UNITS, Server
+from steal import cpu_jiffies, stolen_share
 
 
 def on_cpu(cpu, argv):
@@ -46,27 +52,33 @@ def on_cpu(cpu, argv):
     return argv if cpu is None else ["taskset", "-c", str(cpu)] + argv
 
 
+def watched(argv):
+    """Runs `argv`; its standard output, and the share of the machine's CPU time stolen meanwhile."""
+    before = cpu_jiffies()
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return out, stolen_share(before, cpu_jiffies())
+
+
 def wrk_run(url, seconds, connections, cpu=None):
-    out = subprocess.run(on_cpu(cpu, ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]),
-                         capture_output=True, text=True, check=True).stdout
+    out, stolen = watched(on_cpu(cpu, ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]))
 
     def percentile(name):
         match = re.search(rf"{name}%\s+([\d.]+)(us|ms|s)\b", out)
         return float(match.group(1)) * UNITS[match.group(2)]
 
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "p50_ms": percentile("50"), "p99_ms": percentile("99")}
+            "p50_ms": percentile("50"), "p99_ms": percentile("99"), "stolen": stolen}
 
 
 def ours_run(url, seconds, load_flag, value, connections=None, cpu=None):
     args = [BIN, "bench", url, load_flag, str(value), "--duration", f"{seconds}s", "--json", "--threads", "2"]
     if connections:
         args += ["--connections", str(connections)]
-    out = subprocess.run(on_cpu(cpu, args), capture_output=True, text=True, check=True).stdout
+    out, stolen = watched(on_cpu(cpu, args))
     step = json.loads(out)["data"]["steps"][0]
     corrected, sent = step["corrected_latency_ms"], step["latency_ms"]
     return {"rps": step["throughput"], "p50_ms": corrected["p50"], "p99_ms": corrected["p99"],
-            "uncorrected_p50_ms": sent["p50"], "uncorrected_p99_ms": sent["p99"]}
+            "uncorrected_p50_ms": sent["p50"], "uncorrected_p99_ms": sent["p99"], "stolen": stolen}
 
 
 def medians(runs):
@@ -127,10 +139,35 @@ def bench_load_tool(runs, seconds=5, accuracy_seconds=10):
     return result
 
 
-def paired(wrk, ours, key):
-    """The ratios of each alternated pair of runs: their median and range."""
-    ratios = sorted(o[key] / w[key] for w, o in zip(wrk["runs"], ours["runs"]))
+def paired(wrk, ours, key, pairs=None):
+    """The ratios of each alternated pair of runs (or of `pairs`, a list of (wrk run, inframock
+    bench run)): their median and range."""
+    pairs = list(zip(wrk["runs"], ours["runs"])) if pairs is None else pairs
+    ratios = sorted(o[key] / w[key] for w, o in pairs)
     return f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+
+
+# A run that lost more of the machine's CPU time than this to other guests is counted as disturbed.
+CALM_STOLEN = 0.01
+
+
+def steal_lines(wrk, ours):
+    """How much CPU time the hypervisor took during each tool's runs, and the paired ratios of the
+    pairs that neither lost more than `CALM_STOLEN` of it (runs recorded before steal was, none)."""
+    if "stolen" not in wrk["runs"][0]:
+        return []
+    share = lambda r: (f"{100 * min(x['stolen'] for x in r['runs']):.1f}-"
+                       f"{100 * max(x['stolen'] for x in r['runs']):.1f}%")
+    lines = [f"  - CPU time the hypervisor gave to other guests during a run (/proc/stat steal, a share of the "
+             f"machine's): wrk {share(wrk)}, inframock bench {share(ours)}"]
+    calm = [(w, o) for w, o in zip(wrk["runs"], ours["runs"]) if max(w["stolen"], o["stolen"]) <= CALM_STOLEN]
+    if calm:
+        lines.append(f"  - the {len(calm)} of {len(wrk['runs'])} pairs in which neither run lost over "
+                     f"{100 * CALM_STOLEN:.0f}%: throughput {paired(wrk, ours, 'rps', calm)}, "
+                     f"p50 {paired(wrk, ours, 'p50_ms', calm)}, p99 {paired(wrk, ours, 'p99_ms', calm)}")
+    else:
+        lines.append(f"  - no pair ran with both runs under {100 * CALM_STOLEN:.0f}% stolen")
+    return lines
 
 
 def comparison(title, accuracy):
@@ -159,6 +196,7 @@ def comparison(title, accuracy):
                         "an answer and the next request)")
         verdicts.append(f"  - wrk against itself (the control): its highest p50 of these runs is {own(wrk, 'p50_ms'):.2f}x its "
                         f"lowest, p99 {own(wrk, 'p99_ms'):.2f}x, throughput {own(wrk, 'rps'):.2f}x")
+        verdicts += steal_lines(wrk, ours)
     return lines + [""] + verdicts
 
 

@@ -38,6 +38,8 @@ import tempfile
 import time
 import urllib.request
 
+from steal import cpu_jiffies, stolen_share
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "inframock")
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
@@ -406,6 +408,7 @@ def main():
              f"binary {BIN}; median of {args.runs}. Loads run against the local runtime's moto_server, "
              "restarted (empty) before every first load.", ""]
     raw = {}
+    jiffies_at_start = cpu_jiffies()
     if "startup" in only:
         result = bench_startup(args.runs)
         raw["startup"] = result
@@ -509,6 +512,9 @@ def main():
                   f"- the same plus `inframock run --runtime external` creating the resources: "
                   f"{fmt(result['compose_up_healthy_plus_resources_s'])}" if result["compose"] else "",
                   "- (`docker compose up --wait` needs Compose v2, which this machine does not have.)", ""]
+    raw["stolen"] = stolen_share(jiffies_at_start, cpu_jiffies())
+    lines[2] += (f" The hypervisor gave {100 * raw['stolen']:.1f}% of this machine's CPU time to other guests "
+                 "while the benchmarks ran (/proc/stat steal).")
     text = "\n".join(lines)
     with open(os.path.join(RESULTS, f"{stamp}.md"), "w") as handle:
         handle.write(text + "\n")
