@@ -33,6 +33,11 @@ meanwhile (/proc/stat steal; `steal.py`): on a shared host a neighbour's load mo
 much as the tools differ. The paired ratios are given again for the pairs in which neither run lost
 over 1% of it.
 
+A control runs in every round after the two: oha (a Rust load tool of the field, built from crates.io
+into bench/work/tools), whose p50 is set beside wrk's as inframock bench's is, to show how far a second
+tool is from wrk under the same conditions. oha does not correct its closed loop for coordinated
+omission, so its p99 is set beside inframock bench's uncorrected p99, not wrk's.
+
 Each ratio is given two ways: the ratio of the two tools' medians, and the median of the ratios of
 each alternated pair of runs (a run of wrk and the run of inframock bench right after it), which
 leaves out the machine's drift from one pair to the next.
@@ -85,26 +90,56 @@ def medians(runs):
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
-def alternated(url, runs, seconds, connections, cpu=None):
-    """`runs` pairs of runs, wrk then inframock bench (on CPU `cpu` alone, if given), and each tool's
-    medians."""
-    pairs = {"wrk": [], "inframock": []}
+# The control: a second load tool from the field, compared with wrk in the same runs.
+OHA_VERSION = "1.16.0"
+OHA = os.path.join(ROOT, "bench", "work", "tools", "bin", "oha")
+
+
+def ensure_oha():
+    """oha's path, built from crates.io into bench/work/tools the first time (a few minutes); or the
+    reason it is not there."""
+    if os.path.exists(OHA):
+        return OHA, None
+    built = subprocess.run(["cargo", "install", "oha", "--version", OHA_VERSION, "--locked", "--quiet",
+                            "--root", os.path.dirname(os.path.dirname(OHA))], capture_output=True, text=True)
+    if built.returncode != 0 or not os.path.exists(OHA):
+        return None, f"`cargo install oha --version {OHA_VERSION}` failed: {built.stderr.strip()[-300:]}"
+    return OHA, None
+
+
+def oha_run(oha, url, seconds, connections, cpu=None):
+    """oha's closed loop (`-c`), which it does not correct for coordinated omission."""
+    out, stolen = watched(on_cpu(cpu, [oha, "-z", f"{seconds}s", "-c", str(connections), "--no-tui",
+                                       "--output-format", "json", url]))
+    report = json.loads(out)
+    percentiles = report["latencyPercentiles"]
+    return {"rps": report["summary"]["requestsPerSec"], "p50_ms": percentiles["p50"] * 1000,
+            "p99_ms": percentiles["p99"] * 1000, "stolen": stolen}
+
+
+def alternated(url, runs, seconds, connections, cpu=None, oha=None):
+    """`runs` rounds of runs, wrk then inframock bench then (given its path) oha, on CPU `cpu` alone
+    if given; each tool's runs and medians."""
+    pairs = {"wrk": [], "inframock": []} | ({"oha": []} if oha else {})
     for _ in range(runs):
         pairs["wrk"].append(wrk_run(url, seconds, connections, cpu))
         pairs["inframock"].append(ours_run(url, seconds, "--concurrency", connections, cpu=cpu))
+        if oha:
+            pairs["oha"].append(oha_run(oha, url, seconds, connections, cpu))
     return {name: {"runs": r, **medians(r)} for name, r in pairs.items()}
 
 
 def bench_load_tool(runs, seconds=5, accuracy_seconds=10):
     subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "hello_hyper"], cwd=ROOT, check=True)
+    oha, oha_missing = ensure_oha()
     result = {"seconds": seconds, "accuracy_seconds": accuracy_seconds, "runs": runs, "accuracy": {}, "stall": {},
-              "delayed_ms": 1, "delayed": {}}
+              "delayed_ms": 1, "delayed": {}, "oha": OHA_VERSION if oha else oha_missing}
     hello = Server([HELLO, "{port}"])
     try:
         url = hello.url + "/"
         wrk_run(url, 2, 64)  # warm-up
         for connections in (64, 8):
-            result["accuracy"][connections] = alternated(url, runs, accuracy_seconds, connections)
+            result["accuracy"][connections] = alternated(url, runs, accuracy_seconds, connections, oha=oha)
     finally:
         hello.stop()
     cpus = sorted(os.sched_getaffinity(0))
@@ -114,14 +149,14 @@ def bench_load_tool(runs, seconds=5, accuracy_seconds=10):
         try:
             url = pinned.url + "/"
             wrk_run(url, 2, 64, cpus[-1])  # warm-up
-            result["pinned"] = {connections: alternated(url, runs, accuracy_seconds, connections, cpus[-1])
+            result["pinned"] = {connections: alternated(url, runs, accuracy_seconds, connections, cpus[-1], oha)
                                 for connections in (64, 8)}
         finally:
             pinned.stop()
     delayed = Server([HELLO, "{port}", "0", str(result["delayed_ms"])])
     try:
         for connections in (64, 8):
-            result["delayed"][connections] = alternated(delayed.url + "/", runs, seconds, connections)
+            result["delayed"][connections] = alternated(delayed.url + "/", runs, seconds, connections, oha=oha)
     finally:
         delayed.stop()
     stalled = Server([HELLO, "{port}", "200"])
@@ -181,6 +216,9 @@ def comparison(title, accuracy):
             raw = (f"{r['uncorrected_p50_ms']:.3f} / {r['uncorrected_p99_ms']:.3f}" if "uncorrected_p50_ms" in r
                    else "(wrk prints only corrected)")
             lines.append(f"| {connections} | {name} | {r['rps']:,.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {raw} |")
+        if "oha" in pair:
+            r = pair["oha"]
+            lines.append(f"| {connections} | oha (control) | {r['rps']:,.0f} | | | {r['p50_ms']:.3f} / {r['p99_ms']:.3f} |")
         verdicts.append(f"- {connections} connections: throughput {ours['rps'] / wrk['rps']:.2f}x wrk's (target >= 0.9); "
                         f"p50 {ours['p50_ms'] / wrk['p50_ms']:.2f}x, p99 {ours['p99_ms'] / wrk['p99_ms']:.2f}x "
                         "wrk's (target 0.9-1.1)")
@@ -197,7 +235,20 @@ def comparison(title, accuracy):
         verdicts.append(f"  - wrk against itself (the control): its highest p50 of these runs is {own(wrk, 'p50_ms'):.2f}x its "
                         f"lowest, p99 {own(wrk, 'p99_ms'):.2f}x, throughput {own(wrk, 'rps'):.2f}x")
         verdicts += steal_lines(wrk, ours)
+        if "oha" in pair:
+            verdicts += control_lines(wrk, ours, pair["oha"])
     return lines + [""] + verdicts
+
+
+def control_lines(wrk, ours, oha):
+    """oha against wrk in the same rounds, as inframock bench is: how far a second tool of the field
+    is from wrk. oha's closed loop is not corrected for coordinated omission, so its p50 is set beside
+    wrk's (which the correction moves little) and its p99 beside inframock bench's uncorrected p99."""
+    return [f"  - control, oha {OHA_VERSION} in the same rounds: throughput {oha['rps'] / wrk['rps']:.2f}x wrk's, "
+            f"p50 {oha['p50_ms'] / wrk['p50_ms']:.2f}x wrk's (paired {paired(wrk, oha, 'p50_ms')}); against "
+            f"inframock bench's uncorrected figures: p50 {oha['p50_ms'] / ours['uncorrected_p50_ms']:.2f}x, "
+            f"p99 {oha['p99_ms'] / ours['uncorrected_p99_ms']:.2f}x; its runs' stolen CPU time "
+            f"{100 * min(x['stolen'] for x in oha['runs']):.1f}-{100 * max(x['stolen'] for x in oha['runs']):.1f}%"]
 
 
 def evenness(runs, connections):
@@ -216,6 +267,10 @@ def report_load_tool(result):
     lines = comparison(f"## inframock bench against wrk: hello_hyper, closed loop, "
                        f"{result.get('accuracy_seconds', result['seconds'])} s per run, median of {result['runs']} "
                        "alternated runs (tool and server share the 2 cores)", result["accuracy"])
+    oha = result.get("oha")
+    if oha:
+        lines[1:1] = ["", f"Control: oha {oha}, built from crates.io, runs after inframock bench in every round."
+                      if oha == OHA_VERSION else f"Control: oha not measured: {oha}"]
     if result.get("pinned"):
         cpus = result["pinned_cpus"]
         lines += [""] + comparison(
