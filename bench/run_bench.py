@@ -392,6 +392,19 @@ def fmt(values):
     return f"{median(values):.3f} s (runs: {', '.join(f'{v:.2f}' for v in values)})" if values else "n/a"
 
 
+def cpu_model():
+    """The processor's name as /proc/cpuinfo gives it: machines of one kind differ (the same CI run
+    took 630-648 s on earlier ones and 1,224 s on another), so a result says which it ran on."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "processor unknown"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
@@ -404,7 +417,7 @@ def main():
     os.makedirs(RESULTS, exist_ok=True)
     only = set(args.only.split(","))
     stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H%M")
-    lines = [f"# inframock benchmarks, {stamp}", "", f"Machine: {os.cpu_count()} cores; moto_server from .venv; "
+    lines = [f"# inframock benchmarks, {stamp}", "", f"Machine: {os.cpu_count()} cores ({cpu_model()}); moto_server from .venv; "
              f"binary {BIN}; median of {args.runs}. Loads run against the local runtime's moto_server, "
              "restarted (empty) before every first load.", ""]
     raw = {}
