@@ -193,15 +193,19 @@ def paired(wrk, ours, key, pairs=None):
 CALM_STOLEN = 0.01
 
 
+def stolen_range(runs):
+    """The least and most CPU time stolen during one tool's runs, as percentages."""
+    stolen = [r["stolen"] for r in runs["runs"]]
+    return f"{100 * min(stolen):.1f}-{100 * max(stolen):.1f}%"
+
+
 def steal_lines(wrk, ours):
     """How much CPU time the hypervisor took during each tool's runs, and the paired ratios of the
     pairs that neither lost more than `CALM_STOLEN` of it (runs recorded before steal was, none)."""
     if "stolen" not in wrk["runs"][0]:
         return []
-    share = lambda r: (f"{100 * min(x['stolen'] for x in r['runs']):.1f}-"
-                       f"{100 * max(x['stolen'] for x in r['runs']):.1f}%")
     lines = [f"  - CPU time the hypervisor gave to other guests during a run (/proc/stat steal, a share of the "
-             f"machine's): wrk {share(wrk)}, inframock bench {share(ours)}"]
+             f"machine's): wrk {stolen_range(wrk)}, inframock bench {stolen_range(ours)}"]
     calm = [(w, o) for w, o in zip(wrk["runs"], ours["runs"]) if max(w["stolen"], o["stolen"]) <= CALM_STOLEN]
     if calm:
         lines.append(f"  - the {len(calm)} of {len(wrk['runs'])} pairs in which neither run lost over "
@@ -254,8 +258,7 @@ def control_lines(wrk, ours, oha):
     return [f"  - control, oha {OHA_VERSION} in the same rounds: throughput {oha['rps'] / wrk['rps']:.2f}x wrk's, "
             f"p50 {oha['p50_ms'] / wrk['p50_ms']:.2f}x wrk's (paired {paired(wrk, oha, 'p50_ms')}); against "
             f"inframock bench's uncorrected figures: p50 {oha['p50_ms'] / ours['uncorrected_p50_ms']:.2f}x, "
-            f"p99 {oha['p99_ms'] / ours['uncorrected_p99_ms']:.2f}x; its runs' stolen CPU time "
-            f"{100 * min(x['stolen'] for x in oha['runs']):.1f}-{100 * max(x['stolen'] for x in oha['runs']):.1f}%"]
+            f"p99 {oha['p99_ms'] / ours['uncorrected_p99_ms']:.2f}x; its runs' stolen CPU time {stolen_range(oha)}"]
 
 
 def evenness(runs, connections):
