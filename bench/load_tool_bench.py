@@ -104,7 +104,10 @@ def ensure_oha():
     built = subprocess.run(["cargo", "install", "oha", "--version", OHA_VERSION, "--locked", "--quiet",
                             "--root", os.path.dirname(os.path.dirname(OHA))], capture_output=True, text=True)
     if built.returncode != 0 or not os.path.exists(OHA):
-        return None, f"`cargo install oha --version {OHA_VERSION}` failed: {built.stderr.strip()[-300:]}"
+        # cargo's own `error:` lines say why; the compiler output above them would fill the report.
+        lines = [line.strip() for line in built.stderr.splitlines() if line.strip()]
+        why = "; ".join(line for line in lines if line.startswith("error")) or (lines[-1] if lines else "")
+        return None, f"`cargo install oha --version {OHA_VERSION}` failed: {why[:300]}"
     return OHA, None
 
 
