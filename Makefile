@@ -49,8 +49,11 @@ status: build
 
 # The stand-in images (minutes of debootstrap and downloads, once per machine) are built while the
 # crate compiles; the tests wait for both. One profile: the tests reuse the release build.
-# The integration tests mostly wait on servers (a moto run of 104 tests used 38 s of CPU in 110 s on
-# 2 cores): 4 at once took 77 s, 6 at once 81 s. RUST_TEST_THREADS set by the caller wins.
+# 4 integration tests at once keep both cores busy: a moto run of 110 tests kept the machine 92%
+# busy for 149 s, most of it in the moto_server processes the tests start (161 of the 217 CPU
+# seconds that process accounting, `sa`, recorded for the processes the tests ran). 4 at once took
+# 77 s, 6 at once 81 s (104 tests, on a faster machine).
+# RUST_TEST_THREADS set by the caller wins.
 test: setup ## the whole test suite (unit + integration against real moto_server and MiniStack, redis-server, memcached, postgres, Docker, headless Chromium)
 	@set -e; mkdir -p target; images=; export RUST_TEST_THREADS=$${RUST_TEST_THREADS:-4}; \
 	if ! command -v chromium >/dev/null; then \
