@@ -33,7 +33,9 @@ if ! have inframock-test/base:2; then
     || { tail -n 20 "$work/debootstrap.log"; exit 1; }
   echo "moto[server] wheels ..."
   python3 -m pip download --quiet --dest "$root/tmp/wheels" -r requirements-dev.txt
-  chroot "$root" /bin/sh -c 'python3 -m venv /opt/moto && /opt/moto/bin/pip install --quiet --no-index --find-links /tmp/wheels "moto[server]"'
+  # A clean environment: the host's pip settings (PIP_FIND_LINKS, PIP_CERT, ...) name host paths.
+  chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+    /bin/sh -c 'python3 -m venv /opt/moto && /opt/moto/bin/pip install --quiet --no-index --find-links /tmp/wheels "moto[server]"'
   rm -rf "$root/tmp/wheels" "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
   echo "docker import ..."
   tar -C "$root" -c . | docker import - inframock-test/base:2 >/dev/null
