@@ -277,10 +277,11 @@ def own(runs, key):
 
 
 def report_load_tool(result):
-    lines = comparison(f"## inframock bench against wrk: hello_hyper, closed loop, "
-                       f"{result.get('accuracy_seconds', result['seconds'])} s per run, median of "
-                       f"{result.get('accuracy_rounds', result['runs'])} "
-                       "alternated runs (tool and server share the 2 cores)", result["accuracy"])
+    # Results recorded before the hello-world comparisons had their own length and rounds lack them.
+    accuracy_runs = (f"{result.get('accuracy_seconds', result['seconds'])} s per run, median of "
+                     f"{result.get('accuracy_rounds', result['runs'])} alternated runs")
+    lines = comparison(f"## inframock bench against wrk: hello_hyper, closed loop, {accuracy_runs} "
+                       "(tool and server share the 2 cores)", result["accuracy"])
     oha = result.get("oha")
     if oha:
         lines[1:1] = ["", f"Control: oha {oha}, built from crates.io, runs after inframock bench in every round."
@@ -289,8 +290,7 @@ def report_load_tool(result):
         cpus = result["pinned_cpus"]
         lines += [""] + comparison(
             f"## The same, the server on CPU {cpus['server']} and the tool on CPU {cpus['tool']} (taskset): "
-            f"{result['accuracy_seconds']} s per run, median of {result.get('accuracy_rounds', result['runs'])} "
-            "alternated runs", result["pinned"])
+            f"{accuracy_runs}", result["pinned"])
     if result.get("delayed"):
         lines += [""] + comparison(
             f"## The same, against a server answering after a {result['delayed_ms']} ms timer (1-2 ms): "
