@@ -27,7 +27,9 @@ server both tools are near 1. At hello-world latencies both are far below it, an
 how a tool's event loop orders its connections' reads and writes, not on its clock: a loop that wrote
 each connection's next request in turn, after every answer read (tried in the tenth session), had
 shares of 0.87-0.95 at 64 connections and 0.54-0.66 at 8, and a p50 1.2-2.9x wrk's at about the same
-throughput.
+throughput. And on its cost per request: with wrk's two `epoll_ctl` calls per request added to
+inframock bench (tried in the thirteenth session), its requests in flight pinned at 64 connections fell
+from 56 to 26 and its p50 from 1.9x wrk's to 0.56-0.91x, at about the same throughput.
 
 Each run also records the share of the machine's CPU time that the hypervisor gave to other guests
 meanwhile (/proc/stat steal; `steal.py`): on a shared host a neighbour's load moves one tool's runs as
