@@ -121,15 +121,9 @@ pub fn steps(spec: &StepSpec<'_>) -> Result<Vec<Load>, String> {
             .map(|r| rate("--rate", r))
             .collect::<Result<Vec<_>, _>>()?
     } else if let Some(range) = spec.rate_ramp {
-        doubling("--rate-ramp", range)?
-            .into_iter()
-            .map(|r| rate("--rate-ramp", r))
-            .collect::<Result<Vec<_>, _>>()?
+        ramp("--rate-ramp", range, rate)?
     } else {
-        doubling("--ramp", spec.ramp.unwrap_or("1..64"))?
-            .into_iter()
-            .map(|c| concurrency("--ramp", c))
-            .collect::<Result<Vec<_>, _>>()?
+        ramp("--ramp", spec.ramp.unwrap_or("1..64"), concurrency)?
     };
     if loads.len() > MAX_STEPS {
         return Err(format!(
@@ -155,6 +149,21 @@ fn number_list(flag: &str, text: &str) -> Result<Vec<f64>, String> {
                 })
         })
         .collect()
+}
+
+/// The loads of a doubling ramp `FROM..TO`. FROM and TO are checked before the steps between
+/// them, so an error names the value that was typed (`--ramp 1..100000` names 100000, not 16384,
+/// the first doubling above the limit).
+fn ramp(
+    flag: &str,
+    text: &str,
+    load: fn(&str, f64) -> Result<Load, String>,
+) -> Result<Vec<Load>, String> {
+    let values = doubling(flag, text)?;
+    for bound in [values.first(), values.last()].into_iter().flatten() {
+        load(flag, *bound)?;
+    }
+    values.into_iter().map(|value| load(flag, value)).collect()
 }
 
 /// `FROM..TO` doubling from FROM; TO is always the last step.
@@ -321,6 +330,19 @@ mod tests {
             ..Default::default()
         })
         .contains("10000"));
+        let too_many = error(StepSpec {
+            ramp: Some("1..100000"),
+            ..Default::default()
+        });
+        assert!(
+            too_many.contains("100000") && too_many.contains("10000"),
+            "{too_many}"
+        );
+        let too_fast = error(StepSpec {
+            rate_ramp: Some("1..1e9"),
+            ..Default::default()
+        });
+        assert!(too_fast.contains("1000000000/s"), "{too_fast}");
         assert!(error(StepSpec {
             rate: Some("0"),
             ..Default::default()
