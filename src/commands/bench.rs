@@ -33,6 +33,9 @@ pub async fn execute(
     settings: Option<&Settings>,
 ) -> Result<ExitCode> {
     let report_kind = args.out.as_deref().map(report_kind).transpose()?;
+    if let Some(path) = &args.out {
+        check_writable(path)?;
+    }
     let target = match AwsUrl::parse(&args.url) {
         Some(aws_url) => aws_target(args, aws_url.map_err(anyhow::Error::msg)?, settings).await?,
         None => {
@@ -44,6 +47,7 @@ pub async fn execute(
                 .map_err(anyhow::Error::msg)?
         }
     };
+    let scenario = args.scenario.as_deref().map(read_scenario).transpose()?;
     let loads = bench::steps(&StepSpec {
         concurrency: args.concurrency.as_deref(),
         ramp: args.ramp.as_deref(),
@@ -92,8 +96,8 @@ pub async fn execute(
         }
     }
     answers_at_all(&target).await?;
-    if let Some(scenario) = &args.scenario {
-        set_scenario(&target, scenario).await?;
+    if let (Some(path), Some(body)) = (&args.scenario, scenario) {
+        set_scenario(&target, path, body).await?;
     }
 
     let plan = RunPlan {
@@ -145,6 +149,52 @@ fn report_kind(path: &Path) -> Result<ReportKind> {
             path.display()
         ),
     }
+}
+
+/// Fails before any load when the report could not be written at the end: its folder is missing,
+/// it names a folder, or it cannot be opened for writing. A run's results are not lost to a typo.
+fn check_writable(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        bail!(
+            "--out {}: that is a folder; name a .html or .svg file in it",
+            path.display()
+        );
+    }
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !folder.is_dir() {
+        bail!(
+            "--out {}: folder {} does not exist; create it or name a file in another folder",
+            path.display(),
+            folder.display()
+        );
+    }
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("--out {}: cannot write the report there", path.display()))?;
+    if !existed {
+        // Only opened to see that it can be: the report is written after the run.
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// The scenario file, read and checked to be JSON before any load (the server judges the rest).
+fn read_scenario(path: &Path) -> Result<Bytes> {
+    let body = std::fs::read(path)
+        .with_context(|| format!("--scenario {}: cannot read the file", path.display()))?;
+    serde_json::from_slice::<serde_json::Value>(&body).map_err(|e| {
+        anyhow::anyhow!(
+            "--scenario {}: it is not JSON ({e}); a scenario is a JSON list such as [[\"fast\", 200, 0]]",
+            path.display()
+        )
+    })?;
+    Ok(Bytes::from(body))
 }
 
 fn read_body(text: &str) -> Result<Bytes> {
@@ -216,13 +266,12 @@ async fn answers_at_all(target: &Target) -> Result<()> {
     }
 }
 
-/// Posts the scenario file to the URL's `/setscenario`, as the scenario seed's instructions do.
-async fn set_scenario(target: &Target, path: &Path) -> Result<()> {
-    let body = std::fs::read(path)
-        .with_context(|| format!("--scenario {}: cannot read the file", path.display()))?;
+/// Posts the scenario (the file at `path`) to the URL's `/setscenario`, as the scenario seed's
+/// instructions do.
+async fn set_scenario(target: &Target, path: &Path, body: Bytes) -> Result<()> {
     let url = format!("{}/setscenario", target.origin);
     let (status, answer) =
-        crate::http_client::post_bytes(&url, Bytes::from(body), Duration::from_secs(30)).await?;
+        crate::http_client::post_bytes(&url, body, Duration::from_secs(30)).await?;
     if !status.is_success() {
         bail!(
             "--scenario {}: {url} answered {status}: {}",

@@ -202,10 +202,25 @@ fn ramp_and_rate_runs_against_the_mock_write_json_html_and_svg() {
 fn bench_refuses_what_it_cannot_measure_before_sending_anything() {
     let dir = tempfile::tempdir().unwrap();
     let port = crate::support::free_port();
-    let cases: [(&[&str], &str); 5] = [
+    std::fs::write(dir.path().join("scenario.json"), "fast, 200, 0").unwrap();
+    std::fs::create_dir(dir.path().join("plots.html")).unwrap();
+    let cases: [(&[&str], &str); 8] = [
         (
             &[&format!("http://127.0.0.1:{port}/")],
             "nothing answers at",
+        ),
+        // A typo in --out or --scenario is found before the run, not after it.
+        (
+            &["http://127.0.0.1:1/", "--out", "missing/report.html"],
+            "folder missing does not exist",
+        ),
+        (
+            &["http://127.0.0.1:1/", "--out", "plots.html"],
+            "that is a folder",
+        ),
+        (
+            &["http://127.0.0.1:1/", "--scenario", "scenario.json"],
+            "scenario.json: it is not JSON",
         ),
         (&["http://192.0.2.10/"], "not this machine"),
         (&["http://127.0.0.1:1/", "--ramp", "8..2"], "FROM is larger"),
@@ -221,6 +236,10 @@ fn bench_refuses_what_it_cannot_measure_before_sending_anything() {
         let stderr = crate::support::text(&output.stderr);
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+    assert!(
+        !dir.path().join("missing").exists() && !dir.path().join("report.png").exists(),
+        "a refused run leaves no file behind"
+    );
 }
 
 /// moto_server on a free port whose authentication can be switched on (`/moto-api/reset-auth`):
