@@ -184,16 +184,13 @@ fn check_writable(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The scenario file, read and checked to be JSON before any load (the server judges the rest).
+/// The scenario file, read and checked before any load by the parser `inframock mock` answers
+/// `/setscenario` with (the seed's `[["BODY", STATUS, DELAY_MS], ...]`; the error names the step).
 fn read_scenario(path: &Path) -> Result<Bytes> {
     let body = std::fs::read(path)
         .with_context(|| format!("--scenario {}: cannot read the file", path.display()))?;
-    serde_json::from_slice::<serde_json::Value>(&body).map_err(|e| {
-        anyhow::anyhow!(
-            "--scenario {}: it is not JSON ({e}); a scenario is a JSON list such as [[\"fast\", 200, 0]]",
-            path.display()
-        )
-    })?;
+    crate::mock::scenario::parse(&body)
+        .map_err(|e| anyhow::anyhow!("--scenario {}: {e}", path.display()))?;
     Ok(Bytes::from(body))
 }
 

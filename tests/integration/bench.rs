@@ -203,8 +203,9 @@ fn bench_refuses_what_it_cannot_measure_before_sending_anything() {
     let dir = tempfile::tempdir().unwrap();
     let port = crate::support::free_port();
     std::fs::write(dir.path().join("scenario.json"), "fast, 200, 0").unwrap();
+    std::fs::write(dir.path().join("object.json"), r#"{"fast": 200}"#).unwrap();
     std::fs::create_dir(dir.path().join("plots.html")).unwrap();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &[&format!("http://127.0.0.1:{port}/")],
             "nothing answers at",
@@ -220,7 +221,11 @@ fn bench_refuses_what_it_cannot_measure_before_sending_anything() {
         ),
         (
             &["http://127.0.0.1:1/", "--scenario", "scenario.json"],
-            "scenario.json: it is not JSON",
+            "scenario.json: the scenario is not valid JSON",
+        ),
+        (
+            &["http://127.0.0.1:1/", "--scenario", "object.json"],
+            "object.json: the scenario must be a JSON list",
         ),
         (&["http://192.0.2.10/"], "not this machine"),
         (&["http://127.0.0.1:1/", "--ramp", "8..2"], "FROM is larger"),
