@@ -151,8 +151,8 @@ fn number_list(flag: &str, text: &str) -> Result<Vec<f64>, String> {
         .collect()
 }
 
-/// The loads of a doubling ramp `FROM..TO`. FROM and TO are checked before the steps between
-/// them, so an error names the value that was typed (`--ramp 1..100000` names 100000, not 16384,
+/// The loads of a doubling ramp `FROM..TO`. TO is checked first, then the steps in order from
+/// FROM, so an error names a value that was typed (`--ramp 1..100000` names 100000, not 16384,
 /// the first doubling above the limit).
 fn ramp(
     flag: &str,
@@ -160,8 +160,8 @@ fn ramp(
     load: fn(&str, f64) -> Result<Load, String>,
 ) -> Result<Vec<Load>, String> {
     let values = doubling(flag, text)?;
-    for bound in [values.first(), values.last()].into_iter().flatten() {
-        load(flag, *bound)?;
+    if let Some(&to) = values.last() {
+        load(flag, to)?;
     }
     values.into_iter().map(|value| load(flag, value)).collect()
 }
