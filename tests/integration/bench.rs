@@ -247,6 +247,66 @@ fn bench_refuses_what_it_cannot_measure_before_sending_anything() {
     );
 }
 
+/// A hostile server on a free port: every connection gets `answer` to its first request (nothing
+/// when `None`: the connection is held open). It stops, closing every connection, when the
+/// returned sender is dropped.
+fn hostile_server(answer: Option<&'static [u8]>) -> (String, std::sync::mpsc::Sender<()>) {
+    use std::io::{Read, Write};
+    use std::sync::mpsc::TryRecvError;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Err(TryRecvError::Empty) = stopped.try_recv() {
+            let Ok((mut stream, _)) = listener.accept() else {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                continue;
+            };
+            let _ = stream.set_nonblocking(false);
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            match answer {
+                Some(bytes) => {
+                    let _ = stream.write_all(bytes);
+                }
+                None => held.push(stream),
+            }
+        }
+    });
+    (url, stop)
+}
+
+#[test]
+fn answers_that_are_not_http_and_answers_that_never_come_are_counted_not_hung_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (garbage, _stop_garbage) = hostile_server(Some(b"HELLO WORLD\r\n\r\n"));
+    let step = &report(&bench(
+        dir.path(),
+        &[&garbage, "--concurrency", "2", "--requests", "6", "--json"],
+    ))["steps"][0];
+    assert_eq!(step["requests"], 0, "{step}");
+    assert_eq!(step["errors"], json!({"malformed answer": 6}), "{step}");
+
+    let (silent, _stop_silent) = hostile_server(None);
+    let step = &report(&bench(
+        dir.path(),
+        &[
+            &silent,
+            "--concurrency",
+            "1",
+            "--requests",
+            "2",
+            "--timeout",
+            "200ms",
+            "--json",
+        ],
+    ))["steps"][0];
+    assert_eq!(step["timeouts"], 2, "{step}");
+    assert_eq!(step["requests"], 0, "{step}");
+}
+
 /// moto_server on a free port whose authentication can be switched on (`/moto-api/reset-auth`):
 /// then it checks every request's SigV4 signature against its IAM keys. Stopped when dropped.
 struct VerifyingMoto {
